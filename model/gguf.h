@@ -1,0 +1,125 @@
+/* gguf.h - a bounds-checked reader of GGUF model files (versions 2 and 3).
+ *
+ * Format (little-endian):
+ *   magic "GGUF" | u32 version | u64 n_tensors | u64 n_kv
+ *   n_kv x { string key | u32 type | value }           (metadata)
+ *   n_tensors x { string name | u32 n_dims | u64 ne[n_dims] | u32 ggml_type | u64 offset }
+ *   padding to general.alignment (default 32), then the tensor data blob; each tensor's
+ *   offset is relative to the blob start.
+ *   string = u64 len | bytes (no NUL); array = u32 elem_type | u64 n | n x elem.
+ *
+ * The whole file is memory-mapped read-only and validated on open (rules R1-R15 of
+ * RELIABILITY.md); nothing outside the mapping is ever read. All pointers returned
+ * below are borrowed until gguf_close(). Not thread-safe for open/close; readers of
+ * an open file may run on any thread.
+ */
+#ifndef CHATD_GGUF_H
+#define CHATD_GGUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum gguf_type {
+    GGUF_TYPE_UINT8 = 0,
+    GGUF_TYPE_INT8 = 1,
+    GGUF_TYPE_UINT16 = 2,
+    GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4,
+    GGUF_TYPE_INT32 = 5,
+    GGUF_TYPE_FLOAT32 = 6,
+    GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8,
+    GGUF_TYPE_ARRAY = 9,
+    GGUF_TYPE_UINT64 = 10,
+    GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12,
+    GGUF_TYPE_COUNT
+};
+
+/* ggml tensor types (the ids stored in GGUF tensor infos). */
+enum ggml_type {
+    GGML_TYPE_F32 = 0,
+    GGML_TYPE_F16 = 1,
+    GGML_TYPE_Q4_0 = 2,
+    GGML_TYPE_Q4_1 = 3,
+    GGML_TYPE_Q5_0 = 6,
+    GGML_TYPE_Q5_1 = 7,
+    GGML_TYPE_Q8_0 = 8,
+    GGML_TYPE_Q8_1 = 9,
+    GGML_TYPE_Q2_K = 10,
+    GGML_TYPE_Q3_K = 11,
+    GGML_TYPE_Q4_K = 12,
+    GGML_TYPE_Q5_K = 13,
+    GGML_TYPE_Q6_K = 14,
+    GGML_TYPE_Q8_K = 15,
+    GGML_TYPE_BF16 = 30,
+    GGML_TYPE_COUNT = 40
+};
+
+/* Block geometry of a ggml type: `block_elems` values stored in `block_bytes` bytes.
+ * Returns false for an unknown type id. */
+bool gguf_type_block(uint32_t ggml_type, uint32_t *block_elems, uint32_t *block_bytes);
+const char *gguf_type_name(uint32_t ggml_type); /* "Q8_0", or "?" */
+
+struct gguf_str {
+    const char *ptr; /* into the mapping; NOT NUL-terminated */
+    uint64_t len;
+};
+
+struct gguf_kv {
+    struct gguf_str key;
+    uint32_t type;       /* enum gguf_type */
+    uint32_t arr_type;   /* element type when type == ARRAY */
+    uint64_t arr_n;      /* element count when type == ARRAY */
+    const uint8_t *data; /* the value (or the first array element) in the mapping */
+};
+
+struct gguf_tensor {
+    struct gguf_str name;
+    uint32_t n_dims;
+    uint64_t ne[4];      /* fastest-first; unused dims are 1 */
+    uint32_t type;       /* enum ggml_type */
+    uint64_t offset;     /* relative to the data blob */
+    uint64_t nbytes;
+    const void *data;    /* in the mapping */
+};
+
+struct gguf_file;
+
+/* Opens and validates `path`. On failure returns a negative code, sets *out to NULL
+ * and writes a one-line message naming the offset and problem into err. */
+int gguf_open(struct gguf_file **out, const char *path, char *err, size_t err_len);
+/* The same over a caller-owned buffer (borrowed until gguf_close), used by fuzzers. */
+int gguf_open_buffer(struct gguf_file **out, const void *buf, size_t len, char *err,
+                     size_t err_len);
+void gguf_close(struct gguf_file *f); /* accepts NULL */
+
+uint32_t gguf_version(const struct gguf_file *f);
+size_t gguf_file_size(const struct gguf_file *f);
+uint32_t gguf_alignment(const struct gguf_file *f);
+
+uint64_t gguf_n_kv(const struct gguf_file *f);
+const struct gguf_kv *gguf_kv_at(const struct gguf_file *f, uint64_t i);
+const struct gguf_kv *gguf_find_kv(const struct gguf_file *f, const char *key); /* or NULL */
+
+/* Typed getters: 0 on success; a negative code when the key is missing or has
+ * another type (R10, R11). Integer getters accept any integer type whose value fits. */
+int gguf_get_u32(const struct gguf_file *f, const char *key, uint32_t *out);
+int gguf_get_i64(const struct gguf_file *f, const char *key, int64_t *out);
+int gguf_get_f32(const struct gguf_file *f, const char *key, float *out);
+int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out);
+/* Copies the string value into a fresh NUL-terminated heap string (caller frees);
+ * refuses strings with embedded NUL bytes. */
+int gguf_get_str(const struct gguf_file *f, const char *key, char **out);
+/* Array accessors: type and count of an array value, then element access. */
+int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t *elem_type, uint64_t *n);
+int gguf_arr_str(const struct gguf_file *f, const char *key, uint64_t i, struct gguf_str *out);
+int gguf_arr_f32(const struct gguf_file *f, const char *key, uint64_t i, float *out);
+int gguf_arr_i32(const struct gguf_file *f, const char *key, uint64_t i, int32_t *out);
+
+uint64_t gguf_n_tensors(const struct gguf_file *f);
+const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);
+const struct gguf_tensor *gguf_find_tensor(const struct gguf_file *f, const char *name);
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package chatd needs to build, run and test.
+# Idempotent: prints nothing and changes nothing when all is present.
+set -euo pipefail
+
+pkgs=(
+    build-essential cmake pkg-config clang
+    libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
+    libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
+    libcurl4-openssl-dev libpcre2-dev libsodium-dev libinih-dev
+    python3 chromium
+)
+# Node.js and npm may come from outside Debian (they then conflict with Debian's npm):
+# ask for Debian's only when the commands are absent.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node packages for the SDK and browser tests live in tests/node (not committed).
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ -f "$here/tests/node/package.json" ] && [ ! -d "$here/tests/node/node_modules" ]; then
+    echo "setup: installing node test packages"
+    (cd "$here/tests/node" && npm install --silent --no-audit --no-fund >/dev/null)
+fi

@@ -1,0 +1,42 @@
+/* main.c - the chatd executable: dispatches to a subcommand. Only this file and the
+ * cli_*.c files may end the process. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"serve", cli_serve, "run the HTTP server"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: chatd COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\nchatd COMMAND --help shows the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "chatd: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
