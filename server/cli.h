@@ -5,5 +5,9 @@
 #define CHATD_CLI_H
 
 int cli_serve(int argc, char **argv);
+/* cli_user.c: accounts and metering on the database (safe while the server runs). */
+int cli_user(int argc, char **argv);
+int cli_key(int argc, char **argv);
+int cli_usage(int argc, char **argv);
 
 #endif

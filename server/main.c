@@ -13,6 +13,9 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
+    {"user", cli_user, "add or list users (user add NAME [--admin] [--quota N], user list)"},
+    {"key", cli_key, "create, revoke or list API keys (key create USER, key revoke PREFIX)"},
+    {"usage", cli_usage, "per-user token usage and cost ([--user NAME] [--since DATE])"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,407 @@
+/* store_messages.c - a session's messages and the end of a chat turn.
+ *
+ * The user's message is committed before inference starts (store_message_append),
+ * so a crash never loses what the user said. The assistant's reply is a `partial`
+ * row rewritten in batches while it streams (store_reply_flush: at most one commit
+ * per flush_interval_ms, because a synchronous=FULL commit costs milliseconds) and
+ * made final together with the request's usage row in one transaction
+ * (store_finish_turn), so a reply is never stored without being billed or billed
+ * without being stored.
+ *
+ * Token ids are stored as a BLOB of little-endian int32 values, whatever the host's
+ * byte order. Called from any thread (see store.h). */
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char sql_msg_next_seq[] =
+    "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1";
+static const char sql_msg_insert[] =
+    "INSERT INTO messages (session_id, seq, role, content, reasoning, n_tokens, tokens, "
+    "fingerprint, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+static const char sql_msg_flush[] =
+    "UPDATE messages SET content = ?2, reasoning = ?3 WHERE id = ?1 AND status = 'partial'";
+static const char sql_msg_final[] =
+    "UPDATE messages SET content = ?2, reasoning = ?3, n_tokens = ?4, tokens = ?5, "
+    "fingerprint = ?6, status = ?7 WHERE id = ?1 AND session_id = ?8";
+static const char sql_msg_list[] =
+    "SELECT id, seq, role, content, reasoning, n_tokens, tokens, fingerprint, status, created_at "
+    "FROM messages WHERE session_id = ?1 ORDER BY seq";
+
+static const char *const status_names[] = {
+    [STORE_MSG_COMPLETE] = "complete",
+    [STORE_MSG_PARTIAL] = "partial",
+    [STORE_MSG_ERROR] = "error",
+};
+
+const char *store_status_name(enum store_msg_status s)
+{
+    if ((unsigned)s < sizeof(status_names) / sizeof(status_names[0]))
+        return status_names[s];
+    return "error";
+}
+
+static enum store_msg_status status_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+        if (s && strcmp(s, status_names[i]) == 0)
+            return (enum store_msg_status)i;
+    return STORE_MSG_ERROR;
+}
+
+static int check_msg(const struct store_msg_in *m)
+{
+    static const char *const roles[] = {"system", "user", "assistant", "tool"};
+    bool role_ok = false;
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+        role_ok |= m->role && strcmp(m->role, roles[i]) == 0;
+    if (!role_ok)
+        return sdb_fail(STORE_EINVAL, "message role '%.32s' is not system|user|assistant|tool",
+                        m->role ? m->role : "(null)");
+    if ((unsigned)m->status > STORE_MSG_ERROR)
+        return sdb_fail(STORE_EINVAL, "message status %d is invalid", (int)m->status);
+    if (m->n_tokens < 0)
+        return sdb_fail(STORE_EINVAL, "message n_tokens %lld is negative", (long long)m->n_tokens);
+    if (m->n_token_ids && !m->token_ids)
+        return sdb_fail(STORE_EINVAL, "message token_ids: NULL with %zu ids", m->n_token_ids);
+    if (m->n_token_ids > (size_t)INT32_MAX / 4)
+        return sdb_fail(STORE_EINVAL, "message token_ids: %zu ids is too many", m->n_token_ids);
+    if (m->fingerprint && strlen(m->fingerprint) > STORE_FINGERPRINT_MAX)
+        return sdb_fail(STORE_EINVAL, "message fingerprint longer than %d bytes",
+                        STORE_FINGERPRINT_MAX);
+    return 0;
+}
+
+/* Binds token ids as a little-endian int32 BLOB (NULL when there are none). */
+static int bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n)
+{
+    if (!ids || n == 0)
+        return sqlite3_bind_null(s, i) == SQLITE_OK ? 0 : sdb_sqlerr(st, SQLITE_ERROR, "bind");
+    unsigned char *buf = malloc(n * 4);
+    if (!buf)
+        return sdb_fail(STORE_ENOMEM, "token ids: out of memory");
+    for (size_t k = 0; k < n; k++) {
+        uint32_t v = (uint32_t)ids[k];
+        buf[4 * k] = (unsigned char)v;
+        buf[4 * k + 1] = (unsigned char)(v >> 8);
+        buf[4 * k + 2] = (unsigned char)(v >> 16);
+        buf[4 * k + 3] = (unsigned char)(v >> 24);
+    }
+    int rc = sqlite3_bind_blob64(s, i, buf, (sqlite3_uint64)n * 4, free);
+    return rc == SQLITE_OK ? 0 : sdb_sqlerr(st, rc, "bind tokens");
+}
+
+/* Inserts message m into the session (whose ownership the caller checked). */
+static int msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
+                      int64_t *id, int64_t *seq)
+{
+    sqlite3_stmt *s = sdb_prep(st, sql_msg_next_seq);
+    if (!s)
+        return STORE_ESQL;
+    int rc = sdb_bind_text(st, s, 1, session_id);
+    rc = rc ? rc : sdb_step(st, s);
+    int64_t next = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sdb_done(s);
+    if (rc != SQLITE_ROW)
+        return rc < 0 ? rc : STORE_ESQL;
+    s = sdb_prep(st, sql_msg_insert);
+    if (!s)
+        return STORE_ESQL;
+    rc = sdb_bind_text(st, s, 1, session_id);
+    rc = rc ? rc : sdb_bind_int(st, s, 2, next);
+    rc = rc ? rc : sdb_bind_text(st, s, 3, m->role);
+    rc = rc ? rc : sdb_bind_text(st, s, 4, m->content);
+    rc = rc ? rc : sdb_bind_text(st, s, 5, m->reasoning);
+    rc = rc ? rc : sdb_bind_int(st, s, 6, m->n_tokens);
+    rc = rc ? rc : bind_tokens(st, s, 7, m->token_ids, m->n_token_ids);
+    rc = rc ? rc : sdb_bind_text(st, s, 8, m->fingerprint);
+    rc = rc ? rc : sdb_bind_text(st, s, 9, store_status_name(m->status));
+    rc = rc ? rc : sdb_bind_int(st, s, 10, sdb_now(st));
+    rc = rc ? rc : sdb_exec_stmt(st, s);
+    sdb_done(s);
+    if (rc)
+        return rc;
+    if (id)
+        *id = sqlite3_last_insert_rowid(st->db);
+    if (seq)
+        *seq = next;
+    return sdb_session_touch(st, session_id);
+}
+
+/* ---- append ---- */
+
+struct append_ctx {
+    int64_t user_id;
+    const char *session_id;
+    const struct store_msg_in *m;
+    int64_t id;
+    int64_t seq;
+};
+
+static int append_tx(struct store *st, void *ctx)
+{
+    struct append_ctx *c = ctx;
+    int rc = sdb_session_owned(st, c->user_id, c->session_id);
+    return rc ? rc : msg_insert(st, c->session_id, c->m, &c->id, &c->seq);
+}
+
+int store_message_append(struct store *st, int64_t user_id, const char *session_id,
+                         const struct store_msg_in *m, int64_t *id, int64_t *seq)
+{
+    if (id)
+        *id = 0;
+    if (seq)
+        *seq = 0;
+    int rc = sdb_check_id("session id", session_id, STORE_ID_MAX);
+    rc = rc ? rc : check_msg(m);
+    if (rc)
+        return rc;
+    struct append_ctx c = {user_id, session_id, m, 0, 0};
+    rc = sdb_run(st, true, append_tx, &c);
+    if (rc == 0 && id)
+        *id = c.id;
+    if (rc == 0 && seq)
+        *seq = c.seq;
+    return rc;
+}
+
+/* ---- streaming reply ---- */
+
+int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
+                      struct store_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct store_msg_in m = {.role = "assistant", .status = STORE_MSG_PARTIAL};
+    int64_t id;
+    int rc = store_message_append(st, user_id, session_id, &m, &id, NULL);
+    if (rc)
+        return rc;
+    r->msg_id = id;
+    r->user_id = user_id;
+    snprintf(r->session_id, sizeof(r->session_id), "%s", session_id);
+    r->last_flush_ms = sdb_now(st);
+    return 0;
+}
+
+struct flush_ctx {
+    const struct store_reply *r;
+    const char *content;
+    const char *reasoning;
+};
+
+static int flush_tx(struct store *st, void *ctx)
+{
+    struct flush_ctx *c = ctx;
+    sqlite3_stmt *s = sdb_prep(st, sql_msg_flush);
+    if (!s)
+        return STORE_ESQL;
+    int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
+    rc = rc ? rc : sdb_bind_text(st, s, 2, c->content);
+    rc = rc ? rc : sdb_bind_text(st, s, 3, c->reasoning);
+    rc = rc ? rc : sdb_exec_stmt(st, s);
+    sdb_done(s);
+    if (rc == 0 && sqlite3_changes(st->db) == 0)
+        rc = sdb_fail(STORE_ENOTFOUND, "reply message %lld is gone or finished",
+                      (long long)c->r->msg_id);
+    return rc;
+}
+
+int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
+                      const char *reasoning, bool force)
+{
+    if (!r->msg_id)
+        return sdb_fail(STORE_EINVAL, "reply was not begun");
+    int64_t now = sdb_now(st);
+    if (!force && now - r->last_flush_ms < st->p.flush_interval_ms)
+        return 0;
+    struct flush_ctx c = {r, content, reasoning};
+    int rc = sdb_run(st, true, flush_tx, &c);
+    if (rc)
+        return rc;
+    r->last_flush_ms = now;
+    r->n_flushes++;
+    return 1;
+}
+
+/* ---- finishing a turn ---- */
+
+struct finish_ctx {
+    const struct store_reply *r;
+    const struct store_msg_in *m;
+    const struct store_usage_in *u;
+    int64_t msg_id;
+    struct store_usage usage;
+};
+
+/* Rewrites the streaming reply's row as the final message. When the row is gone (the
+ * session was deleted mid-stream) nothing is stored and msg_id stays 0. */
+static int finish_update(struct store *st, struct finish_ctx *c)
+{
+    sqlite3_stmt *s = sdb_prep(st, sql_msg_final);
+    if (!s)
+        return STORE_ESQL;
+    const struct store_msg_in *m = c->m;
+    int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
+    rc = rc ? rc : sdb_bind_text(st, s, 2, m->content);
+    rc = rc ? rc : sdb_bind_text(st, s, 3, m->reasoning);
+    rc = rc ? rc : sdb_bind_int(st, s, 4, m->n_tokens);
+    rc = rc ? rc : bind_tokens(st, s, 5, m->token_ids, m->n_token_ids);
+    rc = rc ? rc : sdb_bind_text(st, s, 6, m->fingerprint);
+    rc = rc ? rc : sdb_bind_text(st, s, 7, store_status_name(m->status));
+    rc = rc ? rc : sdb_bind_text(st, s, 8, c->r->session_id);
+    rc = rc ? rc : sdb_exec_stmt(st, s);
+    sdb_done(s);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(st->db) == 1) {
+        c->msg_id = c->r->msg_id;
+        return sdb_session_touch(st, c->r->session_id);
+    }
+    return 0;
+}
+
+static int finish_tx(struct store *st, void *ctx)
+{
+    struct finish_ctx *c = ctx;
+    c->msg_id = 0;
+    int rc = 0;
+    if (c->r) {
+        rc = finish_update(st, c);
+    } else {
+        /* A session deleted before the reply was stored: bill the request anyway. */
+        rc = sdb_session_owned(st, c->u->user_id, c->u->session_id);
+        if (rc == 0)
+            rc = msg_insert(st, c->u->session_id, c->m, &c->msg_id, NULL);
+        else if (rc == STORE_ENOTFOUND)
+            rc = 0;
+    }
+    if (rc)
+        return rc;
+    return sdb_usage_insert(st, c->u, &c->usage);
+}
+
+int store_finish_turn(struct store *st, const struct store_reply *r, const struct store_msg_in *reply,
+                      const struct store_usage_in *u, int64_t *msg_id, struct store_usage *usage)
+{
+    if (msg_id)
+        *msg_id = 0;
+    if (usage)
+        memset(usage, 0, sizeof(*usage));
+    int rc = check_msg(reply);
+    if (rc)
+        return rc;
+    if (!u->session_id || sdb_check_id("session id", u->session_id, STORE_ID_MAX) != 0)
+        return sdb_fail(STORE_EINVAL, "finish turn: usage has no valid session id");
+    if (r && (r->user_id != u->user_id || strcmp(r->session_id, u->session_id) != 0))
+        return sdb_fail(STORE_EINVAL, "finish turn: reply and usage name different sessions");
+    if (strcmp(reply->role, "assistant") != 0)
+        return sdb_fail(STORE_EINVAL, "finish turn: reply role is '%.32s', not assistant",
+                        reply->role);
+    struct finish_ctx c = {.r = r, .m = reply, .u = u};
+    rc = sdb_run(st, true, finish_tx, &c);
+    if (rc)
+        return rc;
+    if (msg_id)
+        *msg_id = c.msg_id;
+    if (usage)
+        *usage = c.usage;
+    return 0;
+}
+
+/* ---- listing ---- */
+
+void store_messages_free(struct store_message *arr, size_t n)
+{
+    if (!arr)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(arr[i].content);
+        free(arr[i].reasoning);
+        free(arr[i].token_ids);
+    }
+    free(arr);
+}
+
+static int msg_from_row(sqlite3_stmt *s, struct store_message *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = sqlite3_column_int64(s, 0);
+    m->seq = sqlite3_column_int64(s, 1);
+    sdb_col_copy(s, 2, m->role, sizeof(m->role));
+    m->content = sdb_col_strdup(s, 3);
+    m->reasoning = sdb_col_strdup(s, 4);
+    m->n_tokens = sqlite3_column_int64(s, 5);
+    const unsigned char *blob = sqlite3_column_blob(s, 6);
+    size_t bytes = (size_t)sqlite3_column_bytes(s, 6);
+    if (blob && bytes >= 4) {
+        m->n_token_ids = bytes / 4;
+        m->token_ids = malloc(m->n_token_ids * sizeof(*m->token_ids));
+        if (m->token_ids) {
+            for (size_t k = 0; k < m->n_token_ids; k++) {
+                const unsigned char *b = blob + 4 * k;
+                uint32_t v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                             (uint32_t)b[3] << 24;
+                m->token_ids[k] = (int32_t)v;
+            }
+        }
+    }
+    sdb_col_copy(s, 7, m->fingerprint, sizeof(m->fingerprint));
+    m->status = status_parse((const char *)sqlite3_column_text(s, 8));
+    m->created_ms = sqlite3_column_int64(s, 9);
+    if (!m->content || !m->reasoning || (m->n_token_ids && !m->token_ids))
+        return sdb_fail(STORE_ENOMEM, "message list: out of memory");
+    return 0;
+}
+
+struct list_ctx {
+    int64_t user_id;
+    const char *session_id;
+    struct store_message *arr;
+    size_t n;
+};
+
+static int list_tx(struct store *st, void *ctx)
+{
+    struct list_ctx *c = ctx;
+    store_messages_free(c->arr, c->n);
+    c->arr = NULL;
+    c->n = 0;
+    int rc = sdb_session_owned(st, c->user_id, c->session_id);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = sdb_prep(st, sql_msg_list);
+    if (!s)
+        return STORE_ESQL;
+    rc = sdb_bind_text(st, s, 1, c->session_id);
+    while (rc == 0 && (rc = sdb_step(st, s)) == SQLITE_ROW) {
+        struct store_message *m = sdb_grow((void **)&c->arr, c->n, sizeof(*m));
+        if (!m) {
+            rc = sdb_fail(STORE_ENOMEM, "message list: out of memory");
+            break;
+        }
+        rc = msg_from_row(s, m);
+        c->n++; /* counted even on failure so that its strings are freed */
+    }
+    sdb_done(s);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+int store_message_list(struct store *st, int64_t user_id, const char *session_id,
+                       struct store_message **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (sdb_check_id("session id", session_id, STORE_ID_MAX) != 0)
+        return sdb_fail(STORE_ENOTFOUND, "session not found");
+    struct list_ctx c = {user_id, session_id, NULL, 0};
+    int rc = sdb_run(st, false, list_tx, &c);
+    if (rc) {
+        store_messages_free(c.arr, c.n);
+        return rc;
+    }
+    *out = c.arr;
+    *n = c.n;
+    return 0;
+}
