@@ -1,13 +1,19 @@
-/* srv.c - `chatd serve`: the server's lifecycle. Start-up runs in order config -> log ->
- * HTTP; shutdown (SIGINT/SIGTERM) runs in reverse: stop accepting, let in-flight
- * responses finish for at most shutdown_timeout_s, stop the daemon. Signals are blocked
- * in every thread and taken synchronously by the main thread with sigwait. */
+/* srv.c - `chatd serve`: the server's lifecycle and shared state. Start-up runs config ->
+ * log -> store -> model(s) and engine -> HTTP; shutdown (SIGINT/SIGTERM) runs in reverse:
+ * stop accepting, cancel generations, let in-flight responses finish for at most
+ * shutdown_timeout_s, stop the daemon, stop the engine, close the model and the store.
+ * Signals are blocked in every thread and taken synchronously by the main thread. */
+#include "api.h"
 #include "cli.h"
 #include "log.h"
+#include "models.h"
 #include "srv.h"
+#include "store.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +28,289 @@ void srv_count_request(struct srv *s, unsigned status)
         atomic_fetch_add(&s->n_errors, 1);
 }
 
-int srv_authenticate(struct http_req *r, bool admin_only)
+const struct srv_model *srv_find_model(const struct srv *s, const char *id)
 {
-    r->user_id = 1;
-    r->is_admin = true;
+    for (int i = 0; i < s->n_models; i++)
+        if (strcmp(s->models[i].id, id) == 0)
+            return &s->models[i];
+    return NULL;
+}
+
+const char *srv_default_model_id(const struct srv *s)
+{
+    return s->n_models ? s->models[0].id : "";
+}
+
+/* ---- per-user meters (guarded by meter_mu) ---- */
+
+static struct srv_meter *meter_of(struct srv *s, int64_t user_id)
+{
+    for (int i = 0; i < s->n_meters; i++)
+        if (s->meters[i].user_id == user_id)
+            return &s->meters[i];
+    if (s->n_meters == SRV_MAX_METER_USERS)
+        return NULL;
+    struct srv_meter *m = &s->meters[s->n_meters++];
+    memset(m, 0, sizeof(*m));
+    m->user_id = user_id;
+    return m;
+}
+
+int64_t srv_quota_reserved(struct srv *s, int64_t user_id)
+{
+    pthread_mutex_lock(&s->meter_mu);
+    struct srv_meter *m = meter_of(s, user_id);
+    int64_t v = m ? m->reserved_tokens : 0;
+    pthread_mutex_unlock(&s->meter_mu);
+    return v;
+}
+
+void srv_quota_reserve(struct srv *s, int64_t user_id, int64_t delta)
+{
+    pthread_mutex_lock(&s->meter_mu);
+    struct srv_meter *m = meter_of(s, user_id);
+    if (m)
+        m->reserved_tokens += delta;
+    pthread_mutex_unlock(&s->meter_mu);
+}
+
+void srv_meter_add(struct srv *s, int64_t user_id, const struct store_usage *u)
+{
+    pthread_mutex_lock(&s->meter_mu);
+    struct srv_meter *m = meter_of(s, user_id);
+    if (m) {
+        m->requests++;
+        m->input_hit += (uint64_t)u->cached_tokens;
+        m->input_miss += (uint64_t)(u->prompt_tokens - u->cached_tokens);
+        m->output += (uint64_t)u->completion_tokens;
+        m->reasoning += (uint64_t)u->reasoning_tokens;
+        m->cost_micros += u->cost_micros;
+    }
+    pthread_mutex_unlock(&s->meter_mu);
+}
+
+/* ---- /metrics ---- */
+
+struct strbuf_lite {
+    char *p;
+    size_t len, cap;
+};
+
+static void metric(struct strbuf_lite *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void metric(struct strbuf_lite *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return;
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+int api_metrics(struct http_req *r)
+{
+    struct srv *s = r->srv;
+    struct strbuf_lite b = {malloc(4096), 0, 4096};
+    if (!b.p)
+        return http_send_error(r, 500, "server_error", NULL, NULL, "out of memory");
+    metric(&b, "# TYPE chatd_requests_total counter\nchatd_requests_total %llu\n",
+           (unsigned long long)s->n_requests);
+    metric(&b, "# TYPE chatd_request_errors_total counter\nchatd_request_errors_total %llu\n",
+           (unsigned long long)s->n_errors);
+    metric(&b, "# TYPE chatd_uptime_seconds gauge\nchatd_uptime_seconds %lld\n",
+           (long long)(time(NULL) - s->started));
+    metric(&b, "# TYPE chatd_active_connections gauge\nchatd_active_connections %d\n", http_active());
+    static const char *hist[] = {"1", "4", "16", "64", "256", "+Inf"};
+    for (int i = 0; i < s->n_models; i++) {
+        struct eng_stats st;
+        eng_get_stats(s->models[i].eng, &st);
+        const char *id = s->models[i].id;
+        metric(&b, "chatd_queue_depth{model=\"%s\"} %u\n", id, st.queued);
+        metric(&b, "chatd_active_sequences{model=\"%s\"} %u\n", id, st.active);
+        metric(&b, "chatd_tokens_prefilled_total{model=\"%s\"} %llu\n", id,
+               (unsigned long long)st.tokens_prefilled);
+        metric(&b, "chatd_tokens_generated_total{model=\"%s\"} %llu\n", id,
+               (unsigned long long)st.tokens_generated);
+        metric(&b, "chatd_forward_steps_total{model=\"%s\"} %llu\n", id, (unsigned long long)st.steps);
+        uint64_t cum = 0;
+        for (int k = 0; k < 6; k++) {
+            cum += st.batch_hist[k];
+            metric(&b, "chatd_batch_tokens_bucket{model=\"%s\",le=\"%s\"} %llu\n", id, hist[k],
+                   (unsigned long long)cum);
+        }
+        metric(&b, "chatd_batch_tokens_count{model=\"%s\"} %llu\n", id, (unsigned long long)cum);
+    }
+    metric(&b, "# TYPE chatd_user_tokens_total counter\n");
+    pthread_mutex_lock(&s->meter_mu);
+    for (int i = 0; i < s->n_meters; i++) {
+        const struct srv_meter *m = &s->meters[i];
+        long long u = (long long)m->user_id;
+        metric(&b, "chatd_user_requests_total{user_id=\"%lld\"} %llu\n", u, (unsigned long long)m->requests);
+        metric(&b, "chatd_user_tokens_total{user_id=\"%lld\",kind=\"input_hit\"} %llu\n", u, (unsigned long long)m->input_hit);
+        metric(&b, "chatd_user_tokens_total{user_id=\"%lld\",kind=\"input_miss\"} %llu\n", u, (unsigned long long)m->input_miss);
+        metric(&b, "chatd_user_tokens_total{user_id=\"%lld\",kind=\"output\"} %llu\n", u, (unsigned long long)m->output);
+        metric(&b, "chatd_user_tokens_total{user_id=\"%lld\",kind=\"reasoning\"} %llu\n", u, (unsigned long long)m->reasoning);
+        metric(&b, "chatd_user_cost_micros_total{user_id=\"%lld\"} %lld\n", u, (long long)m->cost_micros);
+    }
+    pthread_mutex_unlock(&s->meter_mu);
+    int rc = http_send_bytes(r, 200, "text/plain; version=0.0.4", b.p, b.len, true);
+    free(b.p);
+    return rc;
+}
+
+/* ---- session meter ---- */
+
+json_t *srv_session_meter(struct srv *s, int64_t user_id, const struct store_session *sess)
+{
+    const struct srv_model *sm = srv_find_model(s, sess->model);
+    if (!sm && s->n_models)
+        sm = &s->models[0];
+    struct store_message *msgs;
+    size_t n;
+    if (!sm || store_message_list(s->store, user_id, sess->id, &msgs, &n) != 0)
+        return NULL;
+    json_t *turns = json_array();
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += msgs[i].n_tokens;
+        json_array_append_new(turns, json_pack("{s:I, s:s, s:I, s:s}", "seq", (json_int_t)msgs[i].seq,
+                                               "role", msgs[i].role, "n_tokens",
+                                               (json_int_t)msgs[i].n_tokens, "status",
+                                               store_status_name(msgs[i].status)));
+    }
+    store_messages_free(msgs, n);
+    uint32_t n_ctx = eng_n_ctx(sm->eng);
+    return json_pack("{s:o, s:I, s:I, s:f, s:b, s:s}", "turns", turns, "stored_tokens",
+                     (json_int_t)total, "n_ctx", (json_int_t)n_ctx, "context_fill",
+                     n_ctx ? (double)total / n_ctx : 0.0, "kv_resident",
+                     eng_is_resident(sm->eng, user_id, sess->id), "model", sm->id);
+}
+
+/* ---- start-up ---- */
+
+/* The model to serve: the configured file, else the first .gguf in model_dir. Returns a
+ * heap path or NULL with a message in err. */
+static char *resolve_model(const struct chatd_config *cfg, char *err, size_t err_len)
+{
+    if (cfg->model_path[0])
+        return strdup(cfg->model_path);
+    char *dir = cfg_expand_home(cfg->model_dir);
+    DIR *d = dir ? opendir(dir) : NULL;
+    char *best = NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0 && (!best || strcmp(e->d_name, best) < 0)) {
+            free(best);
+            best = strdup(e->d_name);
+        }
+    }
+    if (d)
+        closedir(d);
+    char *path = NULL;
+    if (best) {
+        size_t len = strlen(dir) + strlen(best) + 2;
+        path = malloc(len);
+        if (path)
+            snprintf(path, len, "%s/%s", dir, best);
+    } else {
+        snprintf(err, err_len, "no model: pass --model FILE.gguf or put one in %s", dir ? dir : cfg->model_dir);
+    }
+    free(best);
+    free(dir);
+    return path;
+}
+
+/* "dir/Qwen2.5-0.5B.Q8_0.gguf" -> "Qwen2.5-0.5B.Q8_0" */
+static void model_id_from_path(const char *path, char *out, size_t len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(out, len, "%s", base);
+    size_t n = strlen(out);
+    if (n > 5 && strcmp(out + n - 5, ".gguf") == 0)
+        out[n - 5] = 0;
+    for (char *p = out; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '-';
+}
+
+static void store_log(void *user, int level, const char *msg)
+{
+    log_write(level <= STORE_LOG_DEBUG ? LOG_DEBUG : level == STORE_LOG_INFO ? LOG_INFO
+              : level == STORE_LOG_WARN ? LOG_WARN : LOG_ERROR, "store %s", msg);
+}
+
+static int open_store(struct srv *s, char *err, size_t err_len)
+{
+    struct store_params sp = store_default_params();
+    sp.log = store_log;
+    if (store_open(s->cfg->db_path, &sp, &s->store, err, err_len) != 0)
+        return -1;
+    struct store_user u;
+    if (store_user_local(s->store, &u) != 0) {
+        snprintf(err, err_len, "database %s: cannot create the local user: %s", s->cfg->db_path, store_errmsg());
+        return -1;
+    }
+    s->local_user_id = u.id;
+    for (size_t i = 0; i < s->cfg->n_prices; i++) {
+        const struct cfg_price *p = &s->cfg->prices[i];
+        if (store_price_sync(s->store, p->model, p->input_miss, p->input_hit, p->output) < 0) {
+            snprintf(err, err_len, "pricing.%s: %s", p->model, store_errmsg());
+            return -1;
+        }
+    }
     return 0;
+}
+
+static int open_models(struct srv *s, char *err, size_t err_len)
+{
+    char *path = resolve_model(s->cfg, err, err_len);
+    if (!path)
+        return -1;
+    s->models = calloc(1, sizeof(*s->models));
+    if (!s->models) {
+        free(path);
+        return -1;
+    }
+    char id[128];
+    if (s->cfg->model_id[0])
+        snprintf(id, sizeof(id), "%s", s->cfg->model_id);
+    else
+        model_id_from_path(path, id, sizeof(id));
+    int rc = srv_model_open(&s->models[0], path, id, s->cfg, err, err_len);
+    if (rc == 0) {
+        s->n_models = 1;
+        const struct srv_model *sm = &s->models[0];
+        log_info("model id=%s path=%s arch=%s params=%llu type=%s n_ctx=%u slots=%lld backend=%s template=%s",
+                 sm->id, path, mdl_arch_name(sm->mdl), (unsigned long long)mdl_n_params(sm->mdl),
+                 mdl_weight_type(sm->mdl), mdl_n_ctx(sm->mdl), (long long)s->cfg->parallel,
+                 mdl_backend_ops(sm->mdl)->name, sm->template_name);
+    }
+    free(path);
+    return rc;
+}
+
+static void close_all(struct srv *s)
+{
+    for (int i = 0; i < s->n_models; i++)
+        srv_model_close(&s->models[i]);
+    free(s->models);
+    store_close(s->store);
 }
 
 /* Waits for in-flight requests to finish, at most timeout_s seconds. */
@@ -60,23 +344,34 @@ int cli_serve(int argc, char **argv)
     static struct srv s;
     s.cfg = &cfg;
     s.started = time(NULL);
+    pthread_mutex_init(&s.meter_mu, NULL);
+    if (open_store(&s, err, sizeof(err)) != 0 || open_models(&s, err, sizeof(err)) != 0) {
+        log_error("start failed error=\"%s\"", err);
+        close_all(&s);
+        cfg_fini(&cfg);
+        return 1;
+    }
     s.daemon = http_start(&s, cfg.host, (int)cfg.port, (int)cfg.max_connections,
                           (int)cfg.connection_timeout_s, srv_routes, err, sizeof(err));
     if (!s.daemon) {
         log_error("start failed error=\"%s\"", err);
+        close_all(&s);
         cfg_fini(&cfg);
         return 1;
     }
-    log_info("listening address=http://%s:%lld", cfg.host, (long long)cfg.port);
+    log_info("listening address=http://%s:%lld auth=%s db=%s", cfg.host, (long long)cfg.port,
+             cfg.auth_mode, cfg.db_path);
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    log_info("shutdown signal=%s in_flight=%d", sig == SIGINT ? "SIGINT" : "SIGTERM",
-             http_active());
+    log_info("shutdown signal=%s in_flight=%d", sig == SIGINT ? "SIGINT" : "SIGTERM", http_active());
     s.stopping = true;
     MHD_quiesce_daemon(s.daemon);
     drain((int)cfg.shutdown_timeout_s);
+    for (int i = 0; i < s.n_models; i++)
+        eng_stop(s.models[i].eng), s.models[i].eng = NULL;
     MHD_stop_daemon(s.daemon);
+    close_all(&s);
     log_info("stopped");
     cfg_fini(&cfg);
     return 0;

@@ -1,0 +1,198 @@
+/* api_sessions.c - /v1/sessions: create, list (paged, newest first), get (with its
+ * token meter), messages, update, delete. Every call is scoped to the caller: another
+ * user's session answers 404 exactly like a missing one. */
+#include "api.h"
+#include "oai.h"
+#include "srv.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int api_store_error(struct http_req *r, int rc, const char *what)
+{
+    if (rc == STORE_ENOTFOUND)
+        return http_send_error(r, 404, "invalid_request_error", NULL, "not_found",
+                               "%s not found", what);
+    if (rc == STORE_EINVAL)
+        return http_send_error(r, 400, "invalid_request_error", NULL, "invalid_value", "%s",
+                               store_errmsg());
+    if (rc == STORE_EEXISTS)
+        return http_send_error(r, 409, "invalid_request_error", NULL, "conflict", "%s already exists",
+                               what);
+    return http_send_error(r, 503, "server_error", NULL, "storage_unavailable",
+                           "the database is unavailable (%s); nothing was changed", store_strerror(rc));
+}
+
+json_t *api_session_json(const struct store_session *s)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "id", s->id, "object",
+                     "session", "title", s->title, "model", s->model, "system_prompt",
+                     s->system_prompt, "created_at", (json_int_t)(s->created_ms / 1000),
+                     "updated_at", (json_int_t)(s->updated_ms / 1000), "n_messages",
+                     (json_int_t)s->n_messages, "n_tokens", (json_int_t)s->n_tokens);
+}
+
+/* Reads an optional string field; -1 (400 sent) when present but not a string. */
+static int opt_string(struct http_req *r, json_t *body, const char *key, size_t max,
+                      const char **out)
+{
+    json_t *v = json_object_get(body, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) > max) {
+        http_send_error(r, 400, "invalid_request_error", key, "invalid_value",
+                        "%s must be a string of at most %zu bytes", key, max);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+int api_session_create(struct http_req *r)
+{
+    json_t *body = r->body_len ? http_body_json(r) : json_object();
+    if (!body)
+        return 0;
+    const char *title, *model, *sys;
+    int rc = -1;
+    if (opt_string(r, body, "title", 1024, &title) || opt_string(r, body, "model", 256, &model) ||
+        opt_string(r, body, "system_prompt", 1 << 20, &sys))
+        goto out;
+    if (model && !srv_find_model(r->srv, model)) {
+        http_send_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                        "model '%.64s' does not exist", model);
+        goto out;
+    }
+    struct store_session s;
+    rc = store_session_create(r->srv->store, r->user_id, title, model ? model : srv_default_model_id(r->srv), sys, &s);
+    if (rc != 0) {
+        api_store_error(r, rc, "session");
+        goto out;
+    }
+    http_send_json(r, 200, api_session_json(&s));
+    store_session_fini(&s);
+out:
+    json_decref(body);
+    return 0;
+}
+
+int api_session_list(struct http_req *r)
+{
+    const char *lim = http_query(r, "limit");
+    const char *after = http_query(r, "after");
+    int limit = lim ? atoi(lim) : 20;
+    if (limit < 1 || limit > 1000)
+        return http_send_error(r, 400, "invalid_request_error", "limit", "invalid_value",
+                               "limit must be between 1 and 1000");
+    if (after && !oai_valid_id(after, STORE_ID_MAX))
+        return http_send_error(r, 400, "invalid_request_error", "after", "invalid_value",
+                               "after is not a session id");
+    struct store_session *arr;
+    size_t n;
+    bool more;
+    int rc = store_session_list(r->srv->store, r->user_id, after, limit, &arr, &n, &more);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(data, api_session_json(&arr[i]));
+    json_t *j = json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", more);
+    if (n)
+        json_object_set_new(j, "last_id", json_string(arr[n - 1].id));
+    store_sessions_free(arr, n);
+    return http_send_json(r, 200, j);
+}
+
+/* Validates the {id} capture; sends 404 for ids that cannot exist. */
+static const char *session_param(struct http_req *r)
+{
+    if (!oai_valid_id(r->params[0], STORE_ID_MAX)) {
+        http_send_error(r, 404, "invalid_request_error", NULL, "not_found", "session not found");
+        return NULL;
+    }
+    return r->params[0];
+}
+
+int api_session_get(struct http_req *r)
+{
+    const char *id = session_param(r);
+    if (!id)
+        return 0;
+    struct store_session s;
+    int rc = store_session_get(r->srv->store, r->user_id, id, &s);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    json_t *j = api_session_json(&s);
+    json_t *meter = srv_session_meter(r->srv, r->user_id, &s);
+    if (meter)
+        json_object_set_new(j, "meter", meter);
+    store_session_fini(&s);
+    return http_send_json(r, 200, j);
+}
+
+json_t *api_message_json(const struct store_message *m)
+{
+    return json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "id", (json_int_t)m->id, "seq",
+                     (json_int_t)m->seq, "role", m->role, "content", m->content,
+                     "reasoning_content", m->reasoning, "n_tokens", (json_int_t)m->n_tokens,
+                     "status", store_status_name(m->status), "created_at",
+                     (json_int_t)(m->created_ms / 1000));
+}
+
+int api_session_messages(struct http_req *r)
+{
+    const char *id = session_param(r);
+    if (!id)
+        return 0;
+    struct store_message *msgs;
+    size_t n;
+    int rc = store_message_list(r->srv->store, r->user_id, id, &msgs, &n);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(data, api_message_json(&msgs[i]));
+    store_messages_free(msgs, n);
+    return http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+int api_session_update(struct http_req *r)
+{
+    const char *id = session_param(r);
+    if (!id)
+        return 0;
+    json_t *body = http_body_json(r);
+    if (!body)
+        return 0;
+    const char *title, *sys;
+    if (opt_string(r, body, "title", 1024, &title) ||
+        opt_string(r, body, "system_prompt", 1 << 20, &sys)) {
+        json_decref(body);
+        return 0;
+    }
+    int rc = store_session_update(r->srv->store, r->user_id, id, title, sys);
+    json_decref(body);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    struct store_session s;
+    rc = store_session_get(r->srv->store, r->user_id, id, &s);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    json_t *j = api_session_json(&s);
+    store_session_fini(&s);
+    return http_send_json(r, 200, j);
+}
+
+int api_session_delete(struct http_req *r)
+{
+    const char *id = session_param(r);
+    if (!id)
+        return 0;
+    int rc = store_session_delete(r->srv->store, r->user_id, id);
+    if (rc != 0)
+        return api_store_error(r, rc, "session");
+    return http_send_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", id, "object",
+                                            "session.deleted", "deleted", 1));
+}
