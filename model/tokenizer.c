@@ -766,12 +766,16 @@ int tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, unsigned
     if (!buf)
         return TOK_ENOMEM;
     size_t o = 0;
+    bool strip = flags & TOK_DECODE_STRIP_SPACE;
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *p = piece_of(v, ids[i], flags & TOK_DECODE_SPECIAL, &len);
-        if (i == 0 && (flags & TOK_DECODE_STRIP_SPACE) && len && p[0] == ' ') {
-            p++;
-            len--;
+        if (strip && len) {
+            if (p[0] == ' ') {
+                p++;
+                len--;
+            }
+            strip = false;
         }
         memcpy(buf + o, p, len);
         o += len;

@@ -95,7 +95,7 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
 int tok_piece(const struct tok_vocab *v, int32_t id, char *buf, size_t len, bool special);
 
 #define TOK_DECODE_SPECIAL 1u      /* render CONTROL/UNKNOWN token text */
-#define TOK_DECODE_STRIP_SPACE 2u  /* drop one leading space of the first piece (SPM prefix) */
+#define TOK_DECODE_STRIP_SPACE 2u  /* drop a leading space of the first non-empty piece (SPM prefix) */
 
 /* Concatenated pieces of n ids into *out (caller frees with free(); NUL-terminated
  * for convenience, *out_len excludes the NUL). No space clean-up is applied, so

@@ -5,5 +5,8 @@
 #define CHATD_CLI_H
 
 int cli_serve(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_detokenize(int argc, char **argv);
 
 #endif

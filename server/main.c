@@ -13,6 +13,9 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
+    {"info", cli_info, "describe a GGUF model file"},
+    {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
+    {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
 };
 
 static void usage(FILE *out)
