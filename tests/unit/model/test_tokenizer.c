@@ -508,7 +508,7 @@ static int load_small(int bad)
 {
     struct gguf_writer *w = gguf_writer_new();
     float scores[5] = {0, 0, 0, 0, -1};
-    int32_t types[5] = {2, 3, 3, 6, 1};
+    int32_t types[6] = {2, 3, 3, 6, 1, 1};
     const char *t[5];
     memcpy(t, toks5, sizeof(t));
     if (bad == 4)
