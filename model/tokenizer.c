@@ -93,13 +93,24 @@ int32_t tok_find(const struct tok_vocab *v, const char *text)
     return tok_findn(v, text, strlen(text));
 }
 
+/* Slot of a merge key: a full 64-bit mix, so both ids reach the low bits. */
+static size_t merge_slot(const struct tok_vocab *v, uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    key *= 0xc4ceb9fe1a85ec53ull;
+    key ^= key >> 33;
+    return (size_t)key & v->m_mask;
+}
+
 bool tok_merge_lookup(const struct tok_vocab *v, int32_t left, int32_t right, uint32_t *rank,
                       int32_t *merged)
 {
     if (!v->mkey || left < 0 || right < 0)
         return false;
     uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
-    size_t h = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17) & v->m_mask;
+    size_t h = merge_slot(v, key);
     while (v->mkey[h]) {
         if (v->mkey[h] == key) {
             *rank = (uint32_t)(v->mval[h] >> 32);
@@ -222,7 +233,7 @@ static int check_byte_tokens(struct tok_vocab *v, char *err, size_t err_len)
 static void merge_insert(struct tok_vocab *v, int32_t l, int32_t r, uint32_t rank, int32_t m)
 {
     uint64_t key = ((uint64_t)(uint32_t)l << 32 | (uint32_t)r) + 1;
-    size_t h = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17) & v->m_mask;
+    size_t h = merge_slot(v, key);
     while (v->mkey[h]) {
         if (v->mkey[h] == key)
             return; /* a duplicate merge keeps its first (best) rank */
