@@ -9,5 +9,8 @@ int cli_serve(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_usage(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_detokenize(int argc, char **argv);
 
 #endif

@@ -16,6 +16,9 @@ static const struct command commands[] = {
     {"user", cli_user, "add or list users (user add NAME [--admin] [--quota N], user list)"},
     {"key", cli_key, "create, revoke or list API keys (key create USER, key revoke PREFIX)"},
     {"usage", cli_usage, "per-user token usage and cost ([--user NAME] [--since DATE])"},
+    {"info", cli_info, "describe a GGUF model file"},
+    {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
+    {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
 };
 
 static void usage(FILE *out)
