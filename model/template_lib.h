@@ -1,0 +1,97 @@
+/* template_lib.h - private to the template interpreter: the render context shared by
+ * template_eval.c (statements, expressions) and template_lib.c (value operations,
+ * filters, tests, methods, globals). Not part of the model/ interface. */
+#ifndef CHATD_TEMPLATE_LIB_H
+#define CHATD_TEMPLATE_LIB_H
+
+#include "template_int.h"
+
+#define TL_MAX_ARGS 32
+
+struct sbuf {
+    char *p;
+    size_t n;
+    size_t cap;
+};
+
+struct scope;
+
+struct rctx {
+    struct tmpl_arena arena;
+    const struct tmpl_params *params;
+    struct scope *root;
+    struct sbuf *out;
+    size_t max_out;
+    uint64_t steps;
+    uint64_t max_steps;
+    uint64_t iters;
+    uint64_t max_iters;
+    int depth;
+    int err_code;
+    char *err;
+    size_t err_len;
+};
+
+struct targs {
+    int npos;
+    int nkw;
+    struct tv pos[TL_MAX_ARGS];
+    struct tv kwname[TL_MAX_ARGS];
+    struct tv kw[TL_MAX_ARGS];
+};
+
+enum fn_kind { FN_GLOBAL, FN_MACRO, FN_METHOD, FN_LOOP_CYCLE };
+
+struct tv_func {
+    enum fn_kind kind;
+    int id;              /* global or method index */
+    struct tv self;      /* FN_METHOD: the bound object */
+    const struct tn *macro;
+};
+
+struct tv_loop {
+    struct tv_list *items;
+    size_t index0;
+};
+
+/* errors: each sets R->err_code and the message once, and returns the code */
+int tl_fail(struct rctx *R, int code, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int tl_nomem(struct rctx *R, int line);
+int tl_undefined(struct rctx *R, int line, struct tv v);
+
+void *tl_alloc(struct rctx *R, size_t n);
+int tl_sbuf_put(struct rctx *R, struct sbuf *b, const char *s, size_t n, int line);
+int tl_count_iteration(struct rctx *R, int line);
+int tl_call_macro(struct rctx *R, const struct tn *m, struct targs *a, struct tv *out, int line);
+int tl_apply_filter_chain(struct rctx *R, const struct tn *f, struct tv v, struct tv *out);
+
+/* values */
+struct tv tv_bool(bool b);
+struct tv tv_int(int64_t i);
+bool tv_truthy(struct tv v);
+bool tv_str_eq(struct tv s, const char *p, size_t n);
+struct tv_list *tl_list_new(struct rctx *R, size_t cap, int line);
+int tl_dict_new(struct rctx *R, struct tv *out, enum tv_kind kind, int line);
+int tl_dict_set(struct rctx *R, struct tv d, struct tv key, struct tv val, int line);
+/* Sets key to a C string (NULL: none) on *d, creating the dict first when `create`. */
+int tl_dict_set_cstr(struct rctx *R, struct tv *d, bool create, const char *key, const char *val);
+
+/* operations */
+int tl_getattr(struct rctx *R, struct tv obj, struct tv name, struct tv *out, int line);
+int tl_getitem(struct rctx *R, struct tv obj, struct tv key, struct tv *out, int line);
+int tl_slice(struct rctx *R, struct tv obj, const struct tv parts[3], struct tv *out, int line);
+int tl_call(struct rctx *R, struct tv fn, struct targs *a, struct tv *out, int line);
+int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *out, int line);
+int tl_test(struct rctx *R, int idx, struct tv v, struct targs *a, bool *out, int line);
+int tl_binop(struct rctx *R, int op, struct tv a, struct tv b, struct tv *out, int line);
+int tl_unary(struct rctx *R, bool neg, struct tv a, struct tv *out, int line);
+int tl_compare(struct rctx *R, int op, struct tv a, struct tv b, bool *out, int line);
+/* The items a for loop visits, as a list value (strings: characters; dicts: keys). */
+int tl_iterable(struct rctx *R, struct tv v, struct tv *out, int line);
+/* Looks a global (range, namespace, raise_exception, ...) up by name. */
+bool tl_global(struct rctx *R, struct tv name, struct tv *out);
+/* Appends Python's str(v) to b. */
+int tl_write_str(struct rctx *R, struct sbuf *b, struct tv v, int line);
+
+#endif
