@@ -21,13 +21,13 @@ extern char **environ;
 
 /* The arguments of one command, split into its own and the config flags. */
 struct cli_args {
-    const char *pos[4];  /* positional arguments */
+    const char *pos[4]; /* positional arguments */
     int n_pos;
-    bool admin;          /* --admin */
-    const char *quota;   /* --quota TOKENS */
-    const char *user;    /* --user NAME */
-    const char *since;   /* --since YYYY-MM-DD */
-    const char *until;   /* --until YYYY-MM-DD */
+    bool admin;        /* --admin */
+    const char *quota; /* --quota TOKENS */
+    const char *user;  /* --user NAME */
+    const char *since; /* --since YYYY-MM-DD */
+    const char *until; /* --until YYYY-MM-DD */
     bool help;
     char *rest[MAX_ARGS]; /* argv[0] and the config flags, for cfg_from_args */
     int n_rest;

@@ -24,8 +24,8 @@ static _Thread_local char tls_err[SDB_ERRMSG_LEN];
 const char *store_strerror(int code)
 {
     switch (code) {
-#define STORE_ERRNO_CASE_(name, c, text) \
-    case c:                              \
+#define STORE_ERRNO_CASE_(name, c, text)                                                           \
+    case c:                                                                                        \
         return text;
         STORE_ERRNO_MAP(STORE_ERRNO_CASE_)
 #undef STORE_ERRNO_CASE_
@@ -67,9 +67,8 @@ int sdb_sqlerr(struct store *st, int rc, const char *what)
         code = STORE_ENOMEM;
         break;
     case SQLITE_CONSTRAINT:
-        code = rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
-                   ? STORE_EEXISTS
-                   : STORE_EINVAL;
+        code = rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ? STORE_EEXISTS
+                                                                                    : STORE_EINVAL;
         break;
     case SQLITE_NOTADB:
         code = STORE_ENOTDB;
@@ -335,8 +334,8 @@ static int set_pragmas(struct store *st)
     return 0;
 }
 
-int store_open(const char *path, const struct store_params *params, struct store **out,
-               char *err, size_t err_len)
+int store_open(const char *path, const struct store_params *params, struct store **out, char *err,
+               size_t err_len)
 {
     *out = NULL;
     if (sodium_init() < 0) {

@@ -38,16 +38,16 @@
 
 /* ---- errors ---- */
 
-#define STORE_ERRNO_MAP(X)                                                  \
-    X(ENOTFOUND, -1, "not found")                                           \
-    X(EEXISTS, -2, "already exists")                                        \
-    X(EINVAL, -3, "invalid argument")                                       \
-    X(ENOMEM, -4, "out of memory")                                          \
-    X(EBUSY, -5, "database busy")                                           \
-    X(ETOONEW, -6, "database was written by a newer chatd")                 \
-    X(ENOTDB, -7, "not a chatd database")                                   \
-    X(EREVOKED, -8, "API key revoked")                                      \
-    X(EOVERFLOW, -9, "arithmetic overflow")                                 \
+#define STORE_ERRNO_MAP(X)                                                                         \
+    X(ENOTFOUND, -1, "not found")                                                                  \
+    X(EEXISTS, -2, "already exists")                                                               \
+    X(EINVAL, -3, "invalid argument")                                                              \
+    X(ENOMEM, -4, "out of memory")                                                                 \
+    X(EBUSY, -5, "database busy")                                                                  \
+    X(ETOONEW, -6, "database was written by a newer chatd")                                        \
+    X(ENOTDB, -7, "not a chatd database")                                                          \
+    X(EREVOKED, -8, "API key revoked")                                                             \
+    X(EOVERFLOW, -9, "arithmetic overflow")                                                        \
     X(ESQL, -10, "database error")
 
 enum store_errno {
@@ -66,9 +66,9 @@ const char *store_sqlite_version(void);
 
 /* ---- limits ---- */
 
-#define STORE_NAME_MAX 64        /* user names: [A-Za-z0-9._-], 1..64 bytes */
-#define STORE_ID_MAX 64          /* session ids, request ids, idempotency keys */
-#define STORE_MODEL_MAX 128      /* model ids */
+#define STORE_NAME_MAX 64   /* user names: [A-Za-z0-9._-], 1..64 bytes */
+#define STORE_ID_MAX 64     /* session ids, request ids, idempotency keys */
+#define STORE_MODEL_MAX 128 /* model ids */
 #define STORE_FINGERPRINT_MAX 128
 #define STORE_KEY_LEN 52         /* "sk-chatd-" + 43 base64url characters (32 bytes) */
 #define STORE_KEY_PREFIX_LEN 17  /* "sk-chatd-" + the first 8 random characters */
@@ -85,11 +85,11 @@ typedef int64_t (*store_clock_fn)(void *user);
 #define STORE_LOG_ERROR 3
 
 struct store_params {
-    int busy_timeout_ms;       /* wait for another writer's lock (default 5000) */
-    int flush_interval_ms;     /* least time between two partial-reply flushes (default 1000) */
-    store_clock_fn now_ms;     /* NULL: the wall clock */
+    int busy_timeout_ms;   /* wait for another writer's lock (default 5000) */
+    int flush_interval_ms; /* least time between two partial-reply flushes (default 1000) */
+    store_clock_fn now_ms; /* NULL: the wall clock */
     void *clock_user;
-    store_log_fn log;          /* NULL: silent */
+    store_log_fn log; /* NULL: silent */
     void *log_user;
 };
 
@@ -103,8 +103,8 @@ struct store_params store_default_params(void);
  * refused (STORE_ETOONEW), and so is a SQLite file of another application
  * (STORE_ENOTDB). params may be NULL (defaults). On success *out is the handle
  * (close with store_close); on failure *out is NULL and err holds one line. */
-int store_open(const char *path, const struct store_params *params, struct store **out,
-               char *err, size_t err_len);
+int store_open(const char *path, const struct store_params *params, struct store **out, char *err,
+               size_t err_len);
 /* Closes the handle (accepts NULL). No call may be in progress on it. */
 void store_close(struct store *st);
 /* The schema version this binary writes, and the version of an open database. */
@@ -122,7 +122,7 @@ struct store_user {
     int64_t id;
     char name[STORE_NAME_MAX + 1];
     bool is_admin;
-    int64_t token_quota;       /* tokens per calendar month (UTC); 0 = unlimited */
+    int64_t token_quota; /* tokens per calendar month (UTC); 0 = unlimited */
     int64_t created_ms;
 };
 
@@ -146,7 +146,7 @@ struct store_key {
     int64_t user_id;
     char prefix[STORE_KEY_PREFIX_LEN + 1];
     int64_t created_ms;
-    int64_t revoked_ms;        /* 0 while active */
+    int64_t revoked_ms; /* 0 while active */
 };
 
 /* Creates a key for a user: 32 random bytes shown as "sk-chatd-<base64url>". The full
@@ -170,15 +170,15 @@ int store_key_list(struct store *st, int64_t user_id, struct store_key **out, si
 /* ---- sessions ---- */
 
 struct store_session {
-    char id[STORE_ID_MAX + 1];  /* "sess_" + 32 hex digits */
+    char id[STORE_ID_MAX + 1]; /* "sess_" + 32 hex digits */
     int64_t user_id;
-    char *title;                /* heap strings, never NULL after a successful call */
+    char *title; /* heap strings, never NULL after a successful call */
     char *model;
     char *system_prompt;
     int64_t created_ms;
-    int64_t updated_ms;         /* last change: update or new message */
+    int64_t updated_ms; /* last change: update or new message */
     int64_t n_messages;
-    int64_t n_tokens;           /* sum of the messages' n_tokens */
+    int64_t n_tokens; /* sum of the messages' n_tokens */
 };
 
 /* Frees the strings of one session (accepts NULL); the struct itself is the caller's. */
@@ -209,7 +209,7 @@ int store_session_delete(struct store *st, int64_t user_id, const char *id);
 
 enum store_msg_status {
     STORE_MSG_COMPLETE = 0,
-    STORE_MSG_PARTIAL = 1,     /* cut short (client hang-up, crash): what was produced */
+    STORE_MSG_PARTIAL = 1, /* cut short (client hang-up, crash): what was produced */
     STORE_MSG_ERROR = 2,
 };
 
@@ -218,24 +218,24 @@ const char *store_status_name(enum store_msg_status s);
 
 /* A message to store. Strings may be NULL (""). */
 struct store_msg_in {
-    const char *role;             /* system | user | assistant | tool */
+    const char *role; /* system | user | assistant | tool */
     const char *content;
     const char *reasoning;
-    const int32_t *token_ids;     /* the turn's ids as fed to the model, or NULL */
+    const int32_t *token_ids; /* the turn's ids as fed to the model, or NULL */
     size_t n_token_ids;
-    int64_t n_tokens;             /* token count (usually n_token_ids) */
-    const char *fingerprint;      /* model + template fingerprint that made token_ids */
+    int64_t n_tokens;        /* token count (usually n_token_ids) */
+    const char *fingerprint; /* model + template fingerprint that made token_ids */
     enum store_msg_status status;
 };
 
 struct store_message {
     int64_t id;
-    int64_t seq;                  /* 1, 2, ... within the session */
+    int64_t seq; /* 1, 2, ... within the session */
     char role[16];
-    char *content;                /* heap, never NULL */
-    char *reasoning;              /* heap, never NULL */
+    char *content;   /* heap, never NULL */
+    char *reasoning; /* heap, never NULL */
     int64_t n_tokens;
-    int32_t *token_ids;           /* heap or NULL when none were stored */
+    int32_t *token_ids; /* heap or NULL when none were stored */
     size_t n_token_ids;
     char fingerprint[STORE_FINGERPRINT_MAX + 1];
     enum store_msg_status status;
@@ -277,9 +277,9 @@ int store_reply_flush(struct store *st, struct store_reply *r, const char *conte
 /* ---- usage and prices ---- */
 
 struct store_price {
-    int64_t id;                   /* 0 for a price not (yet) in the database */
+    int64_t id; /* 0 for a price not (yet) in the database */
     char model[STORE_MODEL_MAX + 1];
-    int64_t input_miss;           /* micro-units per million tokens */
+    int64_t input_miss; /* micro-units per million tokens */
     int64_t input_hit;
     int64_t output;
     int64_t effective_from_ms;
@@ -305,13 +305,13 @@ int store_cost_micros(const struct store_price *p, int64_t prompt_tokens, int64_
 
 /* One request's metering. Strings borrowed. */
 struct store_usage_in {
-    const char *request_id;       /* unique: a second row for it is STORE_EEXISTS */
+    const char *request_id; /* unique: a second row for it is STORE_EEXISTS */
     int64_t user_id;
-    const char *session_id;       /* NULL for a stateless request */
+    const char *session_id; /* NULL for a stateless request */
     const char *model;
-    int64_t prompt_tokens;        /* all of them, cached included */
-    int64_t cached_tokens;        /* reused from the KV cache, billed at input_hit */
-    int64_t completion_tokens;    /* reasoning included */
+    int64_t prompt_tokens;     /* all of them, cached included */
+    int64_t cached_tokens;     /* reused from the KV cache, billed at input_hit */
+    int64_t completion_tokens; /* reasoning included */
     int64_t reasoning_tokens;
     enum store_msg_status status;
     /* Price when the database has no version for `model` now (the config default);
@@ -323,7 +323,7 @@ struct store_usage {
     int64_t id;
     char request_id[STORE_ID_MAX + 1];
     int64_t user_id;
-    char session_id[STORE_ID_MAX + 1];  /* "" for none */
+    char session_id[STORE_ID_MAX + 1]; /* "" for none */
     char model[STORE_MODEL_MAX + 1];
     int64_t prompt_tokens;
     int64_t cached_tokens;
@@ -346,8 +346,9 @@ int store_usage_record(struct store *st, const struct store_usage_in *u, struct 
  * request_id is STORE_EEXISTS and the message is left as it was. *msg_id and *usage
  * (each may be NULL) receive the results. Bill what was stored: for a cut stream the
  * caller passes the tokens of the stored text as completion_tokens. */
-int store_finish_turn(struct store *st, const struct store_reply *r, const struct store_msg_in *reply,
-                      const struct store_usage_in *u, int64_t *msg_id, struct store_usage *usage);
+int store_finish_turn(struct store *st, const struct store_reply *r,
+                      const struct store_msg_in *reply, const struct store_usage_in *u,
+                      int64_t *msg_id, struct store_usage *usage);
 
 /* One request's usage by request id; user_id 0 allows any user (admin), otherwise
  * another user's row is STORE_ENOTFOUND. */
@@ -355,30 +356,30 @@ int store_usage_get(struct store *st, int64_t user_id, const char *request_id,
                     struct store_usage *out);
 
 enum store_group_by {
-    STORE_GROUP_NONE = 0,         /* one row: the total (key "") */
-    STORE_GROUP_DAY = 1,          /* key "YYYY-MM-DD" (UTC) */
-    STORE_GROUP_SESSION = 2,      /* key the session id, "" for stateless requests */
-    STORE_GROUP_MODEL = 3,        /* key the model id */
-    STORE_GROUP_USER = 4,         /* key the user name */
+    STORE_GROUP_NONE = 0,    /* one row: the total (key "") */
+    STORE_GROUP_DAY = 1,     /* key "YYYY-MM-DD" (UTC) */
+    STORE_GROUP_SESSION = 2, /* key the session id, "" for stateless requests */
+    STORE_GROUP_MODEL = 3,   /* key the model id */
+    STORE_GROUP_USER = 4,    /* key the user name */
 };
 
 struct store_usage_query {
-    int64_t user_id;              /* 0: all users */
-    int64_t from_ms;              /* inclusive; 0: from the start */
-    int64_t to_ms;                /* exclusive; 0: until now and beyond */
+    int64_t user_id; /* 0: all users */
+    int64_t from_ms; /* inclusive; 0: from the start */
+    int64_t to_ms;   /* exclusive; 0: until now and beyond */
     enum store_group_by group_by;
 };
 
 struct store_usage_total {
     char key[STORE_MODEL_MAX + 1];
-    int64_t user_id;              /* the user for STORE_GROUP_USER, else the query's */
+    int64_t user_id; /* the user for STORE_GROUP_USER, else the query's */
     int64_t requests;
     int64_t prompt_tokens;
-    int64_t cached_tokens;        /* input hit */
-    int64_t miss_tokens;          /* input miss = prompt - cached */
+    int64_t cached_tokens; /* input hit */
+    int64_t miss_tokens;   /* input miss = prompt - cached */
     int64_t completion_tokens;
     int64_t reasoning_tokens;
-    int64_t cost_micros;          /* sum of the rows' stored costs */
+    int64_t cost_micros; /* sum of the rows' stored costs */
 };
 
 /* Usage totals grouped as asked, ordered by key. Caller frees *out with free().

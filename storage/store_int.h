@@ -17,7 +17,7 @@
 #define SDB_ERRMSG_LEN 512
 
 struct sdb_stmt_slot {
-    const char *sql;   /* identity of the statement: a static string */
+    const char *sql; /* identity of the statement: a static string */
     sqlite3_stmt *stmt;
 };
 
@@ -34,7 +34,8 @@ struct store {
 int sdb_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Turns a SQLite result code into a STORE_E* code, recording the message. */
 int sdb_sqlerr(struct store *st, int rc, const char *what);
-void sdb_log(struct store *st, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void sdb_log(struct store *st, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The cached prepared statement for a static SQL string, reset and unbound; NULL with
  * the error recorded. */

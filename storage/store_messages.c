@@ -282,8 +282,9 @@ static int finish_tx(struct store *st, void *ctx)
     return sdb_usage_insert(st, c->u, &c->usage);
 }
 
-int store_finish_turn(struct store *st, const struct store_reply *r, const struct store_msg_in *reply,
-                      const struct store_usage_in *u, int64_t *msg_id, struct store_usage *usage)
+int store_finish_turn(struct store *st, const struct store_reply *r,
+                      const struct store_msg_in *reply, const struct store_usage_in *u,
+                      int64_t *msg_id, struct store_usage *usage)
 {
     if (msg_id)
         *msg_id = 0;

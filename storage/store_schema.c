@@ -137,7 +137,8 @@ int sdb_migrate(struct store *st, char *err, size_t err_len)
                         "use a newer chatd or another database",
                         (long long)version, N_MIGRATIONS);
     if (version < 0)
-        return sdb_fail(STORE_ENOTDB, "database schema version %lld is invalid", (long long)version);
+        return sdb_fail(STORE_ENOTDB, "database schema version %lld is invalid",
+                        (long long)version);
     if (version == 0 && app_id == 0) {
         /* A fresh file must be empty: refuse to add our tables to someone else's. */
         static const char sql_n_tables[] = "SELECT count(*) FROM sqlite_master";

@@ -16,9 +16,9 @@
 static const char sql_session_insert[] =
     "INSERT INTO sessions (id, user_id, title, model, system_prompt, created_at, updated_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
-#define SESSION_COLUMNS                                                                   \
-    "s.id, s.user_id, s.title, s.model, s.system_prompt, s.created_at, s.updated_at, "    \
-    "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), "                       \
+#define SESSION_COLUMNS                                                                            \
+    "s.id, s.user_id, s.title, s.model, s.system_prompt, s.created_at, s.updated_at, "             \
+    "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), "                                \
     "(SELECT coalesce(sum(m.n_tokens), 0) FROM messages m WHERE m.session_id = s.id) "
 static const char sql_session_get[] =
     "SELECT " SESSION_COLUMNS "FROM sessions s WHERE s.id = ?1 AND s.user_id = ?2";

@@ -49,12 +49,12 @@ static const char sql_usage_audit[] =
 
 /* Totals: ?1 group_by, ?2 user id (0: all), ?3 from, ?4 to (exclusive). The user
  * filter is a separate statement so that the (user_id, created_at) index serves it. */
-#define TOTALS_SELECT                                                                     \
-    "SELECT CASE ?1 WHEN 1 THEN strftime('%Y-%m-%d', u.created_at / 1000, 'unixepoch') "   \
-    "WHEN 2 THEN coalesce(u.session_id, '') WHEN 3 THEN u.model "                         \
-    "WHEN 4 THEN (SELECT name FROM users WHERE id = u.user_id) ELSE '' END AS k, "        \
-    "CASE ?1 WHEN 4 THEN u.user_id ELSE ?2 END AS uid, count(*), sum(u.prompt_tokens), "  \
-    "sum(u.cached_tokens), sum(u.completion_tokens), sum(u.reasoning_tokens), "           \
+#define TOTALS_SELECT                                                                              \
+    "SELECT CASE ?1 WHEN 1 THEN strftime('%Y-%m-%d', u.created_at / 1000, 'unixepoch') "           \
+    "WHEN 2 THEN coalesce(u.session_id, '') WHEN 3 THEN u.model "                                  \
+    "WHEN 4 THEN (SELECT name FROM users WHERE id = u.user_id) ELSE '' END AS k, "                 \
+    "CASE ?1 WHEN 4 THEN u.user_id ELSE ?2 END AS uid, count(*), sum(u.prompt_tokens), "           \
+    "sum(u.cached_tokens), sum(u.completion_tokens), sum(u.reasoning_tokens), "                    \
     "sum(u.cost_micros) FROM usage u "
 #define TOTALS_TAIL "u.created_at >= ?3 AND u.created_at < ?4 GROUP BY k, uid ORDER BY k, uid"
 static const char sql_totals_user[] = TOTALS_SELECT "WHERE u.user_id = ?2 AND " TOTALS_TAIL;
@@ -234,7 +234,8 @@ int store_price_sync(struct store *st, const char *model, int64_t input_miss, in
     int rc = check_price(model, input_miss, input_hit, output);
     if (rc)
         return rc;
-    struct price_set_ctx c = {.p = {0, "", input_miss, input_hit, output, 0}, .only_if_changed = true};
+    struct price_set_ctx c = {.p = {0, "", input_miss, input_hit, output, 0},
+                              .only_if_changed = true};
     snprintf(c.p.model, sizeof(c.p.model), "%s", model);
     rc = sdb_run(st, true, price_set_tx, &c);
     return rc ? rc : c.added ? 1 : 0;
@@ -306,7 +307,7 @@ static void usage_from_row(sqlite3_stmt *s, struct store_usage *u)
     u->price_id = sqlite3_column_int64(s, 9);
     u->cost_micros = sqlite3_column_int64(s, 10);
     const char *status = (const char *)sqlite3_column_text(s, 11);
-    u->status = !status                         ? STORE_MSG_ERROR
+    u->status = !status                           ? STORE_MSG_ERROR
                 : strcmp(status, "complete") == 0 ? STORE_MSG_COMPLETE
                 : strcmp(status, "partial") == 0  ? STORE_MSG_PARTIAL
                                                   : STORE_MSG_ERROR;
@@ -357,7 +358,8 @@ int sdb_usage_insert(struct store *st, const struct store_usage_in *u, struct st
         out->id = sqlite3_last_insert_rowid(st->db);
         snprintf(out->request_id, sizeof(out->request_id), "%s", u->request_id);
         out->user_id = u->user_id;
-        snprintf(out->session_id, sizeof(out->session_id), "%s", u->session_id ? u->session_id : "");
+        snprintf(out->session_id, sizeof(out->session_id), "%s",
+                 u->session_id ? u->session_id : "");
         snprintf(out->model, sizeof(out->model), "%s", u->model);
         out->prompt_tokens = u->prompt_tokens;
         out->cached_tokens = u->cached_tokens;

@@ -323,6 +323,9 @@ struct key_auth_ctx {
 static int key_auth_tx(struct store *st, void *ctx)
 {
     struct key_auth_ctx *c = ctx;
+    /* Hash first, so that an unknown prefix costs the same time as a known one. */
+    unsigned char got[KEY_HASH_BYTES];
+    key_hash(c->key, got);
     sqlite3_stmt *s = sdb_prep(st, sql_key_by_prefix);
     if (!s)
         return STORE_ESQL;
@@ -339,12 +342,10 @@ static int key_auth_tx(struct store *st, void *ctx)
     struct store_key k;
     key_from_row(s, &k);
     unsigned char want[KEY_HASH_BYTES];
-    unsigned char got[KEY_HASH_BYTES];
     bool hash_ok = sqlite3_column_bytes(s, 5) == KEY_HASH_BYTES;
     if (hash_ok)
         memcpy(want, sqlite3_column_blob(s, 5), KEY_HASH_BYTES);
     sdb_done(s);
-    key_hash(c->key, got);
     if (!hash_ok || sodium_memcmp(want, got, KEY_HASH_BYTES) != 0)
         return sdb_fail(STORE_ENOTFOUND, "unknown API key %s...", c->prefix);
     if (k.revoked_ms)

@@ -25,8 +25,8 @@ static int run_chatd(bool with_db, bool merge, const char *args)
 {
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "'%s' %s%s%s%s", bin(), args, with_db ? " --db '" : "",
-             with_db ? db_path : "", with_db ? (merge ? "' 2>&1" : "' 2>/dev/null")
-                                             : (merge ? " 2>&1" : " 2>/dev/null"));
+             with_db ? db_path : "",
+             with_db ? (merge ? "' 2>&1" : "' 2>/dev/null") : (merge ? " 2>&1" : " 2>/dev/null"));
     out[0] = 0;
     FILE *p = popen(cmd, "r");
     if (!p)
@@ -143,8 +143,8 @@ static int parse_row(const char *line, long long v[4], char *cost, size_t cost_l
 {
     char name[80];
     char c[64];
-    if (!line || sscanf(line, "%79s %lld %lld %lld %lld %63s", name, &v[0], &v[1], &v[2], &v[3],
-                        c) != 6)
+    if (!line ||
+        sscanf(line, "%79s %lld %lld %lld %lld %63s", name, &v[0], &v[1], &v[2], &v[3], c) != 6)
         return -1;
     snprintf(cost, cost_len, "%s", c);
     return 0;
@@ -168,8 +168,10 @@ static void test_usage(void)
         {"r3", b.id, 999999, 999998, 1},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct store_usage_in u = {.request_id = rows[i].rid, .user_id = rows[i].user,
-                                   .model = "m", .prompt_tokens = rows[i].prompt,
+        struct store_usage_in u = {.request_id = rows[i].rid,
+                                   .user_id = rows[i].user,
+                                   .model = "m",
+                                   .prompt_tokens = rows[i].prompt,
                                    .cached_tokens = rows[i].cached,
                                    .completion_tokens = rows[i].completion};
         ASSERT_INT_EQ(store_usage_record(st, &u, NULL), 0);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -401,8 +402,11 @@ static void test_messages(void)
     int64_t id1, seq1, id2, seq2;
     ASSERT_INT_EQ(store_message_append(st, a.id, s.id, &m, &id1, &seq1), 0);
     ASSERT_INT_EQ(seq1, 1);
-    struct store_msg_in m2 = {.role = "assistant", .content = "yes", .reasoning = "hmm",
-                              .n_tokens = 2, .status = STORE_MSG_COMPLETE};
+    struct store_msg_in m2 = {.role = "assistant",
+                              .content = "yes",
+                              .reasoning = "hmm",
+                              .n_tokens = 2,
+                              .status = STORE_MSG_COMPLETE};
     ASSERT_INT_EQ(store_message_append(st, a.id, s.id, &m2, &id2, &seq2), 0);
     ASSERT_INT_EQ(seq2, 2);
     ASSERT_INT_OP(id2, >, id1);
@@ -466,9 +470,13 @@ static void test_reply_and_turn(void)
     store_messages_free(list, n);
 
     const int32_t toks[] = {5, 6, 7, 8};
-    struct store_msg_in fin = {.role = "assistant", .content = "one two three four",
-                               .token_ids = toks, .n_token_ids = 4, .n_tokens = 4,
-                               .fingerprint = "fp", .status = STORE_MSG_COMPLETE};
+    struct store_msg_in fin = {.role = "assistant",
+                               .content = "one two three four",
+                               .token_ids = toks,
+                               .n_token_ids = 4,
+                               .n_tokens = 4,
+                               .fingerprint = "fp",
+                               .status = STORE_MSG_COMPLETE};
     struct store_usage_in u = usage_in("req-1", a.id, "m", 10, 4, 4);
     u.session_id = s.id;
     int64_t mid;
@@ -624,7 +632,8 @@ static void test_price_versions(void)
     /* A tampered price would be caught. */
     store_close(st);
     char sql[128];
-    snprintf(sql, sizeof(sql), "UPDATE usage SET cost_micros = cost_micros + 1 WHERE request_id = 'r2'");
+    snprintf(sql, sizeof(sql),
+             "UPDATE usage SET cost_micros = cost_micros + 1 WHERE request_id = 'r2'");
     sql_exec(db_path, sql);
     char err[256];
     ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), 0);
@@ -716,8 +725,8 @@ static void test_usage_totals(void)
     ASSERT_INT_EQ(t[0].cost_micros + t[1].cost_micros, sum_cost_all);
     ASSERT_INT_EQ(t[0].requests + t[1].requests, 60);
     free(t);
-    struct store_usage_query win = {.user_id = a.id, .from_ms = day0 + 86400000,
-                                    .to_ms = day0 + 2 * 86400000};
+    struct store_usage_query win = {
+        .user_id = a.id, .from_ms = day0 + 86400000, .to_ms = day0 + 2 * 86400000};
     ASSERT_INT_EQ(store_usage_totals(st, &win, &t, &n), 0);
     ASSERT_INT_EQ(n, 1);
     ASSERT_INT_EQ(t[0].cost_micros, cost_day[1]);
@@ -896,13 +905,19 @@ static void test_concurrency(void)
     pthread_t th[N_WRITERS + N_OWN_CONN + 1];
     int nw = N_WRITERS + N_OWN_CONN;
     for (int i = 0; i <= nw; i++)
-        ws[i] = (struct worker){.st = i < N_WRITERS ? st : NULL, .index = i, .user_id = a.id,
-                                .stop = &stop, .reads = &reads};
+        ws[i] = (struct worker){.st = i < N_WRITERS ? st : NULL,
+                                .index = i,
+                                .user_id = a.id,
+                                .stop = &stop,
+                                .reads = &reads};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     ASSERT_INT_EQ(pthread_create(&th[nw], NULL, reader_main, &ws[nw]), 0);
     for (int i = 0; i < nw; i++)
         ASSERT_INT_EQ(pthread_create(&th[i], NULL, writer_main, &ws[i]), 0);
     for (int i = 0; i < nw; i++)
         pthread_join(th[i], NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     atomic_store(&stop, true);
     pthread_join(th[nw], NULL);
     int failures = 0;
@@ -920,8 +935,12 @@ static void test_concurrency(void)
     ASSERT_INT_EQ(t[0].cost_micros, 3 * nw * ROWS_PER_WRITER);
     free(t);
     ASSERT_INT_EQ(store_integrity_check(st), 0);
-    fprintf(stderr, "  concurrency: %d rows, %lld reads, %lld busy retries on the shared handle\n",
-            nw * ROWS_PER_WRITER, (long long)atomic_load(&reads), (long long)store_busy_retries(st));
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    fprintf(stderr,
+            "  concurrency: %d rows committed in %.1f ms (%.0f commits/s, %d threads), "
+            "%lld reads, %lld busy retries on the shared handle\n",
+            nw * ROWS_PER_WRITER, ms, nw * ROWS_PER_WRITER / (ms / 1e3), nw,
+            (long long)atomic_load(&reads), (long long)store_busy_retries(st));
     close_db(st);
 }
 
