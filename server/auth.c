@@ -35,7 +35,7 @@ static int64_t rate_take(const char *prefix, int64_t limit, int *reset_s)
     pthread_mutex_lock(&rate_mu);
     struct rate_entry *e = &rates[h % RATE_SLOTS];
     if (strcmp(e->prefix, prefix) != 0 || e->window != window) {
-        snprintf(e->prefix, sizeof(e->prefix), "%s", prefix);
+        snprintf(e->prefix, sizeof(e->prefix), "%.*s", STORE_KEY_PREFIX_LEN, prefix);
         e->window = window;
         e->count = 0;
     }

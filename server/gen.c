@@ -7,6 +7,7 @@
 #include "gen.h"
 #include "api.h"
 #include "log.h"
+#include "sampler.h"
 #include "srv.h"
 
 #include <math.h>
@@ -51,13 +52,32 @@ static const char *strbuf_str(const struct strbuf *b)
 struct sample_ctx {
     struct sampler *smp;
     const struct tok_vocab *tok;
-    int top_n;
+    int top_n;                /* top logprobs wanted per token (0: none) */
+    struct oai_bias *bias;    /* owned copy of the request's logit_bias */
+    size_t n_bias;
 };
 
 static int sample_hook(void *ctx, float *logits, uint32_t n_vocab, struct eng_token *out)
 {
     struct sample_ctx *c = ctx;
-    return sampler_sample_token(c->smp, logits, n_vocab, c->top_n, out);
+    /* Log-probabilities are the model's own, before the request's bias. */
+    int32_t top_id[ENG_MAX_TOP];
+    float top_lp[ENG_MAX_TOP];
+    int n_top = c->top_n ? sampler_top_logprobs(logits, n_vocab, c->top_n, top_id, top_lp) : 0;
+    for (size_t i = 0; i < c->n_bias; i++)
+        logits[c->bias[i].id] += (float)c->bias[i].bias;
+    int32_t id = sampler_sample(c->smp, logits);
+    if (id < 0 || (uint32_t)id >= n_vocab)
+        return -1;
+    for (size_t i = 0; i < c->n_bias; i++)
+        logits[c->bias[i].id] -= (float)c->bias[i].bias;
+    sampler_accept(c->smp, id);
+    out->id = id;
+    out->logprob = sampler_logprob(logits, n_vocab, id);
+    out->n_top = (uint8_t)n_top;
+    memcpy(out->top_id, top_id, (size_t)n_top * sizeof(int32_t));
+    memcpy(out->top_logprob, top_lp, (size_t)n_top * sizeof(float));
+    return 0;
 }
 
 static bool eog_hook(void *ctx, int32_t id)
@@ -70,6 +90,7 @@ static void sample_free(void *ctx)
 {
     struct sample_ctx *c = ctx;
     sampler_free(c->smp);
+    free(c->bias);
     free(c);
 }
 
@@ -685,13 +706,20 @@ static int setup_job(struct gen *g, uint32_t max_tokens)
     sp.repeat_penalty = (float)g->q.repetition_penalty;
     sp.seed = g->q.has_seed ? g->q.seed : ((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g);
     c->smp = sampler_new(&sp, mdl_n_vocab(g->sm->mdl));
-    if (!c->smp) {
+    c->bias = g->q.n_bias ? malloc(g->q.n_bias * sizeof(*c->bias)) : NULL;
+    if (!c->smp || (g->q.n_bias && !c->bias)) {
+        sampler_free(c->smp);
         free(c);
         eng_job_release(j);
         return -1;
     }
-    for (size_t i = 0; i < g->q.n_bias; i++)
-        sampler_set_bias(c->smp, (int32_t)g->q.bias[i].id, (float)g->q.bias[i].bias);
+    if (g->q.n_bias)
+        memcpy(c->bias, g->q.bias, g->q.n_bias * sizeof(*c->bias));
+    c->n_bias = g->q.n_bias;
+    /* the penalties look at the end of the prompt too */
+    for (uint32_t i = g->n_prompt > (uint32_t)sp.penalty_last_n ? g->n_prompt - (uint32_t)sp.penalty_last_n : 0;
+         i < g->n_prompt; i++)
+        sampler_accept(c->smp, g->prompt[i]);
     c->tok = g->sm->tok;
     c->top_n = g->q.logprobs ? (int)(g->q.top_logprobs > 0 ? g->q.top_logprobs : 1) : 0;
     j->prompt = g->prompt;

@@ -1,0 +1,282 @@
+/* Integration: users, API keys and metered usage on the real binary in `keys` auth
+ * mode: isolation between users, revoked keys, quotas, usage totals equal to what the
+ * client received, cache hits billed at the hit price, concurrency, and the admin API
+ * and `chatd usage` agreeing with the REST totals. */
+#include "itest.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+static struct itest_server srv;
+static char key_alice[128], key_bob[128], key_admin[128];
+
+/* Runs `chatd ARGS --db DB`; returns its first stdout line (static). */
+static const char *cli(const char *fmt, const char *arg)
+{
+    static char line[512];
+    char args[256], cmd[1200];
+    snprintf(args, sizeof(args), fmt, arg);
+    snprintf(cmd, sizeof(cmd), "%s %s --db %s 2>/dev/null", getenv("CHATD_BIN"), args, srv.db);
+    FILE *p = popen(cmd, "r");
+    line[0] = 0;
+    if (p) {
+        if (!fgets(line, sizeof(line), p))
+            line[0] = 0;
+        pclose(p);
+    }
+    line[strcspn(line, "\n")] = 0;
+    return line;
+}
+
+static json_t *call(const char *key, const char *method, const char *path, const char *body, long *status)
+{
+    char auth[200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *h[] = {auth, NULL};
+    struct itest_resp r;
+    itest_request(&srv, method, path, body, key ? h : NULL, &r);
+    *status = r.status;
+    json_t *j = itest_json(&r);
+    itest_resp_free(&r);
+    return j;
+}
+
+static const char *code_of(json_t *j)
+{
+    return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
+
+static void test_auth_required(void)
+{
+    long st;
+    json_t *j = call(NULL, "GET", "/v1/models", NULL, &st);
+    ASSERT_INT_EQ(st, 401);
+    ASSERT_STR_EQ(code_of(j), "invalid_api_key");
+    json_decref(j);
+    j = call("sk-chatd-notarealkeyatallnotarealkeyatallnotareal", "GET", "/v1/models", NULL, &st);
+    ASSERT_INT_EQ(st, 401);
+    json_decref(j);
+    j = call(key_alice, "GET", "/v1/models", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+    j = call(key_alice, "GET", "/admin/users", NULL, &st);
+    ASSERT_INT_EQ(st, 403);
+    json_decref(j);
+    j = call(key_admin, "GET", "/admin/users", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_TRUE(json_array_size(json_object_get(j, "data")) >= 3);
+    json_decref(j);
+}
+
+static void test_sessions_are_private(void)
+{
+    long st;
+    json_t *j = call(key_alice, "POST", "/v1/sessions", "{\"title\":\"alice's\"}", &st);
+    ASSERT_INT_EQ(st, 200);
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    j = call(key_bob, "GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 404); /* not 403: do not reveal that it exists */
+    json_decref(j);
+    j = call(key_bob, "GET", "/v1/sessions", NULL, &st);
+    ASSERT_INT_EQ(json_array_size(json_object_get(j, "data")), 0);
+    json_decref(j);
+    j = call(key_alice, "GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+}
+
+/* Streams one chat with include_usage as `key`; returns the usage object it received. */
+static json_t *stream_usage(const char *key, const char *text)
+{
+    char auth[200], body[512];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *h[] = {auth, NULL};
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":6,"
+             "\"stream\":true,\"stream_options\":{\"include_usage\":true}}", text);
+    struct itest_stream s;
+    itest_stream_post(&srv, "/v1/chat/completions", body, h, 0, &s);
+    bool done;
+    json_t *ev = itest_sse_events(s.body, &done);
+    itest_stream_free(&s);
+    json_t *last = json_array_get(ev, json_array_size(ev) - 1);
+    json_t *u = json_incref(json_object_get(last, "usage"));
+    json_decref(ev);
+    return u;
+}
+
+static void test_usage_equals_received(void)
+{
+    long sum_prompt = 0, sum_completion = 0, sum_hit = 0;
+    for (int i = 0; i < 3; i++) {
+        json_t *u = stream_usage(key_alice, "Count to three.");
+        ASSERT_TRUE(u != NULL);
+        sum_prompt += (long)json_integer_value(json_object_get(u, "prompt_tokens"));
+        sum_completion += (long)json_integer_value(json_object_get(u, "completion_tokens"));
+        sum_hit += (long)json_integer_value(json_object_get(u, "prompt_cache_hit_tokens"));
+        json_decref(u);
+    }
+    ASSERT_TRUE(sum_hit > 0); /* the same prompt again hits the KV cache */
+    long st;
+    json_t *j = call(key_alice, "GET", "/v1/usage?group_by=model", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_t *t = json_object_get(j, "total");
+    ASSERT_INT_EQ(json_integer_value(json_object_get(t, "prompt_tokens")), sum_prompt);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(t, "completion_tokens")), sum_completion);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(t, "prompt_cache_hit_tokens")), sum_hit);
+    /* prices (config): miss 1,000,000, hit 100,000, output 2,000,000 micro-units per
+     * million tokens -> each request costs ceil((miss*1e6 + hit*1e5 + out*2e6) / 1e6) */
+    long expect = (sum_prompt - sum_hit) + (sum_hit + 9) / 10 + 2 * sum_completion;
+    long cost = (long)json_integer_value(json_object_get(t, "cost_micros"));
+    ASSERT_TRUE(cost >= expect && cost <= expect + 3);
+    json_decref(j);
+    /* bob sees none of it */
+    j = call(key_bob, "GET", "/v1/usage", NULL, &st);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(j, "total"), "requests")), 0);
+    json_decref(j);
+}
+
+static void *concurrent_worker(void *arg)
+{
+    json_t *u = stream_usage(key_admin, (const char *)arg);
+    json_decref(u);
+    return NULL;
+}
+
+static void test_concurrent_rows(void)
+{
+    pthread_t t[6];
+    for (int i = 0; i < 6; i++)
+        pthread_create(&t[i], NULL, concurrent_worker, (void *)"Hi there.");
+    for (int i = 0; i < 6; i++)
+        pthread_join(t[i], NULL);
+    long st;
+    json_t *j = call(key_admin, "GET", "/v1/usage", NULL, &st);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(j, "total"), "requests")), 6);
+    json_decref(j);
+}
+
+static void test_quota(void)
+{
+    long st;
+    /* bob's quota is 60 tokens a month: a request whose worst case does not fit is refused */
+    json_t *j = call(key_bob, "POST", "/v1/chat/completions",
+                     "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":5}", &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+    int refused = 0;
+    for (int i = 0; i < 10 && !refused; i++) {
+        j = call(key_bob, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":5}", &st);
+        if (st == 429) {
+            refused = 1;
+            ASSERT_STR_EQ(code_of(j), "insufficient_quota");
+        }
+        json_decref(j);
+    }
+    ASSERT_TRUE(refused);
+    j = call(key_bob, "GET", "/v1/usage", NULL, &st);
+    json_t *t = json_object_get(j, "total");
+    long used = (long)(json_integer_value(json_object_get(t, "prompt_tokens")) +
+                       json_integer_value(json_object_get(t, "completion_tokens")));
+    ASSERT_TRUE(used <= 60); /* never billed past the quota */
+    json_decref(j);
+}
+
+static void test_revoked_key(void)
+{
+    long st;
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%.17s", key_alice);
+    char path[64];
+    snprintf(path, sizeof(path), "/admin/keys/%s", prefix);
+    json_t *j = call(key_admin, "DELETE", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+    j = call(key_alice, "GET", "/v1/models", NULL, &st);
+    ASSERT_INT_EQ(st, 401);
+    json_decref(j);
+    /* a new key through the admin API works */
+    j = call(key_admin, "GET", "/admin/users", NULL, &st);
+    json_int_t alice_id = 0;
+    size_t i;
+    json_t *u;
+    json_array_foreach(json_object_get(j, "data"), i, u)
+        if (strcmp(json_string_value(json_object_get(u, "name")), "alice") == 0)
+            alice_id = json_integer_value(json_object_get(u, "id"));
+    json_decref(j);
+    snprintf(path, sizeof(path), "/admin/users/%lld/keys", (long long)alice_id);
+    j = call(key_admin, "POST", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    snprintf(key_alice, sizeof(key_alice), "%s", json_string_value(json_object_get(j, "key")));
+    json_decref(j);
+    j = call(key_alice, "GET", "/v1/models", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+}
+
+static void test_cli_usage_matches_rest(void)
+{
+    long st;
+    json_t *j = call(key_admin, "GET", "/v1/usage?user=alice", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    long requests = (long)json_integer_value(json_object_get(json_object_get(j, "total"), "requests"));
+    json_decref(j);
+    char cmd[1200], line[512];
+    snprintf(cmd, sizeof(cmd), "%s usage --user alice --db %s", getenv("CHATD_BIN"), srv.db);
+    FILE *p = popen(cmd, "r");
+    int found = 0;
+    while (p && fgets(line, sizeof(line), p)) {
+        char name[64];
+        long n;
+        if (sscanf(line, "%63s %ld", name, &n) == 2 && strcmp(name, "alice") == 0) {
+            found = 1;
+            ASSERT_INT_EQ(n, requests);
+        }
+    }
+    if (p)
+        pclose(p);
+    ASSERT_TRUE(found);
+}
+
+int main(void)
+{
+    if (itest_start(&srv, NULL) != 0) /* creates the directory and database */
+        return 1;
+    itest_stop(&srv);
+    cli("user add %s", "alice");
+    cli("user add %s --quota 60", "bob");
+    cli("user add %s --admin", "boss");
+    snprintf(key_alice, sizeof(key_alice), "%s", cli("key create %s", "alice"));
+    snprintf(key_bob, sizeof(key_bob), "%s", cli("key create %s", "bob"));
+    snprintf(key_admin, sizeof(key_admin), "%s", cli("key create %s", "boss"));
+    if (strncmp(key_alice, "sk-chatd-", 9) != 0 || strncmp(key_admin, "sk-chatd-", 9) != 0) {
+        fprintf(stderr, "key creation failed: '%s'\n", key_alice);
+        return 1;
+    }
+    char ini[400];
+    snprintf(ini, sizeof(ini), "%s/chatd.ini", srv.dir);
+    FILE *f = fopen(ini, "w");
+    fprintf(f, "[auth]\nauth = keys\n[pricing.tiny-qwen2-q8_0]\ninput_miss = 1000000\n"
+               "input_hit = 100000\noutput = 2000000\n");
+    fclose(f);
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *args[] = {"--config", ini, "--model", model, "--parallel", "3", "--threads", "2", NULL};
+    if (itest_start(&srv, args) != 0)
+        return 1;
+    RUN(test_auth_required);
+    RUN(test_sessions_are_private);
+    RUN(test_usage_equals_received);
+    RUN(test_concurrent_rows);
+    RUN(test_quota);
+    RUN(test_revoked_key);
+    RUN(test_cli_usage_matches_rest);
+    itest_stop(&srv);
+    itest_cleanup(&srv);
+    return TEST_DONE();
+}

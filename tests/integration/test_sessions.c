@@ -1,0 +1,269 @@
+/* Integration: server-side sessions on the real binary: CRUD, multi-turn equals the
+ * stateless request with the full history, KV reuse on the second turn, restart and
+ * kill -9 durability, and dropping old turns when the history outgrows the context. */
+#include "itest.h"
+#include "test.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static struct itest_server srv;
+static const char *args[16];
+
+static json_t *req(const char *method, const char *path, const char *body, long *status)
+{
+    struct itest_resp r;
+    itest_request(&srv, method, path, body, NULL, &r);
+    *status = r.status;
+    json_t *j = itest_json(&r);
+    itest_resp_free(&r);
+    return j;
+}
+
+static char *new_session(const char *body)
+{
+    long st;
+    json_t *j = req("POST", "/v1/sessions", body, &st);
+    char *id = st == 200 ? strdup(json_string_value(json_object_get(j, "id"))) : NULL;
+    json_decref(j);
+    return id;
+}
+
+/* One greedy turn in a session; returns the whole response. */
+static json_t *turn(const char *sid, const char *user_text, int max_tokens, long *status)
+{
+    json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:i}", "session_id", sid, "messages",
+                             "role", "user", "content", user_text, "temperature", 0, "max_tokens",
+                             max_tokens);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    json_t *j = req("POST", "/v1/chat/completions", text, status);
+    free(text);
+    return j;
+}
+
+static const char *content_of(json_t *resp)
+{
+    return json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(resp, "choices"), 0), "message"), "content"));
+}
+
+static json_int_t usage_of(json_t *resp, const char *key)
+{
+    json_t *u = json_object_get(resp, "usage");
+    if (strcmp(key, "cached_tokens") == 0)
+        return json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), key));
+    return json_integer_value(json_object_get(u, key));
+}
+
+static void test_crud(void)
+{
+    long st;
+    char *a = new_session("{\"title\":\"first\",\"system_prompt\":\"Be brief.\"}");
+    char *b = new_session("{\"title\":\"second\"}");
+    ASSERT_TRUE(a && b);
+    ASSERT_TRUE(strncmp(a, "sess_", 5) == 0);
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s", a);
+    json_t *j = req("GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "title")), "first");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "system_prompt")), "Be brief.");
+    ASSERT_TRUE(json_is_object(json_object_get(j, "meter")));
+    json_decref(j);
+    j = req("PATCH", path, "{\"title\":\"renamed\"}", &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "title")), "renamed");
+    json_decref(j);
+    j = req("GET", "/v1/sessions?limit=1", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_INT_EQ(json_array_size(json_object_get(j, "data")), 1);
+    ASSERT_TRUE(json_is_true(json_object_get(j, "has_more")));
+    json_decref(j);
+    snprintf(path, sizeof(path), "/v1/sessions/%s", b);
+    j = req("DELETE", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(j);
+    j = req("GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 404);
+    json_decref(j);
+    j = req("GET", "/v1/sessions/sess_doesnotexist", NULL, &st);
+    ASSERT_INT_EQ(st, 404);
+    json_decref(j);
+    j = req("GET", "/v1/sessions/1%27%20OR%201=1", NULL, &st);
+    ASSERT_INT_EQ(st, 404);
+    json_decref(j);
+    free(a);
+    free(b);
+}
+
+static void test_multi_turn_equals_stateless(void)
+{
+    long st;
+    char *sid = new_session("{\"system_prompt\":\"You are terse.\"}");
+    ASSERT_TRUE(sid != NULL);
+    json_t *t1 = turn(sid, "Name three colours.", 8, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_t *t2 = turn(sid, "And three animals?", 8, &st);
+    ASSERT_INT_EQ(st, 200);
+    /* the second turn reuses the first turn's KV cache */
+    ASSERT_TRUE(usage_of(t2, "cached_tokens") > 0);
+    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}], s:i, s:i}", "messages",
+                             "role", "system", "content", "You are terse.", "role", "user",
+                             "content", "Name three colours.", "role", "assistant", "content",
+                             content_of(t1), "role", "user", "content", "And three animals?",
+                             "temperature", 0, "max_tokens", 8);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    json_t *s2 = req("POST", "/v1/chat/completions", text, &st);
+    free(text);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(content_of(s2), content_of(t2));
+    ASSERT_INT_EQ(usage_of(s2, "prompt_tokens"), usage_of(t2, "prompt_tokens"));
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
+    json_t *m = req("GET", path, NULL, &st);
+    json_t *data = json_object_get(m, "data");
+    ASSERT_INT_EQ(json_array_size(data), 4);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 1), "role")), "assistant");
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 1), "content")), content_of(t1));
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 3), "status")), "complete");
+    json_decref(m);
+    json_decref(t1);
+    json_decref(t2);
+    json_decref(s2);
+    free(sid);
+}
+
+static void test_header_and_unknown_session(void)
+{
+    long st;
+    char *sid = new_session(NULL);
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "X-Session-Id: %s", sid);
+    const char *headers[] = {hdr, NULL};
+    struct itest_resp r;
+    itest_request(&srv, "POST", "/v1/chat/completions",
+                  "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":3}", headers, &r);
+    ASSERT_INT_EQ(r.status, 200);
+    itest_resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
+    json_t *m = req("GET", path, NULL, &st);
+    ASSERT_INT_EQ(json_array_size(json_object_get(m, "data")), 2);
+    json_decref(m);
+    json_t *j = turn("sess_00000000000000000000000000000000", "hi", 3, &st);
+    ASSERT_INT_EQ(st, 404);
+    json_decref(j);
+    free(sid);
+}
+
+static void test_restart_continues(void)
+{
+    long st;
+    char *sid = new_session(NULL);
+    json_t *t = turn(sid, "Remember the number 42.", 4, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(t);
+    ASSERT_INT_EQ(itest_stop(&srv), 0);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    t = turn(sid, "What number?", 4, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(t);
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
+    json_t *m = req("GET", path, NULL, &st);
+    ASSERT_INT_EQ(json_array_size(json_object_get(m, "data")), 4);
+    json_decref(m);
+    free(sid);
+}
+
+static void test_kill_mid_stream(void)
+{
+    long st;
+    char *sid = new_session(NULL);
+    json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:f, s:i, s:b}", "session_id", sid, "messages",
+                             "role", "user", "content", "Tell a long story.", "temperature", 0.8,
+                             "max_tokens", 400, "stream", 1);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    struct itest_stream s;
+    itest_stream_post(&srv, "/v1/chat/completions", text, NULL, 600, &s);
+    free(text);
+    itest_stream_free(&s);
+    itest_kill(&srv); /* kill -9 while the reply may still be generating */
+    sqlite3 *db;
+    ASSERT_INT_EQ(sqlite3_open(srv.db, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL);
+    ASSERT_INT_EQ(sqlite3_step(q), SQLITE_ROW);
+    ASSERT_STR_EQ((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
+    json_t *m = req("GET", path, NULL, &st);
+    json_t *data = json_object_get(m, "data");
+    ASSERT_TRUE(json_array_size(data) >= 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 0), "content")), "Tell a long story.");
+    if (json_array_size(data) == 2) {
+        const char *status = json_string_value(json_object_get(json_array_get(data, 1), "status"));
+        ASSERT_TRUE(strcmp(status, "partial") == 0 || strcmp(status, "complete") == 0);
+    }
+    json_decref(m);
+    free(sid);
+}
+
+static void test_history_overflow_drops_oldest(void)
+{
+    long st;
+    char *sid = new_session("{\"system_prompt\":\"Keep me.\"}");
+    char text[2048];
+    int n = 0;
+    for (int i = 0; i < 60; i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "apple%d ", i);
+    int dropped = 0;
+    for (int t = 0; t < 8 && !dropped; t++) {
+        json_t *r = turn(sid, text, 4, &st);
+        ASSERT_INT_EQ(st, 200);
+        dropped = (int)json_integer_value(json_object_get(json_object_get(r, "context"), "dropped_messages"));
+        ASSERT_TRUE(usage_of(r, "prompt_tokens") <= 512);
+        json_decref(r);
+    }
+    ASSERT_TRUE(dropped > 0);
+    /* the oldest turns went in a block: the prompt now sits near the target fill */
+    json_t *r = turn(sid, "short", 4, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_decref(r);
+    /* a single message larger than the window is refused */
+    char big[8192];
+    n = 0;
+    for (int i = 0; i < 700; i++)
+        n += snprintf(big + n, sizeof(big) - (size_t)n, "w%d ", i);
+    r = turn(sid, big, 4, &st);
+    ASSERT_INT_EQ(st, 400);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(r, "error"), "code")), "context_length_exceeded");
+    json_decref(r);
+    free(sid);
+}
+
+int main(void)
+{
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *a[] = {"--model", model, "--parallel", "2", "--threads", "2", NULL};
+    memcpy(args, a, sizeof(a));
+    if (itest_start(&srv, args) != 0)
+        return 1;
+    RUN(test_crud);
+    RUN(test_multi_turn_equals_stateless);
+    RUN(test_header_and_unknown_session);
+    RUN(test_restart_continues);
+    RUN(test_kill_mid_stream);
+    RUN(test_history_overflow_drops_oldest);
+    itest_stop(&srv);
+    itest_cleanup(&srv);
+    return TEST_DONE();
+}
