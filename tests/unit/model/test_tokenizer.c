@@ -383,6 +383,71 @@ static void test_golden_prompts(void)
     free(prompts);
 }
 
+/* Checks one token's piece (special tokens rendered) against a hex string. */
+static bool piece_matches(const struct tok_vocab *v, int32_t id, const char *hex, size_t hex_len)
+{
+    char piece[512], want[512];
+    int n = tok_piece(v, id, piece, sizeof(piece), true);
+    if (n < 0 || (size_t)n > sizeof(piece) || hex_len != 2 * (size_t)n)
+        return false;
+    for (int i = 0; i < n; i++)
+        snprintf(want + 2 * i, 3, "%02x", (uint8_t)piece[i]);
+    return memcmp(want, hex, hex_len) == 0;
+}
+
+/* Every piece in the golden files (prompt tokens and greedy tokens) is what
+ * llama_token_to_piece gave. */
+static void test_golden_pieces(void)
+{
+    static const char *models[] = {"tiny-llama-f32", "tiny-qwen2-q8_0", "small-llama-kq-q4_k_m"};
+    int checked = 0;
+    for (size_t m = 0; m < 3; m++) {
+        char rel[256];
+        snprintf(rel, sizeof(rel), "models/%s.gguf", models[m]);
+        struct tok_vocab *v = load_vocab(rel);
+        ASSERT_TRUE(v != NULL);
+        for (int i = 0; i < 5; i++) {
+            snprintf(rel, sizeof(rel), "golden/%s.%d.json", models[m], i);
+            size_t jl;
+            char *json = read_file(test_fixture(rel), &jl);
+            if (!json)
+                tok_free(v);
+            ASSERT_TRUE(json != NULL);
+            int32_t ids[1024];
+            size_t n = golden_tokens(json, ids, 1024);
+            const char *p = strstr(json, "\"prompt_pieces_hex\"");
+            bool ok = p != NULL && n > 0;
+            p = p ? strchr(p, '[') : NULL;
+            for (size_t k = 0; k < n && ok && p; k++) {
+                const char *q = strchr(p, '"');
+                const char *e = q ? strchr(q + 1, '"') : NULL;
+                ok = e && piece_matches(v, ids[k], q + 1, (size_t)(e - q - 1));
+                if (!ok)
+                    fprintf(stderr, "  %s prompt %d: piece of token %d differs\n", models[m], i, ids[k]);
+                p = e ? e + 1 : NULL;
+                checked++;
+            }
+            /* greedy steps: "token": N, "piece_hex": "..." */
+            for (const char *g = strstr(json, "\"token\":"); g && ok; g = strstr(g + 1, "\"token\":")) {
+                int32_t id = (int32_t)strtol(g + 8, NULL, 10);
+                const char *h = strstr(g, "\"piece_hex\":");
+                const char *q = h ? strchr(h + 12, '"') : NULL;
+                const char *e = q ? strchr(q + 1, '"') : NULL;
+                ok = e && piece_matches(v, id, q + 1, (size_t)(e - q - 1));
+                if (!ok)
+                    fprintf(stderr, "  %s prompt %d: greedy piece of token %d differs\n", models[m], i, id);
+                checked++;
+            }
+            free(json);
+            if (!ok)
+                tok_free(v);
+            ASSERT_TRUE(ok);
+        }
+        tok_free(v);
+    }
+    ASSERT_INT_OP(checked, >, 500);
+}
+
 /* ---- streaming detokenizer ------------------------------------------------------- */
 
 /* Streams every id of text's encoding; each chunk must be whole characters and all of
@@ -688,6 +753,7 @@ int main(void)
     RUN(test_vocab_info);
     RUN(test_special_tokens);
     RUN(test_golden_prompts);
+    RUN(test_golden_pieces);
     RUN(test_stream);
     RUN(test_arbitrary_bytes);
     RUN(test_r11_r12_load_checks);
