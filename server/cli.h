@@ -5,5 +5,8 @@
 #define CHATD_CLI_H
 
 int cli_serve(int argc, char **argv);
+int cli_gen_model(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 #endif

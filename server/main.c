@@ -13,6 +13,9 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
+    {"gen-model", cli_gen_model, "write a random-weight GGUF model"},
+    {"eval", cli_eval, "print the top logits of given token ids (JSON)"},
+    {"bench", cli_bench, "measure prefill and decode tokens/s"},
 };
 
 static void usage(FILE *out)
