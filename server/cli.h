@@ -5,14 +5,11 @@
 #define CHATD_CLI_H
 
 int cli_serve(int argc, char **argv);
-<<<<<<< HEAD
 int cli_gen_model(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);
-=======
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
->>>>>>> gguf
 
 #endif
