@@ -10,6 +10,8 @@
 #include "genmodel.h"
 #include "gguf.h"
 #include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -404,6 +406,216 @@ int cli_eval(int argc, char **argv)
     free(toks);
     mdl_close(m);
     return 0;
+}
+
+/* ---- generate ----------------------------------------------------------------------- */
+
+static const char gen_text_usage[] =
+    "usage: chatd generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S]\n"
+    "                      [--top-k K] [--top-p P] [--min-p P] [--ignore-eos]\n"
+    "                      [--backend cpu|vulkan] [--threads N] [--json]\n";
+
+struct gen_opts {
+    const char *model;
+    const char *prompt;
+    const char *backend;
+    uint32_t n;
+    uint32_t threads;
+    bool json;
+    bool ignore_eos;
+    struct sampler_params sp;
+};
+
+static int parse_float(const char *opt, const char *s, float *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v)) {
+        fprintf(stderr, "%s: expected a number, got '%s'\n", opt, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_generate(int argc, char **argv, struct gen_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->backend = "cpu";
+    o->n = 32;
+    sampler_default_params(&o->sp);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strcmp(a, "--ignore-eos") == 0) {
+            o->ignore_eos = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0) {
+            fputs(gen_text_usage, stdout);
+            return 1;
+        }
+        if (!(v = opt_value(argc, argv, &i)))
+            return -1;
+        uint32_t u;
+        int rc = 0;
+        if (strcmp(a, "--model") == 0) {
+            o->model = v;
+        } else if (strcmp(a, "--prompt") == 0) {
+            o->prompt = v;
+        } else if (strcmp(a, "--backend") == 0) {
+            o->backend = v;
+        } else if (strcmp(a, "-n") == 0) {
+            rc = parse_u32(a, v, &o->n);
+        } else if (strcmp(a, "--threads") == 0 || strcmp(a, "-t") == 0) {
+            rc = parse_u32(a, v, &o->threads);
+        } else if (strcmp(a, "--temp") == 0) {
+            rc = parse_float(a, v, &o->sp.temperature);
+        } else if (strcmp(a, "--top-p") == 0) {
+            rc = parse_float(a, v, &o->sp.top_p);
+        } else if (strcmp(a, "--min-p") == 0) {
+            rc = parse_float(a, v, &o->sp.min_p);
+        } else if (strcmp(a, "--top-k") == 0) {
+            rc = parse_u32(a, v, &u);
+            o->sp.top_k = (int32_t)u;
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            o->sp.seed = strtoull(v, &end, 10);
+            if (!*v || *end) {
+                fprintf(stderr, "--seed: expected an integer\n");
+                rc = -1;
+            }
+        } else {
+            fprintf(stderr, "generate: unknown option '%s'\n%s", a, gen_text_usage);
+            rc = -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (!o->model || !o->prompt) {
+        fputs(gen_text_usage, stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Prefills the prompt, then samples o->n tokens (one forward each); fills ids / tops. */
+static int generate_run(struct mdl_model *m, const struct gen_opts *o, const int32_t *prompt,
+                        uint32_t np, int32_t *ids, uint32_t *n_ids, json_t *tops, double *t_pp,
+                        double *t_tg)
+{
+    uint32_t nv = mdl_n_vocab(m);
+    const struct tok_vocab *v = mdl_vocab(m);
+    float *logits = malloc((size_t)nv * sizeof(float));
+    struct sampler *s = sampler_new(&o->sp, nv);
+    int rc = (logits && s) ? 0 : -1;
+    *n_ids = 0;
+    for (uint32_t i = 0; s && i < np; i++)
+        sampler_accept(s, prompt[i]);
+    double t0 = now_s();
+    if (!rc)
+        rc = run_batch(m, prompt, 0, np, false, logits);
+    double t1 = now_s();
+    for (uint32_t i = 0; !rc && i < o->n; i++) {
+        int32_t tok = sampler_sample(s, logits);
+        sampler_accept(s, tok);
+        ids[(*n_ids)++] = tok;
+        if (tops)
+            json_array_append_new(tops, top_k_json(logits, nv, 10));
+        if (!o->ignore_eos && tok_is_eog(v, tok))
+            break;
+        if (i + 1 < o->n) {
+            int32_t one[1] = {tok};
+            int32_t pos = (int32_t)(np + i);
+            int32_t slot = 0;
+            bool want = true;
+            struct bk_batch b = {1, one, &pos, &slot, &want};
+            rc = mdl_forward(m, &b, logits);
+        }
+    }
+    *t_pp = t1 - t0;
+    *t_tg = now_s() - t1;
+    sampler_free(s);
+    free(logits);
+    return rc;
+}
+
+int cli_generate(int argc, char **argv)
+{
+    struct gen_opts o;
+    int rc = parse_generate(argc, argv, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct mdl_model *m = NULL;
+    const struct tok_vocab *v;
+    int32_t *prompt = NULL;
+    size_t np = 0;
+    int32_t *ids = NULL;
+    uint32_t n_ids = 0;
+    char *text = NULL;
+    size_t text_len = 0;
+    json_t *tops = o.json ? json_array() : NULL;
+    double t_pp = 0.0;
+    double t_tg = 0.0;
+    /* the cache holds the prompt and the generated tokens */
+    if ((rc = open_model(&m, o.model, o.backend, 0, o.threads)))
+        goto out;
+    v = mdl_vocab(m);
+    if (tok_encode(v, o.prompt, strlen(o.prompt), tok_add_bos(v), false, &prompt, &np) != 0 ||
+        np == 0) {
+        fprintf(stderr, "chatd: generate: the prompt gives no tokens\n");
+        rc = 2;
+        goto out;
+    }
+    if (np + o.n > mdl_n_ctx(m)) {
+        fprintf(stderr, "chatd: generate: %zu prompt + %u new tokens exceed the context of %u\n",
+                np, o.n, mdl_n_ctx(m));
+        rc = 2;
+        goto out;
+    }
+    ids = malloc((o.n ? o.n : 1) * sizeof(int32_t));
+    if (!ids || generate_run(m, &o, prompt, (uint32_t)np, ids, &n_ids, tops, &t_pp, &t_tg) != 0 ||
+        tok_decode(v, ids, n_ids, 0, &text, &text_len) != 0) {
+        fprintf(stderr, "chatd: generate: forward failed\n");
+        rc = 1;
+        goto out;
+    }
+    double pp_ts = t_pp > 0 ? np / t_pp : 0.0;
+    double tg_ts = t_tg > 0 ? n_ids / t_tg : 0.0;
+    if (o.json) {
+        json_t *j = json_object();
+        json_t *pj = json_array();
+        json_t *ij = json_array();
+        for (size_t i = 0; i < np; i++)
+            json_array_append_new(pj, json_integer(prompt[i]));
+        for (uint32_t i = 0; i < n_ids; i++)
+            json_array_append_new(ij, json_integer(ids[i]));
+        json_object_set_new(j, "prompt_ids", pj);
+        json_object_set_new(j, "ids", ij);
+        json_object_set_new(j, "text", json_stringn_nocheck(text, text_len));
+        json_object_set_new(j, "prefill_tokens_per_s", json_real(pp_ts));
+        json_object_set_new(j, "decode_tokens_per_s", json_real(tg_ts));
+        json_object_set(j, "top", tops);
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9) | JSON_ENSURE_ASCII);
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        fwrite(text, 1, text_len, stdout);
+        fputc('\n', stdout);
+        fprintf(stderr, "prefill %zu tokens: %.2f tokens/s; decode %u tokens: %.2f tokens/s\n", np,
+                pp_ts, n_ids, tg_ts);
+    }
+out:
+    json_decref(tops);
+    free(text);
+    free(ids);
+    free(prompt);
+    mdl_close(m);
+    return rc;
 }
 
 /* ---- bench -------------------------------------------------------------------------- */
