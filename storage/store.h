@@ -111,7 +111,8 @@ struct store_params store_default_params(void);
  * (close with store_close); on failure *out is NULL and err holds one line. */
 int store_open(const char *path, const struct store_params *params, struct store **out, char *err,
                size_t err_len);
-/* Closes the handle (accepts NULL). No call may be in progress on it. */
+/* Closes the handle (accepts NULL). No call may be in progress on it; reply text still
+ * queued for a group commit is dropped (finish or flush replies with force first). */
 void store_close(struct store *st);
 /* The schema version this binary writes, and the version of an open database. */
 int store_schema_version(void);
@@ -258,6 +259,13 @@ int store_message_append(struct store *st, int64_t user_id, const char *session_
 /* All messages of a session in order. Free with store_messages_free. */
 int store_message_list(struct store *st, int64_t user_id, const char *session_id,
                        struct store_message **out, size_t *n);
+
+/* One chat turn in a session, in order:
+ *   store_message_append(user message)          committed before inference
+ *   store_reply_begin(usage: request id, prompt tokens, ...)
+ *   store_reply_flush(text so far, tokens)...   as tokens arrive; group-committed
+ *   store_finish_turn(reply, final usage)       message + usage row, one transaction
+ * A request without a session records its usage with store_usage_record. */
 
 /* A streaming assistant reply in progress (see store_reply_begin). Owned by the
  * caller's thread; no free needed. */

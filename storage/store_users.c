@@ -105,6 +105,14 @@ int store_user_add(struct store *st, const char *name, bool is_admin, int64_t to
 
 int store_user_local(struct store *st, struct store_user *out)
 {
+    /* Called per request in open auth: read first, take the write lock only once. */
+    struct store_user u;
+    int rc = store_user_get_by_name(st, STORE_LOCAL_USER, &u);
+    if (rc != STORE_ENOTFOUND) {
+        if (rc == 0 && out)
+            *out = u;
+        return rc;
+    }
     struct user_add_ctx c = {STORE_LOCAL_USER, true, 0, true, out};
     return sdb_run(st, true, user_add_tx, &c);
 }
