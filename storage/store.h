@@ -262,8 +262,8 @@ int store_message_list(struct store *st, int64_t user_id, const char *session_id
 
 /* One chat turn in a session, in order:
  *   store_message_append(user message)          committed before inference
- *   store_reply_begin(usage: request id, prompt tokens, ...)
- *   store_reply_flush(text so far, tokens)...   as tokens arrive; group-committed
+ *   store_reply_begin[_billed](...)             an empty partial assistant message
+ *   store_reply_flush[_tokens](text so far)...  as tokens arrive; group-committed
  *   store_finish_turn(reply, final usage)       message + usage row, one transaction
  * A request without a session records its usage with store_usage_record. */
 
@@ -344,7 +344,7 @@ int store_usage_record(struct store *st, const struct store_usage_in *u, struct 
 
 /* Finishes a session turn in ONE transaction: the assistant message (the partial
  * message of `r` rewritten, or a new one when r is NULL) and its usage row (whose
- * session_id and user_id must match r's), and r's pending usage record is dropped.
+ * session_id and user_id must match r's), and r's pending usage (if any) is dropped.
  * Either all is stored or nothing: a repeated request_id is STORE_EEXISTS and the
  * message is left as it was. When the session was deleted meanwhile, only the usage
  * row is written and *msg_id is 0. *msg_id and *usage (each may be NULL) receive the
@@ -354,29 +354,37 @@ int store_finish_turn(struct store *st, const struct store_reply *r,
                       const struct store_msg_in *reply, const struct store_usage_in *u,
                       int64_t *msg_id, struct store_usage *usage);
 
-/* Starts a streaming reply in u->session_id (u->user_id's): an empty `partial`
- * assistant message, and a pending usage record (u's request id, model, prompt and
- * cached tokens and fallback price; its completion counts follow the flushes), so that
- * a reply interrupted by a crash is billed by store_recover_interrupted for exactly
- * the tokens that were stored. Finish it with store_finish_turn. STORE_EEXISTS when
- * the request id was billed or begun before; STORE_ENOTFOUND for another user's or a
- * missing session. */
-int store_reply_begin(struct store *st, const struct store_usage_in *u, struct store_reply *r);
-/* Hands the reply's text so far and its token counts to the group commit: every
- * reply's latest text is written in ONE transaction at most once per
- * flush_interval_ms, by whichever thread's call comes due (no background thread), so
- * 500 streams cost one commit per interval, not 500. force commits now (after any
- * commit in progress). Returns 1 when this reply's text is on disk on return, 0 when
- * it waits for the next group commit, <0 on error. Call it as the text grows (per
- * token is fine: it copies the text and returns); a crash loses the text produced
- * since the last group commit. */
+/* Starts a streaming reply in a session of user_id: an empty `partial` assistant
+ * message. Finish it with store_finish_turn. STORE_ENOTFOUND for another user's or a
+ * missing session. A crash before the finish leaves the message partial and the
+ * request unbilled; store_reply_begin_billed also bills it. */
+int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
+                      struct store_reply *r);
+/* As store_reply_begin for u->user_id and u->session_id, and also records a pending
+ * usage (u's request id, model, prompt and cached tokens and fallback price; its
+ * completion counts follow store_reply_flush_tokens), so that a reply interrupted by
+ * a crash is billed by store_recover_interrupted for exactly the tokens that were
+ * stored. STORE_EEXISTS when the request id was billed or begun before. */
+int store_reply_begin_billed(struct store *st, const struct store_usage_in *u,
+                             struct store_reply *r);
+/* Hands the reply's text so far to the group commit: every reply's latest text is
+ * written in ONE transaction at most once per flush_interval_ms, by whichever
+ * thread's call comes due (no background thread), so 500 streams cost one commit per
+ * interval, not 500. force commits now (after any commit in progress). Returns 1 when
+ * this reply's text is on disk on return, 0 when it waits for the next group commit,
+ * <0 on error. Call it as the text grows (per token is fine: it copies the text and
+ * returns); a crash loses the text produced since the last group commit. */
 int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
-                      const char *reasoning, int64_t completion_tokens, int64_t reasoning_tokens,
-                      bool force);
+                      const char *reasoning, bool force);
+/* As store_reply_flush, also recording the completion and reasoning tokens of that
+ * text for the pending usage of store_reply_begin_billed. */
+int store_reply_flush_tokens(struct store *st, struct store_reply *r, const char *content,
+                             const char *reasoning, int64_t completion_tokens,
+                             int64_t reasoning_tokens, bool force);
 /* Group commits done by this handle so far. */
 int64_t store_group_commits(struct store *st);
 /* Bills the streaming replies that a crash interrupted: each pending usage record
- * left by store_reply_begin without its store_finish_turn becomes a usage row with
+ * left by store_reply_begin_billed without its store_finish_turn becomes a usage row with
  * status `partial` and the completion tokens of the last committed flush, priced as
  * of the request's start. Call once at server start, before serving, and never from
  * a second process while a server runs (its live replies would look interrupted).

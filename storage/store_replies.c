@@ -1,8 +1,8 @@
 /* store_replies.c - streaming assistant replies: begin, group commit, finish, and the
  * billing of replies a crash interrupted.
  *
- * A reply starts as an empty `partial` message plus a pending usage record (its
- * request id, prompt tokens and price fallback). While it streams, each
+ * A reply starts as an empty `partial` message, with store_reply_begin_billed also a
+ * pending usage record (its request id, prompt tokens and price fallback). While it streams, each
  * store_reply_flush call leaves the reply's latest text in an in-memory queue; when
  * flush_interval_ms has passed since the last group commit, the calling thread takes
  * the whole queue and writes every queued reply in ONE transaction (a commit costs
@@ -45,7 +45,9 @@ static const char sql_msg_final[] =
 /* ---- begin ---- */
 
 struct begin_ctx {
-    const struct store_usage_in *u;
+    const struct store_usage_in *u; /* NULL: no pending usage */
+    int64_t user_id;
+    const char *session_id;
     int64_t msg_id;
 };
 
@@ -67,11 +69,12 @@ static int begin_tx(struct store *st, void *ctx)
 {
     struct begin_ctx *c = ctx;
     const struct store_usage_in *u = c->u;
-    int rc = sdb_session_owned(st, u->user_id, u->session_id);
-    rc = rc ? rc : check_not_billed(st, u->request_id);
+    int rc = sdb_session_owned(st, c->user_id, c->session_id);
+    if (rc == 0 && u)
+        rc = check_not_billed(st, u->request_id);
     struct store_msg_in m = {.role = "assistant", .status = STORE_MSG_PARTIAL};
-    rc = rc ? rc : sdb_msg_insert(st, u->session_id, &m, &c->msg_id, NULL);
-    if (rc)
+    rc = rc ? rc : sdb_msg_insert(st, c->session_id, &m, &c->msg_id, NULL);
+    if (rc || !u)
         return rc;
     const struct store_price *fb = u->fallback_price;
     sqlite3_stmt *s = sdb_prep(st, sql_pending_insert);
@@ -95,7 +98,30 @@ static int begin_tx(struct store *st, void *ctx)
     return rc;
 }
 
-int store_reply_begin(struct store *st, const struct store_usage_in *u, struct store_reply *r)
+static int reply_begin(struct store *st, int64_t user_id, const char *session_id,
+                       const struct store_usage_in *u, struct store_reply *r)
+{
+    struct begin_ctx c = {.u = u, .user_id = user_id, .session_id = session_id};
+    int rc = sdb_run(st, true, begin_tx, &c);
+    if (rc)
+        return rc;
+    r->msg_id = c.msg_id;
+    r->user_id = user_id;
+    snprintf(r->session_id, sizeof(r->session_id), "%s", session_id);
+    return 0;
+}
+
+int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
+                      struct store_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (sdb_check_id("session id", session_id, STORE_ID_MAX) != 0)
+        return sdb_fail(STORE_ENOTFOUND, "session not found");
+    return reply_begin(st, user_id, session_id, NULL, r);
+}
+
+int store_reply_begin_billed(struct store *st, const struct store_usage_in *u,
+                             struct store_reply *r)
 {
     memset(r, 0, sizeof(*r));
     if (!u->session_id)
@@ -106,14 +132,7 @@ int store_reply_begin(struct store *st, const struct store_usage_in *u, struct s
     const struct store_price *fb = u->fallback_price;
     if (fb && (fb->input_miss < 0 || fb->input_hit < 0 || fb->output < 0))
         return sdb_fail(STORE_EINVAL, "reply: negative fallback price");
-    struct begin_ctx c = {.u = u};
-    rc = sdb_run(st, true, begin_tx, &c);
-    if (rc)
-        return rc;
-    r->msg_id = c.msg_id;
-    r->user_id = u->user_id;
-    snprintf(r->session_id, sizeof(r->session_id), "%s", u->session_id);
-    return 0;
+    return reply_begin(st, u->user_id, u->session_id, u, r);
 }
 
 /* ---- group commit ---- */
@@ -204,6 +223,8 @@ static int batch_tx(struct store *st, void *ctx)
         sdb_done(s);
         if (rc)
             return rc;
+        if (d->completion_tokens < 0) /* store_reply_flush: counts unknown */
+            continue;
         s = sdb_prep(st, sql_pending_flush);
         if (!s)
             return STORE_ESQL;
@@ -218,15 +239,13 @@ static int batch_tx(struct store *st, void *ctx)
     return 0;
 }
 
-int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
-                      const char *reasoning, int64_t completion_tokens, int64_t reasoning_tokens,
-                      bool force)
+/* Queues r's text (token counts -1: unknown) and commits the queue when due. */
+static int reply_flush(struct store *st, struct store_reply *r, const char *content,
+                       const char *reasoning, int64_t completion_tokens, int64_t reasoning_tokens,
+                       bool force)
 {
     if (!r->msg_id)
         return sdb_fail(STORE_EINVAL, "reply was not begun");
-    if (completion_tokens < 0 || reasoning_tokens < 0 || reasoning_tokens > completion_tokens)
-        return sdb_fail(STORE_EINVAL, "reply flush: completion=%lld reasoning=%lld",
-                        (long long)completion_tokens, (long long)reasoning_tokens);
     int64_t now = sdb_now(st);
     pthread_mutex_lock(&st->flush_mu);
     int rc = dirty_put(st, r->msg_id, content, reasoning, completion_tokens, reasoning_tokens);
@@ -267,6 +286,22 @@ int store_reply_flush(struct store *st, struct store_reply *r, const char *conte
     }
     r->n_flushes++;
     return 1;
+}
+
+int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
+                      const char *reasoning, bool force)
+{
+    return reply_flush(st, r, content, reasoning, -1, -1, force);
+}
+
+int store_reply_flush_tokens(struct store *st, struct store_reply *r, const char *content,
+                             const char *reasoning, int64_t completion_tokens,
+                             int64_t reasoning_tokens, bool force)
+{
+    if (completion_tokens < 0 || reasoning_tokens < 0 || reasoning_tokens > completion_tokens)
+        return sdb_fail(STORE_EINVAL, "reply flush: completion=%lld reasoning=%lld",
+                        (long long)completion_tokens, (long long)reasoning_tokens);
+    return reply_flush(st, r, content, reasoning, completion_tokens, reasoning_tokens, force);
 }
 
 int64_t store_group_commits(struct store *st)

@@ -454,22 +454,22 @@ static void test_reply_and_turn(void)
     struct store_usage_in u = usage_in("req-1", a.id, "m", 10, 4, 0);
     u.session_id = s.id;
     struct store_reply r;
-    ASSERT_INT_EQ(store_reply_begin(st, &u, &r), 0);
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), 0);
     ASSERT_INT_OP(r.msg_id, >, 0);
     struct store_reply r2;
-    ASSERT_INT_EQ(store_reply_begin(st, &u, &r2), STORE_EEXISTS); /* one reply per request */
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r2), STORE_EEXISTS); /* one reply per request */
     ASSERT_INT_EQ(r2.msg_id, 0);
     struct store_usage_in other = u;
     other.request_id = "req-other";
     other.user_id = a.id + 100; /* not the session's owner */
-    ASSERT_INT_EQ(store_reply_begin(st, &other, &r2), STORE_ENOTFOUND);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one", "", 1, 0, false), 1); /* first: due */
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &other, &r2), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one", "", 1, 0, false), 1); /* first: due */
     atomic_fetch_add(&fake_now, 100);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two", "", 2, 0, false), 0); /* queued */
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two", "", 2, 0, false), 0); /* queued */
     atomic_fetch_add(&fake_now, 500);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two three", "", 3, 1, false), 1);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two three", "", 3, 1, true), 1);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "x", "", 1, 2, true), STORE_EINVAL);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two three", "", 3, 1, false), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two three", "", 3, 1, true), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "x", "", 1, 2, true), STORE_EINVAL);
     ASSERT_INT_EQ(r.n_flushes, 3);
     ASSERT_INT_EQ(store_group_commits(st), 3);
     ASSERT_INT_EQ(sql_int("SELECT completion_tokens * 10 + reasoning_tokens FROM pending_usage"),
@@ -505,7 +505,7 @@ static void test_reply_and_turn(void)
     store_messages_free(list, n);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
     /* A late flush of a finished reply changes nothing. */
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "x", "", 1, 0, true), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "x", "", 1, 0, true), 1);
     ASSERT_INT_EQ(store_message_list(st, a.id, s.id, &list, &n), 0);
     ASSERT_STR_EQ(list[1].content, "one two three four");
     store_messages_free(list, n);
@@ -517,6 +517,23 @@ static void test_reply_and_turn(void)
     ASSERT_INT_OP(mid, >, r.msg_id);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages"), 3);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM usage"), 2);
+
+    /* Without crash billing: no pending usage. */
+    struct store_reply r3;
+    ASSERT_INT_EQ(store_reply_begin(st, a.id + 100, s.id, &r3), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_begin(st, a.id, "sess_missing", &r3), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_begin(st, a.id, s.id, &r3), 0);
+    atomic_fetch_add(&fake_now, 1000);
+    ASSERT_INT_EQ(store_reply_flush(st, &r3, "plain", "think", false), 1);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'plain' AND "
+                          "reasoning = 'think' AND status = 'partial'"),
+                  1);
+    struct store_usage_in u3 = usage_in("req-3", a.id, "m", 20, 0, 1);
+    u3.session_id = s.id;
+    ASSERT_INT_EQ(store_finish_turn(st, &r3, &fin, &u3, &mid, NULL), 0);
+    ASSERT_INT_EQ(mid, r3.msg_id);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE status = 'partial'"), 0);
     store_session_fini(&s);
     close_db(st);
 }
@@ -537,11 +554,11 @@ static void test_turn_atomic(void)
 
     u.session_id = s.id;
     struct store_reply r;
-    ASSERT_INT_EQ(store_reply_begin(st, &u, &r), STORE_EEXISTS); /* already billed */
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), STORE_EEXISTS); /* already billed */
     struct store_usage_in ur = usage_in("turn", a.id, "m", 5, 0, 0);
     ur.session_id = s.id;
-    ASSERT_INT_EQ(store_reply_begin(st, &ur, &r), 0);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "partial text", "", 2, 0, true), 1);
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &ur, &r), 0);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "partial text", "", 2, 0, true), 1);
     struct store_msg_in fin = {.role = "assistant", .content = "final", .n_tokens = 5};
     ASSERT_INT_EQ(store_finish_turn(st, &r, &fin, &u, NULL, NULL), STORE_EEXISTS);
     struct store_message *list;
@@ -844,15 +861,15 @@ static void test_group_commit(void)
         snprintf(rid, sizeof(rid), "g%d", i);
         struct store_usage_in u = usage_in(rid, a.id, "m", 10, 0, 0);
         u.session_id = s.id;
-        ASSERT_INT_EQ(store_reply_begin(st, &u, &r[i]), 0);
+        ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r[i]), 0);
     }
     int written = 0;
     for (int i = 0; i < N; i++)
-        written += store_reply_flush(st, &r[i], "a", "", 1, 0, false);
+        written += store_reply_flush_tokens(st, &r[i], "a", "", 1, 0, false);
     ASSERT_INT_EQ(written, 1); /* the first call was due, the rest wait */
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'a'"), 1);
     atomic_fetch_add(&fake_now, 500);
-    ASSERT_INT_EQ(store_reply_flush(st, &r[5], "b", "", 2, 0, false), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r[5], "b", "", 2, 0, false), 1);
     ASSERT_INT_EQ(store_group_commits(st), 2);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'a'"), N - 1);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'b'"), 1);
@@ -876,15 +893,16 @@ static void test_recover_interrupted(void)
     u.session_id = s.id;
     u.fallback_price = &fb;
     struct store_reply r;
-    ASSERT_INT_EQ(store_reply_begin(st, &u, &r), 0);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "seven tokens of text", "hm", 7, 2, true), 1);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "seven tokens of text and more", "hm", 9, 2, false),
-                  0); /* not yet committed: lost in the crash */
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), 0);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "seven tokens of text", "hm", 7, 2, true), 1);
+    ASSERT_INT_EQ(
+        store_reply_flush_tokens(st, &r, "seven tokens of text and more", "hm", 9, 2, false),
+        0); /* not yet committed: lost in the crash */
     /* A finished turn next to it leaves nothing pending. */
     struct store_usage_in u2 = usage_in("done-1", a.id, "m", 10, 0, 0);
     u2.session_id = s.id;
     struct store_reply r2;
-    ASSERT_INT_EQ(store_reply_begin(st, &u2, &r2), 0);
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u2, &r2), 0);
     struct store_msg_in fin = {.role = "assistant", .content = "ok", .n_tokens = 1};
     u2.completion_tokens = 1;
     ASSERT_INT_EQ(store_finish_turn(st, &r2, &fin, &u2, NULL, NULL), 0);
@@ -1040,7 +1058,7 @@ static void *streamer_main(void *arg)
     struct store_usage_in u = usage_in(rid, w->user_id, "m", 50, 10, 0);
     u.session_id = w->session_id;
     struct store_reply r;
-    if (store_reply_begin(w->st, &u, &r) != 0) {
+    if (store_reply_begin_billed(w->st, &u, &r) != 0) {
         fprintf(stderr, "streamer %d: %s\n", w->index, store_errmsg());
         w->failures++;
         return NULL;
@@ -1049,7 +1067,7 @@ static void *streamer_main(void *arg)
     for (int i = 0; i < FLUSHES_PER_STREAM; i++) {
         text[i] = (char)('a' + (w->index + i) % 26);
         text[i + 1] = 0;
-        if (store_reply_flush(w->st, &r, text, "", i + 1, 0, false) < 0) {
+        if (store_reply_flush_tokens(w->st, &r, text, "", i + 1, 0, false) < 0) {
             fprintf(stderr, "streamer %d flush: %s\n", w->index, store_errmsg());
             w->failures++;
         }
