@@ -71,7 +71,7 @@ const char *store_sqlite_version(void);
 
 /* ---- limits ----
  * Ids (session, request, idempotency key) and model ids are 1..max bytes of printable
- * ASCII without space, '/' or '\\'; anything else is STORE_EINVAL (or, for a looked-up
+ * ASCII without space, '/' or backslash; anything else is STORE_EINVAL (or, for a looked-up
  * session id, STORE_ENOTFOUND). */
 
 #define STORE_NAME_MAX 64   /* user names: [A-Za-z0-9._-], 1..64 bytes */
