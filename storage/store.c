@@ -1,11 +1,14 @@
 /* store.c - opens chatd's SQLite database and runs everything else's transactions.
  *
- * One handle is one connection behind a mutex (see store.h for why that is enough:
- * WAL lets readers in other connections proceed, and writes are short). Statements
- * are prepared once per handle and cached by the address of their static SQL text,
- * so no SQL is ever built from strings; values are always bound. sdb_run wraps each
- * public call in a transaction, rolls back on any error (after checking whether
- * SQLite already did) and retries a transaction that met SQLITE_BUSY. */
+ * A handle holds one writer connection and a few reader connections, each used by one
+ * thread at a time under its own mutex. Writes are serialised on the writer (SQLite
+ * allows one writer anyway) and are short; reads take any free reader, so an API-key
+ * check or a session load never waits behind a writer's fsync (WAL: readers see the
+ * last committed state and never block writers). Statements are prepared once per
+ * connection and cached by the address of their static SQL text, so no SQL is ever
+ * built from strings; values are always bound. sdb_run wraps each public call in a
+ * transaction, rolls back on any error (after checking whether SQLite already did)
+ * and retries a transaction that met SQLITE_BUSY. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -18,6 +21,8 @@
 #include <time.h>
 
 static _Thread_local char tls_err[SDB_ERRMSG_LEN];
+/* The connection of this thread's current sdb_run transaction. */
+static _Thread_local struct sdb_conn *tls_conn;
 
 /* ---- errors ---- */
 
@@ -56,7 +61,8 @@ int sdb_fail(int code, const char *fmt, ...)
 
 int sdb_sqlerr(struct store *st, int rc, const char *what)
 {
-    const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+    sqlite3 *db = st ? sdb_db(st) : NULL;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     int code;
     switch (rc & 0xff) {
     case SQLITE_BUSY:
@@ -93,24 +99,30 @@ void sdb_log(struct store *st, int level, const char *fmt, ...)
 
 /* ---- statements ---- */
 
+sqlite3 *sdb_db(struct store *st)
+{
+    return tls_conn ? tls_conn->db : st->writer.db;
+}
+
 sqlite3_stmt *sdb_prep(struct store *st, const char *sql)
 {
-    for (size_t i = 0; i < st->n_cache; i++)
-        if (st->cache[i].sql == sql)
-            return st->cache[i].stmt;
-    if (st->n_cache == SDB_STMT_CACHE) {
+    struct sdb_conn *c = tls_conn ? tls_conn : &st->writer;
+    for (size_t i = 0; i < c->n_cache; i++)
+        if (c->cache[i].sql == sql)
+            return c->cache[i].stmt;
+    if (c->n_cache == SDB_STMT_CACHE) {
         sdb_fail(STORE_ESQL, "statement cache full (%d)", SDB_STMT_CACHE);
         return NULL;
     }
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
     if (rc != SQLITE_OK) {
         sdb_sqlerr(st, rc, "prepare");
         return NULL;
     }
-    st->cache[st->n_cache].sql = sql;
-    st->cache[st->n_cache].stmt = s;
-    st->n_cache++;
+    c->cache[c->n_cache].sql = sql;
+    c->cache[c->n_cache].stmt = s;
+    c->n_cache++;
     return s;
 }
 
@@ -175,7 +187,7 @@ void sdb_col_copy(sqlite3_stmt *s, int i, char *buf, size_t size)
 
 static int exec_sql(struct store *st, const char *sql)
 {
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    int rc = sqlite3_exec(sdb_db(st), sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : sdb_sqlerr(st, rc, sql);
 }
 
@@ -183,14 +195,35 @@ static void rollback_if_open(struct store *st)
 {
     /* SQLite rolls back by itself after some errors (SQLITE_FULL, IOERR, BUSY in
      * some cases); a second ROLLBACK would fail, so ask first. */
-    if (!sqlite3_get_autocommit(st->db))
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!sqlite3_get_autocommit(sdb_db(st)))
+        sqlite3_exec(sdb_db(st), "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Locks a reader connection: a free one if any, else waits for one in turn. */
+static struct sdb_conn *lock_reader(struct store *st)
+{
+    unsigned start = atomic_fetch_add(&st->next_reader, 1);
+    for (int i = 0; i < st->n_readers; i++) {
+        struct sdb_conn *c = &st->readers[(start + (unsigned)i) % (unsigned)st->n_readers];
+        if (pthread_mutex_trylock(&c->mu) == 0)
+            return c;
+    }
+    struct sdb_conn *c = &st->readers[start % (unsigned)st->n_readers];
+    pthread_mutex_lock(&c->mu);
+    return c;
 }
 
 int sdb_run(struct store *st, bool write, int (*fn)(struct store *st, void *ctx), void *ctx)
 {
+    struct sdb_conn *conn;
+    if (write || st->n_readers == 0) {
+        conn = &st->writer;
+        pthread_mutex_lock(&conn->mu);
+    } else {
+        conn = lock_reader(st);
+    }
+    tls_conn = conn;
     int rc;
-    pthread_mutex_lock(&st->mu);
     for (int attempt = 0;; attempt++) {
         rc = exec_sql(st, write ? "BEGIN IMMEDIATE" : "BEGIN");
         if (rc == 0) {
@@ -202,20 +235,18 @@ int sdb_run(struct store *st, bool write, int (*fn)(struct store *st, void *ctx)
             rollback_if_open(st);
         if (rc != STORE_EBUSY || attempt == SDB_BUSY_RETRIES)
             break;
-        st->n_busy_retries++;
+        atomic_fetch_add(&st->n_busy_retries, 1);
         sdb_log(st, STORE_LOG_WARN, "store: database busy, retrying transaction (attempt %d)",
                 attempt + 2);
     }
-    pthread_mutex_unlock(&st->mu);
+    tls_conn = NULL;
+    pthread_mutex_unlock(&conn->mu);
     return rc;
 }
 
 int64_t store_busy_retries(struct store *st)
 {
-    pthread_mutex_lock(&st->mu);
-    int64_t n = st->n_busy_retries;
-    pthread_mutex_unlock(&st->mu);
-    return n;
+    return atomic_load(&st->n_busy_retries);
 }
 
 int64_t sdb_now(struct store *st)
@@ -289,6 +320,7 @@ struct store_params store_default_params(void)
     struct store_params p = {
         .busy_timeout_ms = 5000,
         .flush_interval_ms = 1000,
+        .n_readers = 4,
     };
     return p;
 }
@@ -299,39 +331,64 @@ static int migrate_tx(struct store *st, void *ctx)
     return sdb_migrate(st, err, SDB_ERRMSG_LEN);
 }
 
-/* Sets the pragmas of every connection. journal_mode must be set outside a
- * transaction and answers with the mode it got, which must be "wal". */
-static int set_pragmas(struct store *st)
+/* Runs a PRAGMA that answers with one text row and checks the answer. */
+static int pragma_expect(struct store *st, const char *sql, const char *want)
 {
-    int rc = sqlite3_busy_timeout(st->db, st->p.busy_timeout_ms);
-    if (rc != SQLITE_OK)
-        return sdb_sqlerr(st, rc, "busy_timeout");
     sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(sdb_db(st), sql, -1, &s, NULL);
     if (rc != SQLITE_OK)
-        return sdb_sqlerr(st, rc, "journal_mode");
+        return sdb_sqlerr(st, rc, sql);
     rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(s);
-        return sdb_sqlerr(st, rc, "journal_mode");
+        return sdb_sqlerr(st, rc, sql);
     }
-    const char *mode = (const char *)sqlite3_column_text(s, 0);
-    bool wal = mode && strcmp(mode, "wal") == 0;
-    char got[32];
-    snprintf(got, sizeof(got), "%s", mode ? mode : "(null)");
+    const char *got = (const char *)sqlite3_column_text(s, 0);
+    bool ok = got && strcmp(got, want) == 0;
+    if (!ok)
+        sdb_fail(STORE_ESQL, "%s: got '%s', want '%s'", sql, got ? got : "(null)", want);
     sqlite3_finalize(s);
-    if (!wal)
-        return sdb_fail(STORE_ESQL, "journal_mode: could not switch to WAL (got '%s')", got);
-    static const char *const pragmas[] = {
-        "PRAGMA synchronous=FULL",
-        "PRAGMA foreign_keys=ON",
-    };
-    for (size_t i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
-        rc = exec_sql(st, pragmas[i]);
-        if (rc)
-            return rc;
+    return ok ? 0 : STORE_ESQL;
+}
+
+/* Opens one connection and sets its pragmas. journal_mode must be set outside a
+ * transaction and answers with the mode it got, which must be "wal". Readers are
+ * query_only, so a write through one fails loudly instead of dodging the writer. */
+static int conn_open(struct store *st, struct sdb_conn *c, const char *path, bool reader)
+{
+    pthread_mutex_init(&c->mu, NULL);
+    int rc = sqlite3_open_v2(
+        path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    tls_conn = c;
+    if (rc != SQLITE_OK) {
+        rc = sdb_sqlerr(st, rc, "open");
+        goto out;
     }
-    return 0;
+    sqlite3_extended_result_codes(c->db, 1);
+    rc = sqlite3_busy_timeout(c->db, st->p.busy_timeout_ms);
+    if (rc != SQLITE_OK) {
+        rc = sdb_sqlerr(st, rc, "busy_timeout");
+        goto out;
+    }
+    rc = reader ? 0 : pragma_expect(st, "PRAGMA journal_mode=WAL", "wal");
+    rc = rc ? rc : exec_sql(st, "PRAGMA synchronous=FULL");
+    rc = rc ? rc : exec_sql(st, "PRAGMA foreign_keys=ON");
+    if (rc == 0 && reader)
+        rc = exec_sql(st, "PRAGMA query_only=ON");
+out:
+    tls_conn = NULL;
+    return rc;
+}
+
+static void conn_close(struct sdb_conn *c)
+{
+    for (size_t i = 0; i < c->n_cache; i++)
+        sqlite3_finalize(c->cache[i].stmt);
+    c->n_cache = 0;
+    if (c->db)
+        sqlite3_close(c->db);
+    c->db = NULL;
+    pthread_mutex_destroy(&c->mu);
 }
 
 int store_open(const char *path, const struct store_params *params, struct store **out, char *err,
@@ -340,6 +397,10 @@ int store_open(const char *path, const struct store_params *params, struct store
     *out = NULL;
     if (sodium_init() < 0) {
         snprintf(err, err_len, "libsodium failed to initialise");
+        return STORE_ESQL;
+    }
+    if (!sqlite3_threadsafe()) {
+        snprintf(err, err_len, "the SQLite library was built without thread support");
         return STORE_ESQL;
     }
     struct store *st = calloc(1, sizeof(*st));
@@ -352,20 +413,29 @@ int store_open(const char *path, const struct store_params *params, struct store
         st->p.busy_timeout_ms = 5000;
     if (st->p.flush_interval_ms < 0)
         st->p.flush_interval_ms = 0;
-    pthread_mutex_init(&st->mu, NULL);
-    int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        rc = sdb_sqlerr(st, rc, "open");
-        goto fail;
-    }
-    sqlite3_extended_result_codes(st->db, 1);
-    rc = set_pragmas(st);
+    if (st->p.n_readers < 0 || st->p.n_readers > 64)
+        st->p.n_readers = 4;
+    pthread_mutex_init(&st->flush_mu, NULL);
+    pthread_cond_init(&st->flush_cv, NULL);
+    int rc = conn_open(st, &st->writer, path, false);
     if (rc)
         goto fail;
     char merr[SDB_ERRMSG_LEN] = "";
     rc = sdb_run(st, true, migrate_tx, merr);
     if (rc)
         goto fail;
+    /* Readers open after the migrations, so they see the whole schema. */
+    st->readers = calloc((size_t)st->p.n_readers + 1, sizeof(*st->readers));
+    if (!st->readers) {
+        rc = sdb_fail(STORE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < st->p.n_readers; i++) {
+        rc = conn_open(st, &st->readers[i], path, true);
+        st->n_readers++; /* counted even on failure, so that store_close closes it */
+        if (rc)
+            goto fail;
+    }
     *out = st;
     return 0;
 fail:
@@ -378,11 +448,13 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
-    for (size_t i = 0; i < st->n_cache; i++)
-        sqlite3_finalize(st->cache[i].stmt);
-    if (st->db)
-        sqlite3_close(st->db);
-    pthread_mutex_destroy(&st->mu);
+    for (int i = 0; i < st->n_readers; i++)
+        conn_close(&st->readers[i]);
+    free(st->readers);
+    conn_close(&st->writer);
+    sdb_dirty_free(st);
+    pthread_cond_destroy(&st->flush_cv);
+    pthread_mutex_destroy(&st->flush_mu);
     free(st);
 }
 
@@ -413,7 +485,7 @@ int store_db_version(struct store *st)
 static int integrity_tx(struct store *st, void *ctx)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(sdb_db(st), "PRAGMA integrity_check", -1, &s, NULL);
     if (rc != SQLITE_OK)
         return sdb_sqlerr(st, rc, "integrity_check");
     rc = sqlite3_step(s);

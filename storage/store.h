@@ -1,17 +1,22 @@
 /* store.h - chatd's storage: users, API keys, sessions, messages, usage, prices and
  * idempotency keys in one SQLite database. This is the only header of storage/.
  *
- * Threads: one `struct store` wraps ONE SQLite connection guarded by a mutex, so any
- * thread may call any function on a shared handle; calls are serialised. Several
- * handles (or processes, such as the `chatd user`/`key`/`usage` commands while the
- * server runs) may open the same file: the database is in WAL mode, readers never
- * wait for writers, write transactions are `BEGIN IMMEDIATE` and wait up to
- * busy_timeout_ms for the write lock, and a transaction that still meets SQLITE_BUSY
- * is rolled back and retried a few times, so a busy database is not an error.
+ * Threads: any thread may call any function on a shared handle. A handle holds one
+ * writer connection and n_readers reader connections, each used by one thread at a
+ * time: writes are serialised on the writer (SQLite has one writer anyway) and are
+ * short; reads take a free reader and never wait behind a writer's fsync. Several
+ * handles or processes (the `chatd user`/`key`/`usage` commands while the server
+ * runs) may open the same file: WAL mode, write transactions are `BEGIN IMMEDIATE`
+ * and wait up to busy_timeout_ms for the write lock, and a transaction that still
+ * meets SQLITE_BUSY is rolled back and retried a few times, so a busy database is not
+ * an error. The path must name a file (":memory:" would give each connection its own
+ * database).
  *
  * Durability: synchronous=FULL: a function that returns 0 after a write has
- * committed it to disk. Streaming replies are written in batches (store_reply_flush):
- * a crash loses at most the last flush_interval_ms of a reply's text.
+ * committed it to disk. Streaming replies are written by group commit (all streams'
+ * latest text in one transaction, at most once per flush_interval_ms; see
+ * store_reply_flush): a crash loses at most the text produced since the last group
+ * commit, about flush_interval_ms of each reply.
  *
  * Errors: functions return 0 or a negative STORE_E* code; store_errmsg() describes
  * the calling thread's last failure (naming the value that was wrong).
@@ -64,7 +69,10 @@ const char *store_errmsg(void);
 /* The linked SQLite library's version string. */
 const char *store_sqlite_version(void);
 
-/* ---- limits ---- */
+/* ---- limits ----
+ * Ids (session, request, idempotency key) and model ids are 1..max bytes of printable
+ * ASCII without space, '/' or backslash; anything else is STORE_EINVAL (or, for a looked-up
+ * session id, STORE_ENOTFOUND). */
 
 #define STORE_NAME_MAX 64   /* user names: [A-Za-z0-9._-], 1..64 bytes */
 #define STORE_ID_MAX 64     /* session ids, request ids, idempotency keys */
@@ -86,7 +94,8 @@ typedef int64_t (*store_clock_fn)(void *user);
 
 struct store_params {
     int busy_timeout_ms;   /* wait for another writer's lock (default 5000) */
-    int flush_interval_ms; /* least time between two partial-reply flushes (default 1000) */
+    int flush_interval_ms; /* least time between two group commits of replies (default 1000) */
+    int n_readers;         /* reader connections, 0..64 (default 4; 0: reads use the writer) */
     store_clock_fn now_ms; /* NULL: the wall clock */
     void *clock_user;
     store_log_fn log; /* NULL: silent */
@@ -105,7 +114,8 @@ struct store_params store_default_params(void);
  * (close with store_close); on failure *out is NULL and err holds one line. */
 int store_open(const char *path, const struct store_params *params, struct store **out, char *err,
                size_t err_len);
-/* Closes the handle (accepts NULL). No call may be in progress on it. */
+/* Closes the handle (accepts NULL). No call may be in progress on it; reply text still
+ * queued for a group commit is dropped (finish or flush replies with force first). */
 void store_close(struct store *st);
 /* The schema version this binary writes, and the version of an open database. */
 int store_schema_version(void);
@@ -253,26 +263,21 @@ int store_message_append(struct store *st, int64_t user_id, const char *session_
 int store_message_list(struct store *st, int64_t user_id, const char *session_id,
                        struct store_message **out, size_t *n);
 
-/* A streaming assistant reply in progress: created by store_reply_begin as a
- * `partial` message and rewritten by store_reply_flush at most every
- * flush_interval_ms (group commit: a commit costs milliseconds with synchronous=FULL,
- * so never one per token). A crash leaves the message `partial` with the text of the
- * last flush: at most flush_interval_ms of the reply is lost. store_finish_turn
- * turns it into the final message. Owned by the caller's thread; no free needed. */
+/* One chat turn in a session, in order:
+ *   store_message_append(user message)          committed before inference
+ *   store_reply_begin[_billed](...)             an empty partial assistant message
+ *   store_reply_flush[_tokens](text so far)...  as tokens arrive; group-committed
+ *   store_finish_turn(reply, final usage)       message + usage row, one transaction
+ * A request without a session records its usage with store_usage_record. */
+
+/* A streaming assistant reply in progress (see store_reply_begin). Owned by the
+ * caller's thread; no free needed. */
 struct store_reply {
     int64_t msg_id;
     int64_t user_id;
     char session_id[STORE_ID_MAX + 1];
-    int64_t last_flush_ms;
-    int64_t n_flushes;
+    int64_t n_flushes; /* calls that found this reply's text committed on return */
 };
-
-int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
-                      struct store_reply *r);
-/* Stores the reply's text so far when force is set or flush_interval_ms has passed
- * since the last flush. Returns 1 when written, 0 when skipped, <0 on error. */
-int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
-                      const char *reasoning, bool force);
 
 /* ---- usage and prices ---- */
 
@@ -342,13 +347,52 @@ int store_usage_record(struct store *st, const struct store_usage_in *u, struct 
 
 /* Finishes a session turn in ONE transaction: the assistant message (the partial
  * message of `r` rewritten, or a new one when r is NULL) and its usage row (whose
- * session_id and user_id must match). Either both are stored or neither: a repeated
- * request_id is STORE_EEXISTS and the message is left as it was. *msg_id and *usage
- * (each may be NULL) receive the results. Bill what was stored: for a cut stream the
- * caller passes the tokens of the stored text as completion_tokens. */
+ * session_id and user_id must match r's), and r's pending usage (if any) is dropped.
+ * Either all is stored or nothing: a repeated request_id is STORE_EEXISTS and the
+ * message is left as it was. When the session was deleted meanwhile, only the usage
+ * row is written and *msg_id is 0. *msg_id and *usage (each may be NULL) receive the
+ * results. Bill what was stored: for a cut stream pass the tokens of the stored text
+ * as completion_tokens. */
 int store_finish_turn(struct store *st, const struct store_reply *r,
                       const struct store_msg_in *reply, const struct store_usage_in *u,
                       int64_t *msg_id, struct store_usage *usage);
+
+/* Starts a streaming reply in a session of user_id: an empty `partial` assistant
+ * message. Finish it with store_finish_turn. STORE_ENOTFOUND for another user's or a
+ * missing session. A crash before the finish leaves the message partial and the
+ * request unbilled; store_reply_begin_billed also bills it. */
+int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
+                      struct store_reply *r);
+/* As store_reply_begin for u->user_id and u->session_id, and also records a pending
+ * usage (u's request id, model, prompt and cached tokens and fallback price; its
+ * completion counts follow store_reply_flush_tokens), so that a reply interrupted by
+ * a crash is billed by store_recover_interrupted for exactly the tokens that were
+ * stored. STORE_EEXISTS when the request id was billed or begun before. */
+int store_reply_begin_billed(struct store *st, const struct store_usage_in *u,
+                             struct store_reply *r);
+/* Hands the reply's text so far to the group commit: every reply's latest text is
+ * written in ONE transaction at most once per flush_interval_ms, by whichever
+ * thread's call comes due (no background thread), so 500 streams cost one commit per
+ * interval, not 500. force commits now (after any commit in progress). Returns 1 when
+ * this reply's text is on disk on return, 0 when it waits for the next group commit,
+ * <0 on error. Call it as the text grows (per token is fine: it copies the text and
+ * returns); a crash loses the text produced since the last group commit. */
+int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
+                      const char *reasoning, bool force);
+/* As store_reply_flush, also recording the completion and reasoning tokens of that
+ * text for the pending usage of store_reply_begin_billed. */
+int store_reply_flush_tokens(struct store *st, struct store_reply *r, const char *content,
+                             const char *reasoning, int64_t completion_tokens,
+                             int64_t reasoning_tokens, bool force);
+/* Group commits done by this handle so far. */
+int64_t store_group_commits(struct store *st);
+/* Bills the streaming replies that a crash interrupted: each pending usage record
+ * left by store_reply_begin_billed without its store_finish_turn becomes a usage row with
+ * status `partial` and the completion tokens of the last committed flush, priced as
+ * of the request's start. Call once at server start, before serving, and never from
+ * a second process while a server runs (its live replies would look interrupted).
+ * *n_billed (may be NULL) counts the rows written. */
+int store_recover_interrupted(struct store *st, int64_t *n_billed);
 
 /* One request's usage by request id; user_id 0 allows any user (admin), otherwise
  * another user's row is STORE_ENOTFOUND. */

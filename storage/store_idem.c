@@ -75,7 +75,7 @@ static int change_tx(struct store *st, void *ctx)
         rc = sdb_bind_text(st, s, 3, c->response);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
-    if (rc == 0 && sqlite3_changes(st->db) == 0)
+    if (rc == 0 && sqlite3_changes(sdb_db(st)) == 0)
         rc = sdb_fail(STORE_ENOTFOUND, "idempotency key '%s' not found", c->key);
     return rc;
 }
@@ -151,7 +151,7 @@ static int prune_tx(struct store *st, void *ctx)
     int rc = sdb_bind_int(st, s, 1, c->before_ms);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
-    c->n = rc == 0 ? sqlite3_changes64(st->db) : 0;
+    c->n = rc == 0 ? sqlite3_changes64(sdb_db(st)) : 0;
     return rc;
 }
 

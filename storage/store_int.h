@@ -1,9 +1,10 @@
 /* store_int.h - private to storage/: the handle, the statement cache and the
  * transaction runner shared by the store_*.c files. Internal names use `sdb_`.
  *
- * Every public function that touches the database runs its body through sdb_run:
- * the handle's mutex is held for the whole transaction, so the body may use cached
- * statements freely and must not call a public store_* function. */
+ * Every public function that touches the database runs its body through sdb_run,
+ * which holds one connection (the writer, or a free reader) for the whole
+ * transaction; the body may use that connection's cached statements freely
+ * (sdb_prep, sdb_db) and must not call a public store_* function. */
 #ifndef CHATD_STORE_INT_H
 #define CHATD_STORE_INT_H
 
@@ -11,6 +12,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #define SDB_STMT_CACHE 96
 #define SDB_BUSY_RETRIES 5
@@ -21,15 +23,43 @@ struct sdb_stmt_slot {
     sqlite3_stmt *stmt;
 };
 
-struct store {
+/* One SQLite connection, used by one thread at a time (its mutex), with its own cache
+ * of prepared statements. */
+struct sdb_conn {
     sqlite3 *db;
     pthread_mutex_t mu;
-    struct store_params p;
     struct sdb_stmt_slot cache[SDB_STMT_CACHE];
     size_t n_cache;
-    int64_t n_busy_retries;
 };
 
+/* A streaming reply's latest text, waiting for the next group commit. */
+struct sdb_dirty {
+    int64_t msg_id;
+    char *content;
+    char *reasoning;
+    int64_t completion_tokens;
+    int64_t reasoning_tokens;
+};
+
+struct store {
+    struct store_params p;
+    struct sdb_conn writer;   /* every write transaction */
+    struct sdb_conn *readers; /* read transactions; never wait for a writer's fsync */
+    int n_readers;
+    atomic_uint next_reader;
+    atomic_llong n_busy_retries;
+    /* Group commit of streaming replies (store_messages.c), under flush_mu. */
+    pthread_mutex_t flush_mu;
+    pthread_cond_t flush_cv; /* signalled when a group commit ends */
+    struct sdb_dirty *dirty;
+    size_t n_dirty;
+    bool flushing; /* a thread is committing a batch */
+    int64_t last_group_ms;
+    int64_t n_group_commits;
+};
+
+/* The connection of the calling thread's current transaction (inside sdb_run). */
+sqlite3 *sdb_db(struct store *st);
 /* Records a failure for store_errmsg() and returns code. */
 int sdb_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Turns a SQLite result code into a STORE_E* code, recording the message. */
@@ -81,8 +111,20 @@ int sdb_check_model(const char *model);
 int sdb_session_owned(struct store *st, int64_t user_id, const char *id);
 /* Moves a session's updated_at to now. */
 int sdb_session_touch(struct store *st, const char *id);
-/* Inserts a usage row inside the caller's transaction (see store_usage_record). */
-int sdb_usage_insert(struct store *st, const struct store_usage_in *u, struct store_usage *out);
+/* Inserts a usage row inside the caller's transaction (see store_usage_record),
+ * billed at the price in force at `at_ms`. */
+int sdb_usage_insert(struct store *st, const struct store_usage_in *u, int64_t at_ms,
+                     struct store_usage *out);
+/* Messages (store_messages.c): validation, the token BLOB, and an insert into a
+ * session whose ownership the caller checked (moves the session's updated time). */
+int sdb_check_msg(const struct store_msg_in *m);
+int sdb_bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n);
+int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
+                   int64_t *id, int64_t *seq);
+/* Validates a usage record (store_usage.c). */
+int sdb_check_usage(const struct store_usage_in *u);
+/* Frees the group-commit queue (store_close). */
+void sdb_dirty_free(struct store *st);
 
 /* Schema: applies migrations inside the caller's open transaction. */
 int sdb_migrate(struct store *st, char *err, size_t err_len);

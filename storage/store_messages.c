@@ -1,15 +1,9 @@
-/* store_messages.c - a session's messages and the end of a chat turn.
+/* store_messages.c - a session's messages: append and list.
  *
  * The user's message is committed before inference starts (store_message_append),
- * so a crash never loses what the user said. The assistant's reply is a `partial`
- * row rewritten in batches while it streams (store_reply_flush: at most one commit
- * per flush_interval_ms, because a synchronous=FULL commit costs milliseconds) and
- * made final together with the request's usage row in one transaction
- * (store_finish_turn), so a reply is never stored without being billed or billed
- * without being stored.
- *
- * Token ids are stored as a BLOB of little-endian int32 values, whatever the host's
- * byte order. Called from any thread (see store.h). */
+ * so a crash never loses what the user said; streaming assistant replies are in
+ * store_replies.c. Token ids are stored as a BLOB of little-endian int32 values,
+ * whatever the host's byte order. Called from any thread (see store.h). */
 #include "store_int.h"
 
 #include <stdio.h>
@@ -21,11 +15,6 @@ static const char sql_msg_next_seq[] =
 static const char sql_msg_insert[] =
     "INSERT INTO messages (session_id, seq, role, content, reasoning, n_tokens, tokens, "
     "fingerprint, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-static const char sql_msg_flush[] =
-    "UPDATE messages SET content = ?2, reasoning = ?3 WHERE id = ?1 AND status = 'partial'";
-static const char sql_msg_final[] =
-    "UPDATE messages SET content = ?2, reasoning = ?3, n_tokens = ?4, tokens = ?5, "
-    "fingerprint = ?6, status = ?7 WHERE id = ?1 AND session_id = ?8";
 static const char sql_msg_list[] =
     "SELECT id, seq, role, content, reasoning, n_tokens, tokens, fingerprint, status, created_at "
     "FROM messages WHERE session_id = ?1 ORDER BY seq";
@@ -51,7 +40,7 @@ static enum store_msg_status status_parse(const char *s)
     return STORE_MSG_ERROR;
 }
 
-static int check_msg(const struct store_msg_in *m)
+int sdb_check_msg(const struct store_msg_in *m)
 {
     static const char *const roles[] = {"system", "user", "assistant", "tool"};
     bool role_ok = false;
@@ -74,8 +63,7 @@ static int check_msg(const struct store_msg_in *m)
     return 0;
 }
 
-/* Binds token ids as a little-endian int32 BLOB (NULL when there are none). */
-static int bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n)
+int sdb_bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n)
 {
     if (!ids || n == 0)
         return sqlite3_bind_null(s, i) == SQLITE_OK ? 0 : sdb_sqlerr(st, SQLITE_ERROR, "bind");
@@ -93,9 +81,8 @@ static int bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *
     return rc == SQLITE_OK ? 0 : sdb_sqlerr(st, rc, "bind tokens");
 }
 
-/* Inserts message m into the session (whose ownership the caller checked). */
-static int msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
-                      int64_t *id, int64_t *seq)
+int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
+                   int64_t *id, int64_t *seq)
 {
     sqlite3_stmt *s = sdb_prep(st, sql_msg_next_seq);
     if (!s)
@@ -115,7 +102,7 @@ static int msg_insert(struct store *st, const char *session_id, const struct sto
     rc = rc ? rc : sdb_bind_text(st, s, 4, m->content);
     rc = rc ? rc : sdb_bind_text(st, s, 5, m->reasoning);
     rc = rc ? rc : sdb_bind_int(st, s, 6, m->n_tokens);
-    rc = rc ? rc : bind_tokens(st, s, 7, m->token_ids, m->n_token_ids);
+    rc = rc ? rc : sdb_bind_tokens(st, s, 7, m->token_ids, m->n_token_ids);
     rc = rc ? rc : sdb_bind_text(st, s, 8, m->fingerprint);
     rc = rc ? rc : sdb_bind_text(st, s, 9, store_status_name(m->status));
     rc = rc ? rc : sdb_bind_int(st, s, 10, sdb_now(st));
@@ -124,7 +111,7 @@ static int msg_insert(struct store *st, const char *session_id, const struct sto
     if (rc)
         return rc;
     if (id)
-        *id = sqlite3_last_insert_rowid(st->db);
+        *id = sqlite3_last_insert_rowid(sdb_db(st));
     if (seq)
         *seq = next;
     return sdb_session_touch(st, session_id);
@@ -144,7 +131,7 @@ static int append_tx(struct store *st, void *ctx)
 {
     struct append_ctx *c = ctx;
     int rc = sdb_session_owned(st, c->user_id, c->session_id);
-    return rc ? rc : msg_insert(st, c->session_id, c->m, &c->id, &c->seq);
+    return rc ? rc : sdb_msg_insert(st, c->session_id, c->m, &c->id, &c->seq);
 }
 
 int store_message_append(struct store *st, int64_t user_id, const char *session_id,
@@ -155,7 +142,7 @@ int store_message_append(struct store *st, int64_t user_id, const char *session_
     if (seq)
         *seq = 0;
     int rc = sdb_check_id("session id", session_id, STORE_ID_MAX);
-    rc = rc ? rc : check_msg(m);
+    rc = rc ? rc : sdb_check_msg(m);
     if (rc)
         return rc;
     struct append_ctx c = {user_id, session_id, m, 0, 0};
@@ -165,150 +152,6 @@ int store_message_append(struct store *st, int64_t user_id, const char *session_
     if (rc == 0 && seq)
         *seq = c.seq;
     return rc;
-}
-
-/* ---- streaming reply ---- */
-
-int store_reply_begin(struct store *st, int64_t user_id, const char *session_id,
-                      struct store_reply *r)
-{
-    memset(r, 0, sizeof(*r));
-    struct store_msg_in m = {.role = "assistant", .status = STORE_MSG_PARTIAL};
-    int64_t id;
-    int rc = store_message_append(st, user_id, session_id, &m, &id, NULL);
-    if (rc)
-        return rc;
-    r->msg_id = id;
-    r->user_id = user_id;
-    snprintf(r->session_id, sizeof(r->session_id), "%s", session_id);
-    r->last_flush_ms = sdb_now(st);
-    return 0;
-}
-
-struct flush_ctx {
-    const struct store_reply *r;
-    const char *content;
-    const char *reasoning;
-};
-
-static int flush_tx(struct store *st, void *ctx)
-{
-    struct flush_ctx *c = ctx;
-    sqlite3_stmt *s = sdb_prep(st, sql_msg_flush);
-    if (!s)
-        return STORE_ESQL;
-    int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
-    rc = rc ? rc : sdb_bind_text(st, s, 2, c->content);
-    rc = rc ? rc : sdb_bind_text(st, s, 3, c->reasoning);
-    rc = rc ? rc : sdb_exec_stmt(st, s);
-    sdb_done(s);
-    if (rc == 0 && sqlite3_changes(st->db) == 0)
-        rc = sdb_fail(STORE_ENOTFOUND, "reply message %lld is gone or finished",
-                      (long long)c->r->msg_id);
-    return rc;
-}
-
-int store_reply_flush(struct store *st, struct store_reply *r, const char *content,
-                      const char *reasoning, bool force)
-{
-    if (!r->msg_id)
-        return sdb_fail(STORE_EINVAL, "reply was not begun");
-    int64_t now = sdb_now(st);
-    if (!force && now - r->last_flush_ms < st->p.flush_interval_ms)
-        return 0;
-    struct flush_ctx c = {r, content, reasoning};
-    int rc = sdb_run(st, true, flush_tx, &c);
-    if (rc)
-        return rc;
-    r->last_flush_ms = now;
-    r->n_flushes++;
-    return 1;
-}
-
-/* ---- finishing a turn ---- */
-
-struct finish_ctx {
-    const struct store_reply *r;
-    const struct store_msg_in *m;
-    const struct store_usage_in *u;
-    int64_t msg_id;
-    struct store_usage usage;
-};
-
-/* Rewrites the streaming reply's row as the final message. When the row is gone (the
- * session was deleted mid-stream) nothing is stored and msg_id stays 0. */
-static int finish_update(struct store *st, struct finish_ctx *c)
-{
-    sqlite3_stmt *s = sdb_prep(st, sql_msg_final);
-    if (!s)
-        return STORE_ESQL;
-    const struct store_msg_in *m = c->m;
-    int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
-    rc = rc ? rc : sdb_bind_text(st, s, 2, m->content);
-    rc = rc ? rc : sdb_bind_text(st, s, 3, m->reasoning);
-    rc = rc ? rc : sdb_bind_int(st, s, 4, m->n_tokens);
-    rc = rc ? rc : bind_tokens(st, s, 5, m->token_ids, m->n_token_ids);
-    rc = rc ? rc : sdb_bind_text(st, s, 6, m->fingerprint);
-    rc = rc ? rc : sdb_bind_text(st, s, 7, store_status_name(m->status));
-    rc = rc ? rc : sdb_bind_text(st, s, 8, c->r->session_id);
-    rc = rc ? rc : sdb_exec_stmt(st, s);
-    sdb_done(s);
-    if (rc)
-        return rc;
-    if (sqlite3_changes(st->db) == 1) {
-        c->msg_id = c->r->msg_id;
-        return sdb_session_touch(st, c->r->session_id);
-    }
-    return 0;
-}
-
-static int finish_tx(struct store *st, void *ctx)
-{
-    struct finish_ctx *c = ctx;
-    c->msg_id = 0;
-    int rc = 0;
-    if (c->r) {
-        rc = finish_update(st, c);
-    } else {
-        /* A session deleted before the reply was stored: bill the request anyway. */
-        rc = sdb_session_owned(st, c->u->user_id, c->u->session_id);
-        if (rc == 0)
-            rc = msg_insert(st, c->u->session_id, c->m, &c->msg_id, NULL);
-        else if (rc == STORE_ENOTFOUND)
-            rc = 0;
-    }
-    if (rc)
-        return rc;
-    return sdb_usage_insert(st, c->u, &c->usage);
-}
-
-int store_finish_turn(struct store *st, const struct store_reply *r,
-                      const struct store_msg_in *reply, const struct store_usage_in *u,
-                      int64_t *msg_id, struct store_usage *usage)
-{
-    if (msg_id)
-        *msg_id = 0;
-    if (usage)
-        memset(usage, 0, sizeof(*usage));
-    int rc = check_msg(reply);
-    if (rc)
-        return rc;
-    if (!u->session_id || sdb_check_id("session id", u->session_id, STORE_ID_MAX) != 0)
-        return sdb_fail(STORE_EINVAL, "finish turn: usage has no valid session id");
-    if (r && (r->user_id != u->user_id || strcmp(r->session_id, u->session_id) != 0))
-        return sdb_fail(STORE_EINVAL, "finish turn: reply and usage name different sessions");
-    if (strcmp(reply->role, "assistant") != 0)
-        return sdb_fail(STORE_EINVAL, "finish turn: reply role is '%.32s', not assistant",
-                        reply->role);
-    struct finish_ctx c = {.r = r, .m = reply, .u = u};
-    rc = sdb_run(st, true, finish_tx, &c);
-    if (rc)
-        return rc;
-    if (msg_id)
-        *msg_id = c.msg_id;
-    if (usage)
-        *usage = c.usage;
-    return 0;
 }
 
 /* ---- listing ---- */

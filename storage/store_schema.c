@@ -94,6 +94,24 @@ static const char *const migrations[] = {
     "CREATE INDEX idempotency_time ON idempotency(created_at);"
     "PRAGMA application_id = 1667785076;"
     "PRAGMA user_version = 1;",
+
+    /* 2: the usage of streaming replies in progress, billed after a crash by
+     * store_recover_interrupted. No foreign keys: it must outlive a deleted session. */
+    "CREATE TABLE pending_usage ("
+    "  message_id INTEGER PRIMARY KEY,"
+    "  request_id TEXT NOT NULL UNIQUE,"
+    "  user_id INTEGER NOT NULL,"
+    "  session_id TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL,"
+    "  cached_tokens INTEGER NOT NULL,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  reasoning_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  fallback_input_miss INTEGER NOT NULL,"
+    "  fallback_input_hit INTEGER NOT NULL,"
+    "  fallback_output INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "PRAGMA user_version = 2;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -152,7 +170,7 @@ int sdb_migrate(struct store *st, char *err, size_t err_len)
     }
     for (int64_t v = version; v < N_MIGRATIONS; v++) {
         char *msg = NULL;
-        int src = sqlite3_exec(st->db, migrations[v], NULL, NULL, &msg);
+        int src = sqlite3_exec(sdb_db(st), migrations[v], NULL, NULL, &msg);
         if (src != SQLITE_OK) {
             rc = sdb_fail(src == SQLITE_BUSY ? STORE_EBUSY : STORE_ESQL, "migration %lld: %s",
                           (long long)v + 1, msg ? msg : sqlite3_errstr(src));

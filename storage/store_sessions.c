@@ -314,7 +314,7 @@ static int change_tx(struct store *st, void *ctx)
     }
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
-    if (rc == 0 && sqlite3_changes(st->db) == 0)
+    if (rc == 0 && sqlite3_changes(sdb_db(st)) == 0)
         rc = session_not_found(c->id);
     return rc;
 }

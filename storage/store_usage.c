@@ -134,7 +134,7 @@ static int price_insert(struct store *st, struct store_price *p, bool fallback)
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
     if (rc == 0)
-        p->id = sqlite3_last_insert_rowid(st->db);
+        p->id = sqlite3_last_insert_rowid(sdb_db(st));
     return rc;
 }
 
@@ -272,7 +272,7 @@ int store_price_current(struct store *st, const char *model, const struct store_
 
 /* ---- usage rows ---- */
 
-static int check_usage(const struct store_usage_in *u)
+int sdb_check_usage(const struct store_usage_in *u)
 {
     int rc = sdb_check_id("request id", u->request_id, STORE_ID_MAX);
     rc = rc ? rc : sdb_check_model(u->model);
@@ -314,12 +314,12 @@ static void usage_from_row(sqlite3_stmt *s, struct store_usage *u)
     u->created_ms = sqlite3_column_int64(s, 12);
 }
 
-int sdb_usage_insert(struct store *st, const struct store_usage_in *u, struct store_usage *out)
+int sdb_usage_insert(struct store *st, const struct store_usage_in *u, int64_t now,
+                     struct store_usage *out)
 {
-    int rc = check_usage(u);
+    int rc = sdb_check_usage(u);
     if (rc)
         return rc;
-    int64_t now = sdb_now(st);
     struct store_price p;
     rc = price_for_billing(st, u->model, u->fallback_price, now, &p);
     if (rc)
@@ -355,7 +355,7 @@ int sdb_usage_insert(struct store *st, const struct store_usage_in *u, struct st
         return rc;
     if (out) {
         memset(out, 0, sizeof(*out));
-        out->id = sqlite3_last_insert_rowid(st->db);
+        out->id = sqlite3_last_insert_rowid(sdb_db(st));
         snprintf(out->request_id, sizeof(out->request_id), "%s", u->request_id);
         out->user_id = u->user_id;
         snprintf(out->session_id, sizeof(out->session_id), "%s",
@@ -381,7 +381,7 @@ struct record_ctx {
 static int record_tx(struct store *st, void *ctx)
 {
     struct record_ctx *c = ctx;
-    return sdb_usage_insert(st, c->u, &c->out);
+    return sdb_usage_insert(st, c->u, sdb_now(st), &c->out);
 }
 
 int store_usage_record(struct store *st, const struct store_usage_in *u, struct store_usage *out)

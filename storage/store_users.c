@@ -88,7 +88,7 @@ static int user_add_tx(struct store *st, void *ctx)
         return sdb_fail(rc, "user '%s' already exists", c->name);
     if (rc)
         return rc;
-    return user_fetch(st, sqlite3_last_insert_rowid(st->db), NULL, c->out);
+    return user_fetch(st, sqlite3_last_insert_rowid(sdb_db(st)), NULL, c->out);
 }
 
 int store_user_add(struct store *st, const char *name, bool is_admin, int64_t token_quota,
@@ -105,6 +105,14 @@ int store_user_add(struct store *st, const char *name, bool is_admin, int64_t to
 
 int store_user_local(struct store *st, struct store_user *out)
 {
+    /* Called per request in open auth: read first, take the write lock only once. */
+    struct store_user u;
+    int rc = store_user_get_by_name(st, STORE_LOCAL_USER, &u);
+    if (rc != STORE_ENOTFOUND) {
+        if (rc == 0 && out)
+            *out = u;
+        return rc;
+    }
     struct user_add_ctx c = {STORE_LOCAL_USER, true, 0, true, out};
     return sdb_run(st, true, user_add_tx, &c);
 }
@@ -193,7 +201,7 @@ static int user_quota_tx(struct store *st, void *ctx)
     rc = rc ? rc : sdb_bind_int(st, s, 2, c->quota);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
-    if (rc == 0 && sqlite3_changes(st->db) == 0)
+    if (rc == 0 && sqlite3_changes(sdb_db(st)) == 0)
         rc = sdb_fail(STORE_ENOTFOUND, "user %lld not found", (long long)c->id);
     return rc;
 }
@@ -290,7 +298,7 @@ static int key_create_tx(struct store *st, void *ctx)
         return rc;
     if (c->info) {
         memset(c->info, 0, sizeof(*c->info));
-        c->info->id = sqlite3_last_insert_rowid(st->db);
+        c->info->id = sqlite3_last_insert_rowid(sdb_db(st));
         c->info->user_id = c->user_id;
         memcpy(c->info->prefix, c->key, STORE_KEY_PREFIX_LEN);
         c->info->created_ms = now;

@@ -451,16 +451,29 @@ static void test_reply_and_turn(void)
     ASSERT_INT_EQ(store_message_append(st, a.id, s.id, &um, NULL, NULL), 0);
     ASSERT_INT_EQ(store_price_set(st, "m", 1000000, 100000, 2000000, 0, NULL), 0);
 
+    struct store_usage_in u = usage_in("req-1", a.id, "m", 10, 4, 0);
+    u.session_id = s.id;
     struct store_reply r;
-    ASSERT_INT_EQ(store_reply_begin(st, a.id, s.id, &r), 0);
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), 0);
     ASSERT_INT_OP(r.msg_id, >, 0);
+    struct store_reply r2;
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r2), STORE_EEXISTS); /* one reply per request */
+    ASSERT_INT_EQ(r2.msg_id, 0);
+    struct store_usage_in other = u;
+    other.request_id = "req-other";
+    other.user_id = a.id + 100; /* not the session's owner */
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &other, &r2), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one", "", 1, 0, false), 1); /* first: due */
     atomic_fetch_add(&fake_now, 100);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one", "", false), 0); /* inside the window */
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two", "", 2, 0, false), 0); /* queued */
     atomic_fetch_add(&fake_now, 500);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two", "", false), 1);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two three", "", false), 0);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "one two three", "", true), 1);
-    ASSERT_INT_EQ(r.n_flushes, 2);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two three", "", 3, 1, false), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "one two three", "", 3, 1, true), 1);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "x", "", 1, 2, true), STORE_EINVAL);
+    ASSERT_INT_EQ(r.n_flushes, 3);
+    ASSERT_INT_EQ(store_group_commits(st), 3);
+    ASSERT_INT_EQ(sql_int("SELECT completion_tokens * 10 + reasoning_tokens FROM pending_usage"),
+                  31);
     struct store_message *list;
     size_t n;
     ASSERT_INT_EQ(store_message_list(st, a.id, s.id, &list, &n), 0);
@@ -477,8 +490,7 @@ static void test_reply_and_turn(void)
                                .n_tokens = 4,
                                .fingerprint = "fp",
                                .status = STORE_MSG_COMPLETE};
-    struct store_usage_in u = usage_in("req-1", a.id, "m", 10, 4, 4);
-    u.session_id = s.id;
+    u.completion_tokens = 4;
     int64_t mid;
     struct store_usage got;
     ASSERT_INT_EQ(store_finish_turn(st, &r, &fin, &u, &mid, &got), 0);
@@ -491,8 +503,12 @@ static void test_reply_and_turn(void)
     ASSERT_INT_EQ(list[1].status, STORE_MSG_COMPLETE);
     ASSERT_INT_EQ(list[1].n_token_ids, 4);
     store_messages_free(list, n);
-    /* A finished reply can no longer be flushed. */
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "x", "", true), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
+    /* A late flush of a finished reply changes nothing. */
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "x", "", 1, 0, true), 1);
+    ASSERT_INT_EQ(store_message_list(st, a.id, s.id, &list, &n), 0);
+    ASSERT_STR_EQ(list[1].content, "one two three four");
+    store_messages_free(list, n);
 
     /* Without a streaming row: a new message with its usage. */
     struct store_usage_in u2 = usage_in("req-2", a.id, "m", 20, 0, 1);
@@ -501,6 +517,23 @@ static void test_reply_and_turn(void)
     ASSERT_INT_OP(mid, >, r.msg_id);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages"), 3);
     ASSERT_INT_EQ(sql_int("SELECT count(*) FROM usage"), 2);
+
+    /* Without crash billing: no pending usage. */
+    struct store_reply r3;
+    ASSERT_INT_EQ(store_reply_begin(st, a.id + 100, s.id, &r3), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_begin(st, a.id, "sess_missing", &r3), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_reply_begin(st, a.id, s.id, &r3), 0);
+    atomic_fetch_add(&fake_now, 1000);
+    ASSERT_INT_EQ(store_reply_flush(st, &r3, "plain", "think", false), 1);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'plain' AND "
+                          "reasoning = 'think' AND status = 'partial'"),
+                  1);
+    struct store_usage_in u3 = usage_in("req-3", a.id, "m", 20, 0, 1);
+    u3.session_id = s.id;
+    ASSERT_INT_EQ(store_finish_turn(st, &r3, &fin, &u3, &mid, NULL), 0);
+    ASSERT_INT_EQ(mid, r3.msg_id);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE status = 'partial'"), 0);
     store_session_fini(&s);
     close_db(st);
 }
@@ -519,11 +552,14 @@ static void test_turn_atomic(void)
     ASSERT_INT_EQ(store_usage_record(st, &u, NULL), 0);
     ASSERT_INT_EQ(store_usage_record(st, &u, NULL), STORE_EEXISTS);
 
-    struct store_reply r;
-    ASSERT_INT_EQ(store_reply_begin(st, a.id, s.id, &r), 0);
-    ASSERT_INT_EQ(store_reply_flush(st, &r, "partial text", "", true), 1);
-    struct store_msg_in fin = {.role = "assistant", .content = "final", .n_tokens = 5};
     u.session_id = s.id;
+    struct store_reply r;
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), STORE_EEXISTS); /* already billed */
+    struct store_usage_in ur = usage_in("turn", a.id, "m", 5, 0, 0);
+    ur.session_id = s.id;
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &ur, &r), 0);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "partial text", "", 2, 0, true), 1);
+    struct store_msg_in fin = {.role = "assistant", .content = "final", .n_tokens = 5};
     ASSERT_INT_EQ(store_finish_turn(st, &r, &fin, &u, NULL, NULL), STORE_EEXISTS);
     struct store_message *list;
     size_t n;
@@ -809,6 +845,119 @@ static void test_idempotency(void)
     close_db(st);
 }
 
+/* Many streams, one commit per interval. */
+static void test_group_commit(void)
+{
+    struct store *st = open_fresh();
+    ASSERT_TRUE(st != NULL);
+    struct store_user a;
+    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
+    struct store_session s;
+    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    enum { N = 20 };
+    struct store_reply r[N];
+    for (int i = 0; i < N; i++) {
+        char rid[32];
+        snprintf(rid, sizeof(rid), "g%d", i);
+        struct store_usage_in u = usage_in(rid, a.id, "m", 10, 0, 0);
+        u.session_id = s.id;
+        ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r[i]), 0);
+    }
+    int written = 0;
+    for (int i = 0; i < N; i++)
+        written += store_reply_flush_tokens(st, &r[i], "a", "", 1, 0, false);
+    ASSERT_INT_EQ(written, 1); /* the first call was due, the rest wait */
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'a'"), 1);
+    atomic_fetch_add(&fake_now, 500);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r[5], "b", "", 2, 0, false), 1);
+    ASSERT_INT_EQ(store_group_commits(st), 2);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'a'"), N - 1);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM messages WHERE content = 'b'"), 1);
+    ASSERT_INT_EQ(sql_int("SELECT sum(completion_tokens) FROM pending_usage"), N + 1);
+    store_session_fini(&s);
+    close_db(st);
+}
+
+/* A crash mid-stream: the reply stays partial with its last flushed text, and the
+ * request is billed once for exactly the flushed tokens. */
+static void test_recover_interrupted(void)
+{
+    struct store *st = open_fresh();
+    ASSERT_TRUE(st != NULL);
+    struct store_user a;
+    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
+    struct store_session s;
+    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    struct store_price fb = {.input_miss = 2000000, .input_hit = 1000000, .output = 3000000};
+    struct store_usage_in u = usage_in("crash-1", a.id, "m", 100, 40, 0);
+    u.session_id = s.id;
+    u.fallback_price = &fb;
+    struct store_reply r;
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u, &r), 0);
+    ASSERT_INT_EQ(store_reply_flush_tokens(st, &r, "seven tokens of text", "hm", 7, 2, true), 1);
+    ASSERT_INT_EQ(
+        store_reply_flush_tokens(st, &r, "seven tokens of text and more", "hm", 9, 2, false),
+        0); /* not yet committed: lost in the crash */
+    /* A finished turn next to it leaves nothing pending. */
+    struct store_usage_in u2 = usage_in("done-1", a.id, "m", 10, 0, 0);
+    u2.session_id = s.id;
+    struct store_reply r2;
+    ASSERT_INT_EQ(store_reply_begin_billed(st, &u2, &r2), 0);
+    struct store_msg_in fin = {.role = "assistant", .content = "ok", .n_tokens = 1};
+    u2.completion_tokens = 1;
+    ASSERT_INT_EQ(store_finish_turn(st, &r2, &fin, &u2, NULL, NULL), 0);
+    store_close(st); /* the crash: crash-1 never finishes */
+
+    char err[256];
+    ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), 0);
+    int64_t n;
+    ASSERT_INT_EQ(store_recover_interrupted(st, &n), 0);
+    ASSERT_INT_EQ(n, 1);
+    struct store_usage got;
+    ASSERT_INT_EQ(store_usage_get(st, a.id, "crash-1", &got), 0);
+    ASSERT_INT_EQ(got.status, STORE_MSG_PARTIAL);
+    ASSERT_INT_EQ(got.prompt_tokens, 100);
+    ASSERT_INT_EQ(got.cached_tokens, 40);
+    ASSERT_INT_EQ(got.completion_tokens, 7);
+    ASSERT_INT_EQ(got.reasoning_tokens, 2);
+    ASSERT_INT_EQ(got.created_ms, 1773576000000LL);
+    /* 60 * 2 + 40 * 1 + 7 * 3 = 181 micro-units */
+    ASSERT_INT_EQ(got.cost_micros, 181);
+    struct store_message *list;
+    size_t nm;
+    ASSERT_INT_EQ(store_message_list(st, a.id, s.id, &list, &nm), 0);
+    ASSERT_INT_EQ(nm, 2);
+    ASSERT_STR_EQ(list[0].content, "seven tokens of text");
+    ASSERT_INT_EQ(list[0].status, STORE_MSG_PARTIAL);
+    store_messages_free(list, nm);
+    ASSERT_INT_EQ(store_recover_interrupted(st, &n), 0);
+    ASSERT_INT_EQ(n, 0);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM usage"), 2);
+    int64_t rows, mismatch;
+    ASSERT_INT_EQ(store_usage_audit(st, &rows, &mismatch), 0);
+    ASSERT_INT_EQ(mismatch, 0);
+    store_session_fini(&s);
+    close_db(st);
+}
+
+/* A database of schema version 1 is upgraded to the current one at open. */
+static void test_migration_upgrade(void)
+{
+    struct store *st = open_fresh();
+    ASSERT_TRUE(st != NULL);
+    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
+    store_close(st);
+    sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+    ASSERT_INT_EQ(sql_int("PRAGMA user_version"), 1);
+    char err[256];
+    ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(store_db_version(st), store_schema_version());
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
+    struct store_user u;
+    ASSERT_INT_EQ(store_user_get_by_name(st, "alice", &u), 0);
+    close_db(st);
+}
+
 /* ---- concurrency ---- */
 
 #define N_WRITERS 4
@@ -889,6 +1038,98 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+#define N_STREAMS 8
+#define FLUSHES_PER_STREAM 150
+
+struct streamer {
+    struct store *st;
+    int64_t user_id;
+    const char *session_id;
+    int index;
+    int failures;
+};
+
+/* One streamed reply: many non-forced flushes of growing text, then the finish. */
+static void *streamer_main(void *arg)
+{
+    struct streamer *w = arg;
+    char rid[32];
+    snprintf(rid, sizeof(rid), "stream-%d", w->index);
+    struct store_usage_in u = usage_in(rid, w->user_id, "m", 50, 10, 0);
+    u.session_id = w->session_id;
+    struct store_reply r;
+    if (store_reply_begin_billed(w->st, &u, &r) != 0) {
+        fprintf(stderr, "streamer %d: %s\n", w->index, store_errmsg());
+        w->failures++;
+        return NULL;
+    }
+    char text[FLUSHES_PER_STREAM + 1];
+    for (int i = 0; i < FLUSHES_PER_STREAM; i++) {
+        text[i] = (char)('a' + (w->index + i) % 26);
+        text[i + 1] = 0;
+        if (store_reply_flush_tokens(w->st, &r, text, "", i + 1, 0, false) < 0) {
+            fprintf(stderr, "streamer %d flush: %s\n", w->index, store_errmsg());
+            w->failures++;
+        }
+        usleep(200);
+    }
+    struct store_msg_in fin = {
+        .role = "assistant", .content = text, .n_tokens = FLUSHES_PER_STREAM};
+    u.completion_tokens = FLUSHES_PER_STREAM;
+    if (store_finish_turn(w->st, &r, &fin, &u, NULL, NULL) != 0) {
+        fprintf(stderr, "streamer %d finish: %s\n", w->index, store_errmsg());
+        w->failures++;
+    }
+    return NULL;
+}
+
+static void test_stream_threads(void)
+{
+    new_path();
+    struct store_params p = store_default_params();
+    p.flush_interval_ms = 5;
+    struct store *st = NULL;
+    char err[256];
+    ASSERT_INT_EQ(store_open(db_path, &p, &st, err, sizeof(err)), 0);
+    struct store_user a;
+    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
+    struct store_session s;
+    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    struct streamer ws[N_STREAMS];
+    pthread_t th[N_STREAMS];
+    for (int i = 0; i < N_STREAMS; i++) {
+        ws[i] = (struct streamer){st, a.id, s.id, i, 0};
+        ASSERT_INT_EQ(pthread_create(&th[i], NULL, streamer_main, &ws[i]), 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < N_STREAMS; i++) {
+        pthread_join(th[i], NULL);
+        failures += ws[i].failures;
+    }
+    ASSERT_INT_EQ(failures, 0);
+    struct store_message *list;
+    size_t n;
+    ASSERT_INT_EQ(store_message_list(st, a.id, s.id, &list, &n), 0);
+    ASSERT_INT_EQ(n, N_STREAMS);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_INT_EQ(list[i].seq, (int64_t)i + 1);
+        ASSERT_INT_EQ(list[i].status, STORE_MSG_COMPLETE);
+        ASSERT_INT_EQ(strlen(list[i].content), FLUSHES_PER_STREAM);
+    }
+    store_messages_free(list, n);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM usage"), N_STREAMS);
+    ASSERT_INT_EQ(sql_int("SELECT sum(completion_tokens) FROM usage"),
+                  N_STREAMS * FLUSHES_PER_STREAM);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM pending_usage"), 0);
+    int64_t commits = store_group_commits(st);
+    ASSERT_INT_OP(commits, <, N_STREAMS * FLUSHES_PER_STREAM);
+    ASSERT_INT_EQ(store_integrity_check(st), 0);
+    fprintf(stderr, "  streams: %d replies x %d flush calls -> %lld group commits\n", N_STREAMS,
+            FLUSHES_PER_STREAM, (long long)commits);
+    store_session_fini(&s);
+    close_db(st);
+}
+
 static void test_concurrency(void)
 {
     new_path();
@@ -955,11 +1196,15 @@ int main(void)
     RUN(test_messages);
     RUN(test_reply_and_turn);
     RUN(test_turn_atomic);
+    RUN(test_group_commit);
+    RUN(test_recover_interrupted);
+    RUN(test_migration_upgrade);
     RUN(test_cost_rounding);
     RUN(test_price_versions);
     RUN(test_usage_totals);
     RUN(test_month_tokens);
     RUN(test_idempotency);
     RUN(test_concurrency);
+    RUN(test_stream_threads);
     return TEST_DONE();
 }
