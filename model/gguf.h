@@ -57,6 +57,40 @@ enum ggml_type {
     GGML_TYPE_COUNT = 40
 };
 
+/* Error codes (negative) returned by every gguf_ function that returns int. */
+#define GGUF_ERRORS(X)                                                                    \
+    X(GGUF_EIO, -1, "I/O error")                                                          \
+    X(GGUF_EFORMAT, -2, "malformed GGUF file")                                            \
+    X(GGUF_ENOMEM, -3, "out of memory")                                                   \
+    X(GGUF_ENOTFOUND, -4, "key not found")                                                \
+    X(GGUF_ETYPE, -5, "value has another type")                                           \
+    X(GGUF_ERANGE, -6, "value or index out of range")                                     \
+    X(GGUF_EINVAL, -7, "invalid argument")
+
+enum gguf_error {
+#define GGUF_ERR_ENUM_(name, code, text) name = code,
+    GGUF_ERRORS(GGUF_ERR_ENUM_)
+#undef GGUF_ERR_ENUM_
+};
+
+/* Loader limits (RELIABILITY.md R2-R4, R8, R9). */
+#define GGUF_MAX_STRING (1u << 20)         /* one key or string value */
+#define GGUF_MAX_STRING_ARRAY (64u << 20)  /* all strings of one array (the tokens) */
+#define GGUF_MAX_ARRAY_N (1u << 24)
+#define GGUF_MAX_KV 65536u
+#define GGUF_MAX_TENSORS 65536u
+#define GGUF_MAX_NE (1ull << 40)
+#define GGUF_MAX_NAME 64u                  /* tensor name bytes, as ggml's GGML_MAX_NAME */
+#define GGUF_DEFAULT_ALIGNMENT 32u
+
+/* Static text of an error code ("malformed GGUF file"); "unknown error" otherwise. */
+const char *gguf_strerror(int code);
+
+/* Size in bytes of one scalar element of a GGUF value type (0 for STRING, ARRAY and
+ * unknown types). */
+size_t gguf_type_size(uint32_t gguf_type);
+const char *gguf_value_type_name(uint32_t gguf_type); /* "u32", "string", ... or "?" */
+
 /* Block geometry of a ggml type: `block_elems` values stored in `block_bytes` bytes.
  * Returns false for an unknown type id. */
 bool gguf_type_block(uint32_t ggml_type, uint32_t *block_elems, uint32_t *block_bytes);
@@ -117,6 +151,18 @@ int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t *elem_type
 int gguf_arr_str(const struct gguf_file *f, const char *key, uint64_t i, struct gguf_str *out);
 int gguf_arr_f32(const struct gguf_file *f, const char *key, uint64_t i, float *out);
 int gguf_arr_i32(const struct gguf_file *f, const char *key, uint64_t i, int32_t *out);
+
+/* The same by kv handle (from gguf_find_kv / gguf_kv_at), skipping the key lookup:
+ * for loops over large arrays such as the vocabulary. gguf_kv_str reads a STRING value
+ * (borrowed, not NUL-terminated). */
+int gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out);
+int gguf_kv_arr_str(const struct gguf_file *f, const struct gguf_kv *kv, uint64_t i,
+                    struct gguf_str *out);
+int gguf_kv_arr_f32(const struct gguf_kv *kv, uint64_t i, float *out);
+int gguf_kv_arr_i32(const struct gguf_kv *kv, uint64_t i, int32_t *out);
+
+/* Byte offset of the tensor data blob in the file. */
+size_t gguf_data_offset(const struct gguf_file *f);
 
 uint64_t gguf_n_tensors(const struct gguf_file *f);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);

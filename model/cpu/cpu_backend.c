@@ -1,0 +1,434 @@
+/* cpu_backend.c - the CPU reference backend (bk_cpu_ops): the llama / qwen2 forward
+ * pass over an F16 KV cache with n_slots sequence slots.
+ *
+ * A forward runs the batch in chunks of at most CPU_CHUNK tokens; inside a chunk
+ * every layer is: RMSNorm -> Q/K/V mat-muls (+qwen2 biases) -> RoPE -> K/V stored as
+ * F16 at (slot, layer, pos) -> attention of each (token, head) over its own slot's
+ * positions 0..pos -> output projection -> residual; RMSNorm -> gate/up -> SiLU-gate
+ * -> down -> residual. Tokens are independent except through the KV cache, and each
+ * (row, token) of a mat-mul is one call of the same kernel, so results do not depend
+ * on batch composition. Only the engine thread calls in; the pool's workers run the
+ * mat-mul, attention and element-wise stages.
+ */
+#include "backend.h"
+#include "cpu_ops.h"
+#include "cpu_pool.h"
+#include "gguf.h"
+#include "quant.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CPU_CHUNK 512
+
+/* Activation formats a mat-mul may need besides F32. */
+enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_N };
+
+struct bk_backend {
+    const struct mdl_weights *w;
+    struct bk_params p;
+    struct cpu_pool *pool;
+    uint32_t kv_dim;      /* n_head_kv * head_dim */
+    uint16_t *k_cache;    /* [n_slots][n_layer][n_ctx][kv_dim] */
+    uint16_t *v_cache;    /* same */
+    uint32_t *slot_len;   /* [n_slots] */
+    uint32_t *slot_next;  /* [n_slots] scratch for batch validation */
+    uint32_t max_cols;    /* widest activation row */
+    /* per-chunk scratch, CPU_CHUNK tokens */
+    float *x;             /* [chunk][n_embd] residual stream */
+    float *xb;            /* [chunk][max_cols] normed input / attention output */
+    float *xb2;           /* [chunk][n_embd] */
+    float *q;             /* [chunk][n_head*head_dim] */
+    float *k;             /* [chunk][kv_dim] */
+    float *v;             /* [chunk][kv_dim] */
+    float *hb;            /* [chunk][n_ff] */
+    float *hb2;           /* [chunk][n_ff] */
+    float *rope;          /* [chunk][n_rot] cos/sin pairs */
+    void *act[ACT_N];     /* [chunk][row bytes] quantised activations */
+    float *scores;        /* [n_threads][n_ctx] */
+    uint16_t *q16;        /* [n_threads][head_dim] */
+    char desc[160];
+};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static int act_index(uint32_t act_type)
+{
+    switch (act_type) {
+    case GGML_TYPE_F16:
+        return ACT_F16;
+    case GGML_TYPE_Q8_0:
+        return ACT_Q8_0;
+    case GGML_TYPE_Q8_K:
+        return ACT_Q8_K;
+    default:
+        return -1;
+    }
+}
+
+static void *xcalloc(size_t n, size_t size, int *fail)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        *fail = 1;
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        *fail = 1;
+    return p;
+}
+
+/* Parallel element-wise stages: each thread takes a contiguous range of tokens. */
+struct rows_task {
+    struct bk_backend *b;
+    int n_tok;
+    const float *src; /* quantise: rows of n_cols floats */
+    int64_t n_cols;
+    uint32_t act_type;
+    void *dst;
+    size_t dst_stride;
+};
+
+static void quant_rows_worker(void *ctx, int ith, int nth)
+{
+    const struct rows_task *t = ctx;
+    int t0 = (int)((int64_t)t->n_tok * ith / nth);
+    int t1 = (int)((int64_t)t->n_tok * (ith + 1) / nth);
+    for (int i = t0; i < t1; i++)
+        quant_act_row(t->act_type, t->src + (size_t)i * t->n_cols,
+                      (uint8_t *)t->dst + (size_t)i * t->dst_stride, t->n_cols);
+}
+
+/* The activation rows for weight `w` from float rows x[n_tok][n_cols]; quantises into
+ * the matching buffer unless `have` says it was done for this input already. */
+static const void *prepare_act(struct bk_backend *b, const float *x, int n_tok, int64_t n_cols,
+                               uint32_t wtype, bool have[ACT_N], size_t *stride)
+{
+    uint32_t at = quant_act_type(wtype);
+    int ai = act_index(at);
+    if (ai < 0) {
+        *stride = (size_t)n_cols * sizeof(float);
+        return x;
+    }
+    *stride = quant_row_bytes(at, n_cols);
+    if (!have[ai]) {
+        struct rows_task t = {b, n_tok, x, n_cols, at, b->act[ai], *stride};
+        if (n_tok == 1)
+            quant_rows_worker(&t, 0, 1);
+        else
+            cpu_pool_run(b->pool, quant_rows_worker, &t);
+        have[ai] = true;
+    }
+    return b->act[ai];
+}
+
+static void set_mm(struct cpu_mm *m, struct bk_backend *b, const struct mdl_tensor *w,
+                   const float *x, int n_tok, bool have[ACT_N], const struct mdl_tensor *bias,
+                   float *out, size_t out_stride)
+{
+    m->w = w;
+    m->act = prepare_act(b, x, n_tok, (int64_t)w->ne[0], w->type, have, &m->act_stride);
+    m->bias = bias && bias->data ? bias->data : NULL;
+    m->out = out;
+    m->out_stride = out_stride;
+}
+
+/* ---- attention stage ---------------------------------------------------------------- */
+
+struct attn_task {
+    struct bk_backend *b;
+    uint32_t layer;
+    int n_tok;
+    const int32_t *pos;
+    const int32_t *slot;
+};
+
+static void attn_worker(void *ctx, int ith, int nth)
+{
+    const struct attn_task *at = ctx;
+    struct bk_backend *b = at->b;
+    const struct mdl_hparams *hp = &b->w->hp;
+    uint32_t hd = hp->head_dim;
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    int64_t total = (int64_t)at->n_tok * hp->n_head;
+    int64_t i0 = total * ith / nth;
+    int64_t i1 = total * (ith + 1) / nth;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *scores = b->scores + (size_t)ith * b->p.n_ctx;
+    uint16_t *q16 = b->q16 + (size_t)ith * hd;
+    for (int64_t i = i0; i < i1; i++) {
+        int t = (int)(i / hp->n_head);
+        uint32_t h = (uint32_t)(i % hp->n_head);
+        uint32_t kvh = h / group;
+        size_t base = ((size_t)at->slot[t] * hp->n_layer + at->layer) * b->p.n_ctx * b->kv_dim +
+                      (size_t)kvh * hd;
+        cpu_attention(b->xb + ((size_t)t * hp->n_head + h) * hd,
+                      b->q + (size_t)t * hp->n_head * hd + (size_t)h * hd, b->k_cache + base,
+                      b->v_cache + base, b->kv_dim, at->pos[t] + 1, (int)hd, scale, scores, q16);
+    }
+}
+
+/* ---- SwiGLU ------------------------------------------------------------------------- */
+
+static void swiglu_worker(void *ctx, int ith, int nth)
+{
+    const struct rows_task *t = ctx;
+    struct bk_backend *b = t->b;
+    int64_t n = (int64_t)t->n_tok * b->w->hp.n_ff;
+    int64_t i0 = n * ith / nth;
+    int64_t i1 = n * (ith + 1) / nth;
+    for (int64_t i = i0; i < i1; i++) {
+        float g = b->hb[i];
+        b->hb[i] = g / (1.0f + expf(-g)) * b->hb2[i];
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+static void store_kv(struct bk_backend *b, uint32_t l, int n_tok, const int32_t *pos,
+                     const int32_t *slot)
+{
+    const struct mdl_hparams *hp = &b->w->hp;
+    for (int t = 0; t < n_tok; t++) {
+        size_t off = (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
+        for (uint32_t i = 0; i < b->kv_dim; i++) {
+            b->k_cache[off + i] = quant_fp32_to_fp16(b->k[(size_t)t * b->kv_dim + i]);
+            b->v_cache[off + i] = quant_fp32_to_fp16(b->v[(size_t)t * b->kv_dim + i]);
+        }
+    }
+}
+
+static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t *pos,
+                          const int32_t *slot)
+{
+    const struct mdl_hparams *hp = &b->w->hp;
+    const struct mdl_layer *L = &b->w->layers[l];
+    uint32_t qdim = hp->n_head * hp->head_dim;
+    struct cpu_mm mm[3];
+    bool have[ACT_N];
+
+    /* attention block */
+    for (int t = 0; t < n; t++)
+        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd,
+                    L->attn_norm.data, hp->n_embd, hp->rms_eps);
+    memset(have, 0, sizeof(have));
+    set_mm(&mm[0], b, &L->wq, b->xb, n, have, &L->bq, b->q, qdim);
+    set_mm(&mm[1], b, &L->wk, b->xb, n, have, &L->bk, b->k, b->kv_dim);
+    set_mm(&mm[2], b, &L->wv, b->xb, n, have, &L->bv, b->v, b->kv_dim);
+    cpu_matmul(b->pool, mm, 3, n);
+    for (int t = 0; t < n; t++) {
+        const float *cs = b->rope + (size_t)t * hp->n_rot;
+        cpu_rope(b->q + (size_t)t * qdim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs,
+                 hp->rope_neox);
+        cpu_rope(b->k + (size_t)t * b->kv_dim, (int)hp->n_head_kv, (int)hp->head_dim,
+                 (int)hp->n_rot, cs, hp->rope_neox);
+    }
+    store_kv(b, l, n, pos, slot);
+    struct attn_task at = {b, l, n, pos, slot};
+    if (n * hp->n_head == 1)
+        attn_worker(&at, 0, 1);
+    else
+        cpu_pool_run(b->pool, attn_worker, &at);
+    memset(have, 0, sizeof(have));
+    set_mm(&mm[0], b, &L->wo, b->xb, n, have, NULL, b->xb2, hp->n_embd);
+    cpu_matmul(b->pool, mm, 1, n);
+    for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
+        b->x[i] += b->xb2[i];
+
+    /* feed-forward block */
+    for (int t = 0; t < n; t++)
+        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd,
+                    L->ffn_norm.data, hp->n_embd, hp->rms_eps);
+    memset(have, 0, sizeof(have));
+    set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
+    set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
+    cpu_matmul(b->pool, mm, 2, n);
+    struct rows_task sw = {b, n, NULL, 0, 0, NULL, 0};
+    if (n == 1)
+        swiglu_worker(&sw, 0, 1);
+    else
+        cpu_pool_run(b->pool, swiglu_worker, &sw);
+    memset(have, 0, sizeof(have));
+    set_mm(&mm[0], b, &L->w_down, b->hb, n, have, NULL, b->xb2, hp->n_embd);
+    cpu_matmul(b->pool, mm, 1, n);
+    for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
+        b->x[i] += b->xb2[i];
+}
+
+/* Runs tokens [0, n) of a chunk (n <= CPU_CHUNK); writes logits rows for the tokens
+ * with want set, in order, and returns how many rows it wrote. */
+static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens,
+                              const int32_t *pos, const int32_t *slot, const bool *want,
+                              float *logits)
+{
+    const struct mdl_weights *w = b->w;
+    const struct mdl_hparams *hp = &w->hp;
+    size_t erow = quant_row_bytes(w->tok_embd.type, hp->n_embd);
+    for (int t = 0; t < n; t++) {
+        quant_dequant_row(w->tok_embd.type, (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
+                          b->x + (size_t)t * hp->n_embd, hp->n_embd);
+        cpu_rope_table(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], hp->rope_freq_base);
+    }
+    for (uint32_t l = 0; l < hp->n_layer; l++)
+        layer_forward(b, l, n, pos, slot);
+
+    /* output: only the rows that want logits, gathered to the front of xb */
+    uint32_t m = 0;
+    for (int t = 0; t < n; t++) {
+        if (!want || want[t]) {
+            cpu_rmsnorm(b->xb + (size_t)m * hp->n_embd, b->x + (size_t)t * hp->n_embd,
+                        w->output_norm.data, hp->n_embd, hp->rms_eps);
+            m++;
+        }
+    }
+    if (m > 0 && logits) {
+        bool have[ACT_N] = {false};
+        struct cpu_mm mm;
+        set_mm(&mm, b, &w->output, b->xb, (int)m, have, NULL, logits, hp->n_vocab);
+        cpu_matmul(b->pool, &mm, 1, (int)m);
+    }
+    return m;
+}
+
+static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float *logits)
+{
+    const struct mdl_hparams *hp = &b->w->hp;
+    memcpy(b->slot_next, b->slot_len, b->p.n_slots * sizeof(uint32_t));
+    for (uint32_t i = 0; i < batch->n_tokens; i++) {
+        int32_t tok = batch->tokens[i];
+        int32_t s = batch->slot[i];
+        if (tok < 0 || (uint32_t)tok >= hp->n_vocab || s < 0 || (uint32_t)s >= b->p.n_slots)
+            return -EINVAL;
+        if (batch->pos[i] < 0 || (uint32_t)batch->pos[i] != b->slot_next[s] ||
+            (uint32_t)batch->pos[i] >= b->p.n_ctx)
+            return -EINVAL;
+        b->slot_next[s]++;
+    }
+    float *out = logits;
+    for (uint32_t i0 = 0; i0 < batch->n_tokens; i0 += CPU_CHUNK) {
+        uint32_t n = batch->n_tokens - i0 < CPU_CHUNK ? batch->n_tokens - i0 : CPU_CHUNK;
+        uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0,
+                                   batch->slot + i0, batch->want_logits ? batch->want_logits + i0 : NULL,
+                                   out);
+        if (out)
+            out += (size_t)m * hp->n_vocab;
+    }
+    memcpy(b->slot_len, b->slot_next, b->p.n_slots * sizeof(uint32_t));
+    return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+static void cpu_free(struct bk_backend *b)
+{
+    if (!b)
+        return;
+    cpu_pool_free(b->pool);
+    free(b->k_cache);
+    free(b->v_cache);
+    free(b->slot_len);
+    free(b->slot_next);
+    free(b->x);
+    free(b->xb);
+    free(b->xb2);
+    free(b->q);
+    free(b->k);
+    free(b->v);
+    free(b->hb);
+    free(b->hb2);
+    free(b->rope);
+    for (int i = 0; i < ACT_N; i++)
+        free(b->act[i]);
+    free(b->scores);
+    free(b->q16);
+    free(b);
+}
+
+static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const struct bk_params *p,
+                    char *err, size_t err_len)
+{
+    const struct mdl_hparams *hp = &w->hp;
+    *out = NULL;
+    if (p->n_slots == 0 || p->n_ctx == 0 || hp->n_head == 0 || hp->n_head_kv == 0 ||
+        hp->n_head % hp->n_head_kv != 0) {
+        snprintf(err, err_len, "cpu: bad parameters (n_slots %u, n_ctx %u)", p->n_slots, p->n_ctx);
+        return -EINVAL;
+    }
+    struct bk_backend *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(err, err_len, "cpu: out of memory");
+        return -ENOMEM;
+    }
+    b->w = w;
+    b->p = *p;
+    b->kv_dim = hp->n_head_kv * hp->head_dim;
+    uint32_t qdim = hp->n_head * hp->head_dim;
+    b->max_cols = hp->n_embd;
+    if (hp->n_ff > b->max_cols)
+        b->max_cols = hp->n_ff;
+    if (qdim > b->max_cols)
+        b->max_cols = qdim;
+    int rc = cpu_pool_new(&b->pool, (int)p->n_threads);
+    if (rc < 0) {
+        snprintf(err, err_len, "cpu: cannot start worker threads");
+        free(b);
+        return rc;
+    }
+    int fail = 0;
+    uint64_t kv_elems = (uint64_t)p->n_slots * hp->n_layer * p->n_ctx * b->kv_dim;
+    if (kv_elems > SIZE_MAX / 2) {
+        fail = 1;
+    } else {
+        b->k_cache = xcalloc((size_t)kv_elems, sizeof(uint16_t), &fail);
+        b->v_cache = xcalloc((size_t)kv_elems, sizeof(uint16_t), &fail);
+    }
+    size_t c = CPU_CHUNK;
+    int nth = cpu_pool_size(b->pool);
+    b->slot_len = xcalloc(p->n_slots, sizeof(uint32_t), &fail);
+    b->slot_next = xcalloc(p->n_slots, sizeof(uint32_t), &fail);
+    b->x = xcalloc(c * hp->n_embd, sizeof(float), &fail);
+    b->xb = xcalloc(c * b->max_cols, sizeof(float), &fail);
+    b->xb2 = xcalloc(c * hp->n_embd, sizeof(float), &fail);
+    b->q = xcalloc(c * qdim, sizeof(float), &fail);
+    b->k = xcalloc(c * b->kv_dim, sizeof(float), &fail);
+    b->v = xcalloc(c * b->kv_dim, sizeof(float), &fail);
+    b->hb = xcalloc(c * hp->n_ff, sizeof(float), &fail);
+    b->hb2 = xcalloc(c * hp->n_ff, sizeof(float), &fail);
+    b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
+    for (int i = 0; i < ACT_N; i++)
+        b->act[i] = xcalloc(c * b->max_cols, 2, &fail); /* 2 bytes/value covers F16, Q8_0, Q8_K */
+    b->scores = xcalloc((size_t)nth * p->n_ctx, sizeof(float), &fail);
+    b->q16 = xcalloc((size_t)nth * hp->head_dim, sizeof(uint16_t), &fail);
+    if (fail) {
+        snprintf(err, err_len, "cpu: out of memory for a KV cache of %u slots x %u positions",
+                 p->n_slots, p->n_ctx);
+        cpu_free(b);
+        return -ENOMEM;
+    }
+    snprintf(b->desc, sizeof(b->desc), "cpu (%d threads, %s)", nth, quant_simd_name());
+    *out = b;
+    return 0;
+}
+
+static void cpu_kv_truncate(struct bk_backend *b, uint32_t slot, uint32_t from_pos)
+{
+    if (slot < b->p.n_slots && from_pos < b->slot_len[slot])
+        b->slot_len[slot] = from_pos;
+}
+
+static const char *cpu_describe(struct bk_backend *b)
+{
+    return b->desc;
+}
+
+const struct bk_ops bk_cpu_ops = {
+    .name = "cpu",
+    .init = cpu_init,
+    .free = cpu_free,
+    .forward = cpu_forward,
+    .kv_truncate = cpu_kv_truncate,
+    .describe = cpu_describe,
+};

@@ -1,0 +1,15 @@
+/* quant_simd.h - private to quant.c / quant_x86.c: the SIMD dot kernels. */
+#ifndef CHATD_QUANT_SIMD_H
+#define CHATD_QUANT_SIMD_H
+
+#include "quant.h"
+
+/* 0 = none, 1 = AVX2 + FMA + F16C, 2 = additionally AVX-512 VL/BW + VNNI. */
+int quant_simd_detect(void);
+/* The kernel for a weight type at a SIMD level (1 or 2), or NULL. */
+quant_dot_fn quant_simd_dot(uint32_t weight_type, int level);
+
+/* The SIMD axpy for F16 x (level >= 1 only). */
+quant_axpy_fn quant_simd_axpy_f16(void);
+
+#endif

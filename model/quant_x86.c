@@ -1,0 +1,300 @@
+/* quant_x86.c - AVX2 and AVX-512 VNNI dot kernels for the ggml block formats.
+ *
+ * Each function carries its own __attribute__((target)) so the file builds with generic
+ * flags; quant.c calls quant_simd_detect() once and only then hands these out. Per
+ * block the integer sums equal the plain kernels' exactly (int8 products summed in
+ * int16/int32 without saturation for the value ranges of these formats); only the float
+ * accumulation order differs. The K-quant kernels reduce each super-block to one integer
+ * sum, so they give bit-identical results to the plain C ones.
+ */
+#include "quant_simd.h"
+
+#include "gguf.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+
+#define TGT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define TGT_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+int quant_simd_detect(void)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return 0;
+    if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return 2;
+    return 1;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+TGT_AVX2 static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TGT_AVX2 static inline int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TGT_AVX2 static inline float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* Signed int8 x int8 over 32 lanes -> 8 int32 partial sums. */
+TGT_AVX2 static inline __m256i dot_i8_avx2(__m256i x, __m256i y)
+{
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+TGT_VNNI static inline __m256i dot_i8_vnni(__m256i x, __m256i y)
+{
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+}
+
+/* 16 packed Q4_0 bytes -> 32 signed values q-8 in block order. */
+TGT_AVX2 static inline __m256i unpack_q4_0(const uint8_t *qs)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i q = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    q = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+#define LOAD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+
+/* ---- F32, F16 ----------------------------------------------------------------------- */
+
+TGT_AVX2 static float dot_f32_avx2(int64_t n, const void *w, const void *a)
+{
+    const float *x = w;
+    const float *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k),
+                                     _mm256_loadu_ps(y + i + 8 * k), acc[k]);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
+                                      _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+TGT_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w;
+    const uint16_t *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * k)));
+            __m256 yv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8 * k)));
+            acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
+        }
+    }
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
+                                      _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        sum += h2f(x[i]) * h2f(y[i]);
+    return sum;
+}
+
+/* ---- Q8_0, Q4_0 x Q8_0 -------------------------------------------------------------- */
+
+/* Two blocks per iteration into two accumulators, so the integer and float pipelines
+ * of consecutive blocks overlap. */
+#define DEF_DOT_Q8(NAME, TGT, DOTI8, WTYPE, LOADW)                                      \
+    TGT static float NAME(int64_t n, const void *w, const void *a)                     \
+    {                                                                                  \
+        const WTYPE *x = w;                                                            \
+        const struct quant_q8_0 *y = a;                                                \
+        int64_t nb = n / 32;                                                           \
+        __m256 acc0 = _mm256_setzero_ps();                                             \
+        __m256 acc1 = _mm256_setzero_ps();                                             \
+        int64_t b = 0;                                                                 \
+        for (; b + 2 <= nb; b += 2) {                                                  \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
+            __m256i s1 = DOTI8(LOADW(x + b + 1), LOAD256(y[b + 1].qs));                \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
+            __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));             \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
+            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);                  \
+        }                                                                              \
+        for (; b < nb; b++) {                                                          \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
+        }                                                                              \
+        return hsum_ps(_mm256_add_ps(acc0, acc1));                                     \
+    }
+
+#define LOAD_Q8_0(p) LOAD256((p)->qs)
+#define LOAD_Q4_0(p) unpack_q4_0((p)->qs)
+
+DEF_DOT_Q8(dot_q8_0_avx2, TGT_AVX2, dot_i8_avx2, struct quant_q8_0, LOAD_Q8_0)
+DEF_DOT_Q8(dot_q8_0_vnni, TGT_VNNI, dot_i8_vnni, struct quant_q8_0, LOAD_Q8_0)
+DEF_DOT_Q8(dot_q4_0_avx2, TGT_AVX2, dot_i8_avx2, struct quant_q4_0, LOAD_Q4_0)
+DEF_DOT_Q8(dot_q4_0_vnni, TGT_VNNI, dot_i8_vnni, struct quant_q4_0, LOAD_Q4_0)
+
+/* ---- Q4_K, Q6_K x Q8_K -------------------------------------------------------------- */
+
+static void q4k_scales(const uint8_t *s, int *sc, int *m)
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+TGT_AVX2 static float dot_q4_k_avx2(int64_t n, const void *w, const void *a)
+{
+    const struct quant_q4_k *x = w;
+    const struct quant_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QUANT_QK_K; b++) {
+        int sc[8];
+        int m[8];
+        q4k_scales(x[b].scales, sc, m);
+        int summ = 0;
+        for (int j = 0; j < 8; j++)
+            summ += m[j] * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        __m256i isum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i q = LOAD256(x[b].qs + 32 * j);
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, LOAD256(y[b].qs + 64 * j));
+            __m256i p1 = _mm256_maddubs_epi16(hi, LOAD256(y[b].qs + 64 * j + 32));
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[2 * j]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[2 * j + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        int sumi = hsum_epi32(isum);
+        float d = y[b].d * h2f(x[b].d);
+        float dmin = y[b].d * h2f(x[b].dmin);
+        sum += d * (float)sumi - dmin * (float)summ;
+    }
+    return sum;
+}
+
+TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
+{
+    const struct quant_q6_k *x = w;
+    const struct quant_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QUANT_QK_K; b++) {
+        const int8_t *sc = x[b].scales;
+        int corr = 0;
+        for (int j = 0; j < 16; j++)
+            corr += sc[j] * y[b].bsums[j];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = LOAD256(x[b].ql + 64 * h);
+            __m256i l1 = LOAD256(x[b].ql + 64 * h + 32);
+            __m256i qh = LOAD256(x[b].qh + 32 * h);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                int s0 = 8 * h + 2 * k;
+                __m256i p = _mm256_maddubs_epi16(q[k], LOAD256(y[b].qs + 128 * h + 32 * k));
+                __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[s0 + 1]), _mm_set1_epi16(sc[s0]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sv));
+            }
+        }
+        int sumi = hsum_epi32(isum) - 32 * corr;
+        sum += h2f(x[b].d) * y[b].d * (float)sumi;
+    }
+    return sum;
+}
+
+TGT_AVX2 static void axpy_f16_avx2(int64_t n, float a, const uint16_t *x, float *y)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++)
+        y[i] += a * h2f(x[i]);
+}
+
+quant_axpy_fn quant_simd_axpy_f16(void)
+{
+    return axpy_f16_avx2;
+}
+
+quant_dot_fn quant_simd_dot(uint32_t t, int level)
+{
+    switch (t) {
+    case GGML_TYPE_F32:
+        return dot_f32_avx2;
+    case GGML_TYPE_F16:
+        return dot_f16_avx2;
+    case GGML_TYPE_Q8_0:
+        return level >= 2 ? dot_q8_0_vnni : dot_q8_0_avx2;
+    case GGML_TYPE_Q4_0:
+        return level >= 2 ? dot_q4_0_vnni : dot_q4_0_avx2;
+    case GGML_TYPE_Q4_K:
+        return dot_q4_k_avx2;
+    case GGML_TYPE_Q6_K:
+        return dot_q6_k_avx2;
+    default:
+        return NULL;
+    }
+}
+
+#else
+
+int quant_simd_detect(void)
+{
+    return 0;
+}
+
+quant_dot_fn quant_simd_dot(uint32_t t, int level)
+{
+    (void)t;
+    (void)level;
+    return NULL;
+}
+
+quant_axpy_fn quant_simd_axpy_f16(void)
+{
+    return NULL;
+}
+
+#endif
