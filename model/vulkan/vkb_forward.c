@@ -8,6 +8,10 @@
  * which gives the same numbers: every kernel computes a token independently of the
  * other tokens of its dispatch (see backend.h, batch invariance).
  *
+ * Batch semantics as the CPU backend: want_logits NULL means every token wants logits,
+ * logits NULL means none are computed; a batch that does not continue its slots is
+ * refused (-EINVAL) before anything runs.
+ *
  * Per layer (barriers only between dependent steps):
  *   h = rmsnorm(x) * attn_norm
  *   qkv = [h Wq + bq | h Wk + bk | h Wv + bv]       three mat-muls, no barrier between
@@ -21,6 +25,7 @@
 
 #include "gguf.h" /* enum ggml_type */
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,7 +351,7 @@ static int run_chunk(struct bk_backend *b, const struct bk_batch *batch, uint32_
         info[INFO_TOK + j] = batch->tokens[i0 + j];
         info[INFO_POS + j] = batch->pos[i0 + j];
         info[INFO_SLOT + j] = batch->slot[i0 + j];
-        if (batch->want_logits && batch->want_logits[i0 + j])
+        if (out && (!batch->want_logits || batch->want_logits[i0 + j]))
             info[INFO_OUT + n_out++] = (int32_t)j;
     }
     char *err = b->err;
@@ -412,10 +417,10 @@ static int vk_forward(struct bk_backend *b, const struct bk_batch *batch, float 
 {
     uint32_t *len = malloc(b->n_slots * sizeof(*len));
     if (!len)
-        return -1;
+        return -ENOMEM;
     if (check_batch(b, batch, len) < 0) {
         free(len);
-        return -1;
+        return -EINVAL;
     }
     uint32_t i0 = 0;
     float *out = logits;
@@ -423,7 +428,7 @@ static int vk_forward(struct bk_backend *b, const struct bk_batch *batch, float 
         uint32_t m = 0;
         uint32_t n_out = 0;
         while (i0 + m < batch->n_tokens && m < VKB_MAX_TOKENS) {
-            bool want = batch->want_logits && batch->want_logits[i0 + m];
+            bool want = logits && (!batch->want_logits || batch->want_logits[i0 + m]);
             if (want && n_out == VKB_MAX_LOGITS)
                 break;
             n_out += want;
@@ -431,12 +436,13 @@ static int vk_forward(struct bk_backend *b, const struct bk_batch *batch, float 
         }
         if (run_chunk(b, batch, i0, m, out) < 0) {
             free(len);
-            return -1;
+            return -EIO;
         }
         /* the chunk's positions are now in the cache */
         for (uint32_t j = 0; j < m; j++)
             b->slot_len[batch->slot[i0 + j]] = (uint32_t)batch->pos[i0 + j] + 1;
-        out += (size_t)n_out * b->hp.n_vocab;
+        if (out)
+            out += (size_t)n_out * b->hp.n_vocab;
         i0 += m;
     }
     free(len);
