@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
+    {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
 };
 
 static void usage(FILE *out)

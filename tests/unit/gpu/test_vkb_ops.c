@@ -636,6 +636,31 @@ static void test_repack_rejects_bad_sizes(void)
     ASSERT_TRUE(vkb_weight_repack(GGML_TYPE_Q8_0, 64, 1, src, sizeof(src), dst) < 0); /* short */
 }
 
+/* Listing, the --backend auto policy and device-index errors. */
+static void test_devices_and_auto_policy(void)
+{
+    struct vkb_device_info d[16];
+    uint32_t n = 0;
+    ASSERT_INT_EQ(vkb_list_devices(d, 16, &n, err, sizeof(err)), 0);
+    ASSERT_TRUE(n >= 1);
+    bool gpu = false;
+    for (uint32_t i = 0; i < n && i < 16; i++) {
+        ASSERT_TRUE(d[i].name[0] != 0);
+        ASSERT_TRUE(d[i].subgroup_size >= 1);
+        ASSERT_TRUE(d[i].memory_bytes > 0);
+        gpu |= strcmp(d[i].type, "discrete") == 0 || strcmp(d[i].type, "integrated") == 0;
+    }
+    char why[512];
+    ASSERT_INT_EQ(vkb_pick_auto(why, sizeof(why)), gpu ? 1 : 0);
+    ASSERT_STR_CONTAINS(why, gpu ? "GPU found" : "using the CPU backend");
+    struct vkb_ctx *c2 = NULL;
+    ASSERT_TRUE(vkb_ctx_open(&c2, (int)n, err, sizeof(err)) < 0); /* one past the last */
+    ASSERT_TRUE(c2 == NULL);
+    ASSERT_STR_CONTAINS(err, "only");
+    ASSERT_INT_EQ(vkb_ctx_open(&c2, 0, err, sizeof(err)), 0);
+    vkb_ctx_close(c2);
+}
+
 int main(void)
 {
     if (vkb_ctx_open(&ctx, -1, err, sizeof(err)) < 0) {
@@ -643,6 +668,7 @@ int main(void)
         return 1;
     }
     fprintf(stderr, "%s\n", ctx->describe);
+    RUN(test_devices_and_auto_policy);
     RUN(test_repack_rejects_bad_sizes);
     RUN(test_get_rows_all_types);
     RUN(test_matmul_all_types);
