@@ -97,4 +97,24 @@ struct bk_ops {
 extern const struct bk_ops bk_cpu_ops;
 extern const struct bk_ops bk_vulkan_ops;
 
+/* ---- Vulkan devices (model/vulkan/vkb_device.c) ---- */
+
+struct vkb_device_info {
+    char name[256];
+    const char *type;       /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint64_t memory_bytes;  /* largest device-local heap */
+    uint32_t subgroup_size;
+    uint32_t api_version;   /* VK_MAKE_API_VERSION encoding */
+};
+
+/* Lists up to max Vulkan devices into out (in the order of --device N) and sets *n
+ * to the number present. Returns 0, or a negative code with a message in err when no
+ * Vulkan driver or device is usable. */
+int vkb_list_devices(struct vkb_device_info *out, uint32_t max, uint32_t *n, char *err,
+                     size_t err_len);
+/* The `--backend auto` policy: returns 1 when the Vulkan backend should run (a
+ * discrete or integrated GPU is present), 0 when the CPU backend should (only a CPU
+ * Vulkan device such as lavapipe, or no driver), and says why in `why`. */
+int vkb_pick_auto(char *why, size_t why_len);
+
 #endif

@@ -16,5 +16,6 @@ int cli_generate(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
+int cli_devices(int argc, char **argv);
 
 #endif

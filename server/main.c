@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"info", cli_info, "describe a GGUF model file"},
     {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
     {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
+    {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
 };
 
 static void usage(FILE *out)

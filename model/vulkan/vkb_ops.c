@@ -1,0 +1,419 @@
+/* vkb_ops.c - device weights and the recording of one dispatch per operation.
+ *
+ * Weights: ggml blocks are repacked at upload into the word-aligned sub-block layout
+ * of vkb_shared.h. The scales the shaders multiply by are computed here exactly as
+ * the reference dequantisers compute them in float (Q4_K: d*sc and dmin*m; Q6_K:
+ * d*sc), so dequantised values are bit-identical to the reference's.
+ *
+ * Ops: each vkb_op_* checks its sizes, packs its push constants (field order as in
+ * the shader's Push block) and records one dispatch. Barriers are the caller's job
+ * (vkb_forward.c knows which dispatches are independent).
+ */
+#include "vkb.h"
+
+#include "gguf.h" /* enum ggml_type */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- host-side block decoding ---- */
+
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
+            man &= 0x3ff;
+            bits = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    return u;
+}
+
+struct type_geom {
+    uint32_t type;
+    uint32_t block_elems;  /* ggml block */
+    uint32_t block_bytes;
+    uint32_t sb_words;     /* device words per 32 values */
+};
+
+static const struct type_geom geoms[] = {
+    {GGML_TYPE_F32, 1, 4, VKB_SB_WORDS_F32},
+    {GGML_TYPE_F16, 1, 2, VKB_SB_WORDS_F16},
+    {GGML_TYPE_Q8_0, 32, 34, VKB_SB_WORDS_Q8_0},
+    {GGML_TYPE_Q4_0, 32, 18, VKB_SB_WORDS_Q4_0},
+    {GGML_TYPE_Q4_K, 256, 144, VKB_SB_WORDS_Q4_K},
+    {GGML_TYPE_Q6_K, 256, 210, VKB_SB_WORDS_Q6_K},
+};
+
+static const char *type_name(uint32_t type)
+{
+    switch (type) {
+    case GGML_TYPE_F32: return "F32";
+    case GGML_TYPE_F16: return "F16";
+    case GGML_TYPE_Q8_0: return "Q8_0";
+    case GGML_TYPE_Q4_0: return "Q4_0";
+    case GGML_TYPE_Q4_K: return "Q4_K";
+    case GGML_TYPE_Q6_K: return "Q6_K";
+    default: return "unsupported";
+    }
+}
+
+static const struct type_geom *geom_of(uint32_t type)
+{
+    for (size_t i = 0; i < sizeof(geoms) / sizeof(geoms[0]); i++)
+        if (geoms[i].type == type)
+            return &geoms[i];
+    return NULL;
+}
+
+size_t vkb_weight_bytes(uint32_t type, uint32_t k, uint32_t n)
+{
+    const struct type_geom *g = geom_of(type);
+    if (!g || k == 0 || k % 32 || k % g->block_elems)
+        return 0;
+    return (size_t)n * (k / 32) * g->sb_words * 4;
+}
+
+/* Packs 32 nibble values (0..15) as Q4_0 does: byte b = v[b] | v[b+16] << 4. */
+static void pack_nibbles(const uint8_t *v, uint32_t *dst)
+{
+    uint8_t bytes[16];
+    for (int b = 0; b < 16; b++)
+        bytes[b] = (uint8_t)(v[b] | (v[b + 16] << 4));
+    memcpy(dst, bytes, 16);
+}
+
+static void repack_q4_k(const uint8_t *blk, uint32_t *dst)
+{
+    const float d = f16_to_f32(rd16(blk));
+    const float dmin = f16_to_f32(rd16(blk + 2));
+    const uint8_t *sc = blk + 4;
+    const uint8_t *q = blk + 16;
+    for (int j = 0; j < 8; j++) { /* sub-block j: 32 values */
+        uint8_t s;
+        uint8_t m;
+        if (j < 4) {
+            s = sc[j] & 63;
+            m = sc[j + 4] & 63;
+        } else {
+            s = (uint8_t)((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4));
+            m = (uint8_t)((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
+        }
+        /* sub-blocks 2c and 2c+1 share the 32 bytes q[32c..]: low then high nibbles */
+        const uint8_t *qc = q + 32 * (j / 2);
+        uint8_t v[32];
+        for (int l = 0; l < 32; l++)
+            v[l] = (j & 1) ? (uint8_t)(qc[l] >> 4) : (uint8_t)(qc[l] & 0xF);
+        uint32_t *o = dst + j * VKB_SB_WORDS_Q4_K;
+        o[0] = fbits(d * s);
+        o[1] = fbits(dmin * m);
+        pack_nibbles(v, o + 2);
+    }
+}
+
+static void repack_q6_k(const uint8_t *blk, uint32_t *dst)
+{
+    const uint8_t *ql = blk;
+    const uint8_t *qh = blk + 128;
+    const int8_t *sc = (const int8_t *)(blk + 192);
+    const float d = f16_to_f32(rd16(blk + 208));
+    int8_t v[256];
+    for (int n = 0; n < 2; n++) { /* two halves of 128 values */
+        const uint8_t *l = ql + 64 * n;
+        const uint8_t *h = qh + 32 * n;
+        int8_t *y = v + 128 * n;
+        for (int i = 0; i < 32; i++) {
+            y[i] = (int8_t)(((l[i] & 0xF) | (((h[i] >> 0) & 3) << 4)) - 32);
+            y[i + 32] = (int8_t)(((l[i + 32] & 0xF) | (((h[i] >> 2) & 3) << 4)) - 32);
+            y[i + 64] = (int8_t)(((l[i] >> 4) | (((h[i] >> 4) & 3) << 4)) - 32);
+            y[i + 96] = (int8_t)(((l[i + 32] >> 4) | (((h[i] >> 6) & 3) << 4)) - 32);
+        }
+    }
+    for (int j = 0; j < 8; j++) { /* sub-block j covers scales 2j and 2j+1 */
+        uint32_t *o = dst + j * VKB_SB_WORDS_Q6_K;
+        o[0] = fbits(d * sc[2 * j]);
+        o[1] = fbits(d * sc[2 * j + 1]);
+        memcpy(o + 2, v + 32 * j, 32);
+    }
+}
+
+int vkb_weight_repack(uint32_t type, uint32_t k, uint32_t n, const void *src, size_t src_bytes,
+                      void *dst)
+{
+    const struct type_geom *g = geom_of(type);
+    if (!g || vkb_weight_bytes(type, k, n) == 0)
+        return -1;
+    const size_t row_bytes = (size_t)(k / g->block_elems) * g->block_bytes;
+    if (src_bytes < row_bytes * n)
+        return -1;
+    const uint8_t *s = src;
+    uint32_t *o = dst;
+    const size_t n_blocks = (size_t)n * (k / g->block_elems);
+    switch (type) {
+    case GGML_TYPE_F32:
+    case GGML_TYPE_F16:
+        memcpy(dst, src, row_bytes * n);
+        return 0;
+    case GGML_TYPE_Q8_0:
+        for (size_t b = 0; b < n_blocks; b++, s += 34, o += VKB_SB_WORDS_Q8_0) {
+            o[0] = fbits(f16_to_f32(rd16(s)));
+            memcpy(o + 1, s + 2, 32);
+        }
+        return 0;
+    case GGML_TYPE_Q4_0:
+        for (size_t b = 0; b < n_blocks; b++, s += 18, o += VKB_SB_WORDS_Q4_0) {
+            o[0] = fbits(f16_to_f32(rd16(s)));
+            memcpy(o + 1, s + 2, 16);
+        }
+        return 0;
+    case GGML_TYPE_Q4_K:
+        for (size_t b = 0; b < n_blocks; b++, s += 144, o += 8 * VKB_SB_WORDS_Q4_K)
+            repack_q4_k(s, o);
+        return 0;
+    case GGML_TYPE_Q6_K:
+        for (size_t b = 0; b < n_blocks; b++, s += 210, o += 8 * VKB_SB_WORDS_Q6_K)
+            repack_q6_k(s, o);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+int vkb_weight_upload(struct vkb_ctx *c, struct vkb_weight *w, const struct mdl_tensor *t,
+                      char *err, size_t err_len)
+{
+    memset(w, 0, sizeof(*w));
+    if (t->ne[0] > UINT32_MAX || t->ne[1] > UINT32_MAX) {
+        snprintf(err, err_len, "vulkan: tensor of %llu x %llu too large",
+                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1]);
+        return -1;
+    }
+    w->type = t->type;
+    w->k = (uint32_t)t->ne[0];
+    w->n = (uint32_t)t->ne[1];
+    size_t bytes = vkb_weight_bytes(t->type, w->k, w->n);
+    if (bytes == 0) {
+        snprintf(err, err_len, "vulkan: unsupported weight type %s with row length %u",
+                 type_name(t->type), w->k);
+        return -1;
+    }
+    if (vkb_buf_new(c, &w->buf, bytes, VKB_MEM_DEVICE, err, err_len) < 0)
+        return -1;
+    void *tmp = w->buf.map; /* repack straight into mapped device memory when possible */
+    if (!tmp)
+        tmp = malloc(bytes);
+    if (!tmp) {
+        snprintf(err, err_len, "vulkan: out of host memory (%zu bytes)", bytes);
+        vkb_buf_free(c, &w->buf);
+        return -1;
+    }
+    int rc = vkb_weight_repack(t->type, w->k, w->n, t->data, t->nbytes, tmp);
+    if (rc < 0)
+        snprintf(err, err_len, "vulkan: weight data of %zu bytes too short for %s %u x %u",
+                 t->nbytes, type_name(t->type), w->k, w->n);
+    if (rc == 0 && tmp != w->buf.map)
+        rc = vkb_buf_upload(c, &w->buf, 0, tmp, bytes, err, err_len);
+    if (tmp != w->buf.map)
+        free(tmp);
+    if (rc < 0)
+        vkb_buf_free(c, &w->buf);
+    return rc;
+}
+
+void vkb_weight_free(struct vkb_ctx *c, struct vkb_weight *w)
+{
+    vkb_buf_free(c, &w->buf);
+}
+
+float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, float freq_base)
+{
+    uint32_t half = n_rot / 2;
+    if (half == 0 || n_ctx > SIZE_MAX / 2 / sizeof(float) / half)
+        return NULL;
+    float *t = malloc((size_t)n_ctx * half * 2 * sizeof(float));
+    if (!t)
+        return NULL;
+    for (uint32_t i = 0; i < half; i++) {
+        double inv_freq = pow((double)freq_base, -2.0 * i / (double)n_rot);
+        for (uint32_t p = 0; p < n_ctx; p++) {
+            double a = (double)p * inv_freq;
+            t[((size_t)p * half + i) * 2] = (float)cos(a);
+            t[((size_t)p * half + i) * 2 + 1] = (float)sin(a);
+        }
+    }
+    return t;
+}
+
+/* ---- op recorders ---- */
+
+static uint32_t div_up(uint32_t a, uint32_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static int pipe_for_type(uint32_t type, bool matvec, enum vkb_pipe_id *out)
+{
+    static const uint32_t types[6] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0,
+                                      GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int i = 0; i < 6; i++) {
+        if (types[i] == type) {
+            *out = (enum vkb_pipe_id)((matvec ? VKB_P_MATVEC_F32 : VKB_P_MATMUL_F32) + i);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view x,
+                  struct vkb_view y, uint32_t m, struct vkb_buf *bias, uint32_t flags,
+                  char *err, size_t err_len)
+{
+    /* Mat-vec for up to 3 tokens, tiles of VKB_MM_TN beyond: both give identical
+     * numbers, so the choice only affects speed. */
+    enum vkb_pipe_id id;
+    bool matvec = m < 4;
+    if (pipe_for_type(w->type, matvec, &id) < 0 || x.off % 4 || x.stride % 4 || w->k % 32) {
+        snprintf(err, err_len, "vulkan: bad mat-mul (type %u, x offset %u, stride %u)",
+                 w->type, x.off, x.stride);
+        return -1;
+    }
+    if ((flags & VKB_MM_BIAS) && !bias) {
+        snprintf(err, err_len, "vulkan: mat-mul bias flag without a bias");
+        return -1;
+    }
+    uint32_t push[8] = {w->k, w->n, m, x.off, x.stride, y.off, y.stride, flags};
+    struct vkb_buf *bufs[4] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf};
+    uint32_t gy = matvec ? m : div_up(m, VKB_MM_TN);
+    return vkb_rec_dispatch(c, id, bufs, 4, push, sizeof(push), div_up(w->n, VKB_MM_ROWS), gy,
+                            1, err, err_len);
+}
+
+int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
+                    uint32_t tok_off, struct vkb_view out, uint32_t m, char *err,
+                    size_t err_len)
+{
+    enum vkb_pipe_id id;
+    if (pipe_for_type(w->type, false, &id) < 0) {
+        snprintf(err, err_len, "vulkan: get_rows of type %u", w->type);
+        return -1;
+    }
+    id = (enum vkb_pipe_id)(VKB_P_GET_ROWS_F32 + (id - VKB_P_MATMUL_F32));
+    uint32_t push[5] = {w->k, m, tok_off, out.off, out.stride};
+    struct vkb_buf *bufs[3] = {(struct vkb_buf *)&w->buf, info, out.buf};
+    uint32_t lx = c->pipes[id].local_x;
+    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(w->k / 32, lx), m, 1,
+                            err, err_len);
+}
+
+int vkb_op_rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
+                   struct vkb_view out, uint32_t n, uint32_t m, float eps,
+                   struct vkb_buf *info, int32_t idx_off, char *err, size_t err_len)
+{
+    uint32_t push[9] = {n, m, in.off, in.stride, out.off, out.stride,
+                        idx_off >= 0 ? VKB_NORM_GATHER : 0u, idx_off >= 0 ? (uint32_t)idx_off : 0u,
+                        fbits(eps)};
+    struct vkb_buf *bufs[4] = {in.buf, weight, out.buf, info ? info : in.buf};
+    if (idx_off >= 0 && !info) {
+        snprintf(err, err_len, "vulkan: rmsnorm gather without an index buffer");
+        return -1;
+    }
+    return vkb_rec_dispatch(c, VKB_P_RMSNORM, bufs, 4, push, sizeof(push), m, 1, 1, err, err_len);
+}
+
+int vkb_op_rope(struct vkb_ctx *c, struct vkb_view x, struct vkb_buf *table,
+                struct vkb_buf *info, const struct vkb_rope_args *a, uint32_t m, char *err,
+                size_t err_len)
+{
+    if (a->n_rot > a->head_dim || a->n_rot % 2) {
+        snprintf(err, err_len, "vulkan: rope n_rot %u with head_dim %u", a->n_rot, a->head_dim);
+        return -1;
+    }
+    uint32_t push[9] = {a->n_heads, a->head_dim, a->n_rot, a->neox ? 1u : 0u,
+                        x.off, x.stride, a->pos_off, m, 0};
+    struct vkb_buf *bufs[3] = {x.buf, table, info};
+    uint32_t n = a->n_heads * (a->n_rot / 2);
+    return vkb_rec_dispatch(c, VKB_P_ROPE, bufs, 3, push, sizeof(push),
+                            div_up(n, c->pipes[VKB_P_ROPE].local_x), m, 1, err, err_len);
+}
+
+int vkb_op_kv_write(struct vkb_ctx *c, struct vkb_view qkv, struct vkb_buf *kc,
+                    struct vkb_buf *vc, struct vkb_buf *info, const struct vkb_kv_args *a,
+                    uint32_t m, char *err, size_t err_len)
+{
+    if (a->kv_dim % 2) {
+        snprintf(err, err_len, "vulkan: odd kv_dim %u", a->kv_dim);
+        return -1;
+    }
+    uint32_t push[9] = {a->kv_dim, a->n_ctx, a->k_off, a->v_off, qkv.off, qkv.stride,
+                        a->pos_off, a->slot_off, m};
+    struct vkb_buf *bufs[4] = {qkv.buf, kc, vc, info};
+    return vkb_rec_dispatch(c, VKB_P_KV_WRITE, bufs, 4, push, sizeof(push),
+                            div_up(a->kv_dim / 2, c->pipes[VKB_P_KV_WRITE].local_x), m, 1,
+                            err, err_len);
+}
+
+int vkb_op_attn(struct vkb_ctx *c, struct vkb_view q, struct vkb_buf *kc, struct vkb_buf *vc,
+                struct vkb_buf *info, const struct vkb_attn_args *a, struct vkb_view out,
+                uint32_t m, char *err, size_t err_len)
+{
+    if (a->head_dim % 2 || a->head_dim > VKB_HEAD_DIM_MAX || a->n_head_kv == 0 ||
+        a->n_head % a->n_head_kv) {
+        snprintf(err, err_len, "vulkan: attention with head_dim %u, %u heads, %u kv heads",
+                 a->head_dim, a->n_head, a->n_head_kv);
+        return -1;
+    }
+    uint32_t push[11] = {a->n_head, a->n_head_kv, a->head_dim, a->n_ctx, q.off, q.stride,
+                         out.off, out.stride, a->pos_off, a->slot_off, fbits(a->scale)};
+    struct vkb_buf *bufs[5] = {q.buf, kc, vc, info, out.buf};
+    return vkb_rec_dispatch(c, VKB_P_ATTN, bufs, 5, push, sizeof(push), a->n_head, m, 1, err,
+                            err_len);
+}
+
+int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u,
+                    struct vkb_view out, uint32_t n, uint32_t m, char *err, size_t err_len)
+{
+    uint32_t push[8] = {n, m, g.off, g.stride, u.off, u.stride, out.off, out.stride};
+    struct vkb_buf *bufs[3] = {g.buf, u.buf, out.buf};
+    return vkb_rec_dispatch(c, VKB_P_SILU_MUL, bufs, 3, push, sizeof(push),
+                            div_up(n, c->pipes[VKB_P_SILU_MUL].local_x), m, 1, err, err_len);
+}
+
+int vkb_op_add(struct vkb_ctx *c, struct vkb_view x, struct vkb_view y, uint32_t n,
+               uint32_t m, char *err, size_t err_len)
+{
+    uint32_t push[6] = {n, m, x.off, x.stride, y.off, y.stride};
+    struct vkb_buf *bufs[2] = {x.buf, y.buf};
+    return vkb_rec_dispatch(c, VKB_P_ADD, bufs, 2, push, sizeof(push),
+                            div_up(n, c->pipes[VKB_P_ADD].local_x), m, 1, err, err_len);
+}

@@ -1,0 +1,45 @@
+/* test_vkb_golden.c - the Vulkan backend against the reference implementation's golden
+ * logits for every fixture model and prompt (rules and tolerances:
+ * tests/fixtures/README.md; the checker is shared with the CPU test). The Vulkan
+ * backend keeps activations in F32 and the KV cache in F16, so the F32 model gets the
+ * F32 tolerance 0.005 and the quantized models 0.15. */
+#include "test.h"
+
+#include "unit/model/golden.h"
+
+static void check(const char *model, double tol)
+{
+    struct golden_stats st;
+    int v = golden_check_model(&bk_vulkan_ops, model, tol, 0, NULL, &st);
+    ASSERT_INT_EQ(v, 0);
+    ASSERT_TRUE(st.positions > 350); /* prompt + greedy positions of 5 prompts */
+}
+
+static void test_vkb_tiny_llama_f32(void)
+{
+    check("tiny-llama-f32", 0.005);
+}
+
+static void test_vkb_tiny_llama_q4_0(void)
+{
+    check("tiny-llama-q4_0", 0.15);
+}
+
+static void test_vkb_tiny_qwen2_q8_0(void)
+{
+    check("tiny-qwen2-q8_0", 0.15);
+}
+
+static void test_vkb_small_llama_kq_q4_k_m(void)
+{
+    check("small-llama-kq-q4_k_m", 0.15);
+}
+
+int main(void)
+{
+    RUN(test_vkb_tiny_llama_f32);
+    RUN(test_vkb_tiny_llama_q4_0);
+    RUN(test_vkb_tiny_qwen2_q8_0);
+    RUN(test_vkb_small_llama_kq_q4_k_m);
+    return TEST_DONE();
+}
