@@ -147,7 +147,7 @@ static int render_tokens(struct gen *g, const struct tmpl_message *m, size_t n, 
     const struct srv_model *sm = g->sm;
     char *text = srv_model_render(sm, m, n, true, err, sizeof(err));
     if (!text) {
-        snprintf(g->error, sizeof(g->error), "chat template failed: %s", err);
+        snprintf(g->error, sizeof(g->error), "chat template failed: %.170s", err);
         return -1;
     }
     int rc = srv_model_tokenize_prompt(sm, text, m, n, ids, n_ids);
@@ -339,11 +339,16 @@ static void drain_text(struct gen *g)
     }
 }
 
-/* Waits for and processes more tokens. Returns true when the generation is over. */
-static bool pump(struct gen *g, int timeout_ms)
+/* Waits for and processes more tokens, at most max_new of them (streams frame each
+ * token on its own). Returns true when the generation is over. */
+static bool pump(struct gen *g, int timeout_ms, uint32_t max_new)
 {
     bool finished;
     uint32_t n = eng_wait(g->job, g->consumed, timeout_ms, &finished);
+    if (n - g->consumed > max_new) {
+        n = g->consumed + max_new;
+        finished = false;
+    }
     consume(g, n);
     if (g->finish_reason) {
         atomic_store(&g->job->cancel, true); /* a stop string ended it early */
@@ -353,7 +358,8 @@ static bool pump(struct gen *g, int timeout_ms)
     if (!finished)
         return false;
     n = eng_wait(g->job, g->consumed, 0, &finished);
-    consume(g, n);
+    if (n > g->consumed)
+        return pump(g, 0, max_new); /* tokens still queued: frame them first */
     drain_text(g);
     switch (g->job->finish) {
     case ENG_FINISH_EOG:
@@ -507,7 +513,7 @@ static json_t *full_response(struct gen *g)
 
 static int respond_full(struct http_req *r, struct gen *g)
 {
-    while (!pump(g, 1000))
+    while (!pump(g, 1000, UINT32_MAX))
         ;
     store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE);
     if (g->failed)
@@ -622,7 +628,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                 sse_json(s, chunk(g, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
             break;
         }
-        bool over = pump(g, 200);
+        bool over = pump(g, 200, 1);
         queue_deltas(s);
         if (g->session_id[0] && g->reply_begun && !over)
             store_reply_flush(g->srv->store, &g->reply, strbuf_str(&g->content),
@@ -887,14 +893,15 @@ static int build_prompt(struct http_req *r, struct gen *g, uint32_t *max_tokens)
             return -1;
         struct prompt_msgs p;
         int rc = collect_messages(g, has ? &sess : NULL, &p);
-        store_session_fini(&sess);
         if (rc != 0) {
             prompt_msgs_free(&p);
+            store_session_fini(&sess);
             api_store_error(r, STORE_EBUSY, "session");
             return -1;
         }
         rc = fit_prompt(g, &p, g->n_ctx - reserve, has);
-        prompt_msgs_free(&p);
+        prompt_msgs_free(&p); /* the messages borrow from sess and the history */
+        store_session_fini(&sess);
         if (rc != 0) {
             http_send_error(r, 400, "invalid_request_error", "messages",
                             strstr(g->error, "context") ? "context_length_exceeded" : "invalid_value",

@@ -64,7 +64,7 @@ struct gen {
     const char *finish_reason; /* NULL while running */
     bool stopped_by_string;
     bool failed;
-    char error[200];
+    char error[320];
     bool stored;
     json_t *logprobs;          /* chat logprobs content array, when asked */
 };

@@ -72,7 +72,7 @@ static int load_template(struct srv_model *sm, const struct chatd_config *cfg, c
     uint64_t size = mdl_file_size(sm->mdl), params = mdl_n_params(sm->mdl);
     h = fnv1a(h, &size, sizeof(size));
     h = fnv1a(h, &params, sizeof(params));
-    snprintf(sm->fingerprint, sizeof(sm->fingerprint), "%s:%016llx", sm->id, (unsigned long long)h);
+    snprintf(sm->fingerprint, sizeof(sm->fingerprint), "%.60s:%016llx", sm->id, (unsigned long long)h);
     return 0;
 }
 
@@ -116,14 +116,18 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
     struct mdl_params mp;
     mdl_default_params(&mp);
     mp.backend = cfg->backend;
+    if (strcmp(cfg->backend, "auto") == 0) {
+        char why[256];
+        mp.backend = vkb_pick_auto(why, sizeof(why)) == 1 ? "vulkan" : "cpu";
+        log_info("backend auto choice=%s reason=\"%s\"", mp.backend, why);
+    }
     mp.n_slots = (uint32_t)cfg->parallel;
     mp.n_ctx = (uint32_t)cfg->ctx_size;
     mp.n_threads = (uint32_t)cfg->threads;
     mp.device = (int)cfg->device;
     if (mdl_open(&sm->mdl, path, &mp, err, err_len) != 0)
         return -1;
-    if (tok_load(&sm->tok, mdl_gguf(sm->mdl), err, err_len) != 0)
-        goto fail;
+    sm->tok = mdl_vocab(sm->mdl);
     if (load_template(sm, cfg, err, err_len) != 0)
         goto fail;
     sm->bos_text = token_text(sm->tok, tok_bos(sm->tok));
@@ -149,7 +153,6 @@ void srv_model_close(struct srv_model *sm)
 {
     eng_stop(sm->eng);
     tmpl_free(sm->tmpl);
-    tok_free(sm->tok);
     mdl_close(sm->mdl);
     free(sm->bos_text);
     free(sm->eos_text);

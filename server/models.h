@@ -17,7 +17,7 @@ struct srv_model {
     char id[128];
     char path[1024];
     struct mdl_model *mdl;
-    struct tok_vocab *tok;
+    const struct tok_vocab *tok; /* the model's own (model.h) */
     struct tmpl *tmpl;
     char template_name[64];  /* "gguf" or the built-in's name */
     char *bos_text;          /* "" when none */

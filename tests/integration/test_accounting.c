@@ -245,7 +245,10 @@ static void test_cli_usage_matches_rest(void)
 
 int main(void)
 {
-    if (itest_start(&srv, NULL) != 0) /* creates the directory and database */
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *first[] = {"--model", model, NULL};
+    if (itest_start(&srv, first) != 0) /* creates the directory and database */
         return 1;
     itest_stop(&srv);
     cli("user add %s", "alice");
@@ -264,8 +267,6 @@ int main(void)
     fprintf(f, "[auth]\nauth = keys\n[pricing.tiny-qwen2-q8_0]\ninput_miss = 1000000\n"
                "input_hit = 100000\noutput = 2000000\n");
     fclose(f);
-    char model[1024];
-    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
     const char *args[] = {"--config", ini, "--model", model, "--parallel", "3", "--threads", "2", NULL};
     if (itest_start(&srv, args) != 0)
         return 1;

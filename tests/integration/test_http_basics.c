@@ -149,7 +149,10 @@ static void test_sigterm_exits_zero(void)
 
 int main(void)
 {
-    if (itest_start(&srv, NULL) != 0) {
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-llama-q4_0.gguf"));
+    const char *args[] = {"--model", model, NULL};
+    if (itest_start(&srv, args) != 0) {
         fprintf(stderr, "server did not start\n");
         return 1;
     }

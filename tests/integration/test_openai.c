@@ -64,7 +64,8 @@ static void test_models(void)
 static char *chat_text(const char *extra, json_t **full)
 {
     char body[2048];
-    snprintf(body, sizeof(body), "{%s,\"temperature\":0,\"max_tokens\":24%s}", USER_HI, extra);
+    snprintf(body, sizeof(body), "{%s,\"max_tokens\":24%s%s}", USER_HI,
+             strstr(extra, "temperature") ? "" : ",\"temperature\":0", extra);
     long st;
     json_t *j = post_json("/v1/chat/completions", body, &st, NULL);
     if (st != 200 || !j) {
@@ -218,8 +219,9 @@ static void test_stop_strings(void)
     ASSERT_TRUE(full != NULL);
     size_t n = strlen(full);
     if (n < 6) {
+        fprintf(stderr, "  greedy output too short for a stop-string test: '%s'\n", full);
         free(full);
-        TEST_FAIL_("greedy output too short for a stop-string test: '%s'", full);
+        TEST_FAIL_("greedy output too short");
     }
     /* a stop string from the middle, crossing whatever token boundary lies there */
     char stop[8];
