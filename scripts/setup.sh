@@ -31,5 +31,5 @@ fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -f "$here/tests/node/package.json" ] && [ ! -d "$here/tests/node/node_modules" ]; then
     echo "setup: installing node test packages"
-    (cd "$here/tests/node" && npm install --silent --no-audit --no-fund >/dev/null)
+    (cd "$here/tests/node" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
