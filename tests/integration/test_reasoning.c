@@ -33,7 +33,7 @@ static json_t *request(int s, bool stream, const char *session)
     snprintf(bias_key, sizeof(bias_key), "%d", close_id);
     json_t *j = json_pack("{s:[{s:s, s:s}], s:f, s:i, s:i, s:{s:f}, s:b}", "messages", "role",
                           "user", "content", "What is 2+2?", "temperature", 1.0, "seed", s,
-                          "max_tokens", 16, "logit_bias", bias_key, 4.0, "stream", stream);
+                          "max_tokens", 16, "logit_bias", bias_key, 10.0, "stream", stream);
     if (session)
         json_object_set_new(j, "session_id", json_string(session));
     return j;
