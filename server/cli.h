@@ -5,5 +5,6 @@
 #define CHATD_CLI_H
 
 int cli_serve(int argc, char **argv);
+int cli_render_template(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
+    {"render-template", cli_render_template, "render a chat template with messages from a JSON file"},
 };
 
 static void usage(FILE *out)
