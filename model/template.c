@@ -516,18 +516,14 @@ static int lex(struct parser *P)
         if (sign == '-') {
             dend = rstrip_py_space(s, pos, t);
         } else if (sign != '+' && kind != '{') {
-            /* lstrip_blocks: only spaces and tabs between line start and the tag */
+            /* lstrip_blocks: only whitespace between line start and the tag (jinja2
+             * tests the text after the last newline with Python's \s+) */
             size_t lp = t;
             while (lp > pos && s[lp - 1] != '\n')
                 lp--;
             bool newline_found = lp > pos;
-            if (newline_found || line_starting) {
-                size_t k = lp;
-                while (k < t && (s[k] == ' ' || s[k] == '\t'))
-                    k++;
-                if (k == t)
-                    dend = lp;
-            }
+            if ((newline_found || line_starting) && skip_py_space(s, lp, t) == t)
+                dend = lp;
         }
         if (dend > pos && !push_tok(P, TK_DATA, line, s + pos, dend - pos))
             return -1;

@@ -272,9 +272,7 @@ static int eval_name(struct rctx *R, struct scope *S, const struct tn *n, struct
     }
     if (tl_global(R, n->val, out))
         return 0;
-    out->kind = TV_UNDEF;
-    out->u.s = n->val.u.s;
-    out->len = n->val.len;
+    *out = (struct tv){.kind = TV_UNDEF, .u.s = n->val.u.s, .len = n->val.len};
     return 0;
 }
 
@@ -326,7 +324,7 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
         if ((rc = eval(R, S, n->a, &a)) < 0)
             return rc;
         for (int i = 0; i < 3; i++) {
-            parts[i].kind = TV_NONE;
+            parts[i] = (struct tv){.kind = TV_NONE};
             if (pn[i] && (rc = eval(R, S, pn[i], &parts[i])) < 0)
                 return rc;
         }
@@ -379,8 +377,7 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
             return eval(R, S, n->b, out);
         if (n->c)
             return eval(R, S, n->c, out);
-        out->kind = TV_UNDEF;
-        out->u.s = NULL;
+        *out = (struct tv){.kind = TV_UNDEF};
         return 0;
     case TN_COMPARE:
         return eval_compare(R, S, n, out);
@@ -395,8 +392,7 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
         for (const struct tn *i = n->a; i; i = i->next)
             if ((rc = eval(R, S, i, &l->items[l->n++])) < 0)
                 return rc;
-        out->kind = n->kind == TN_LIST ? TV_LIST : TV_TUPLE;
-        out->u.l = l;
+        *out = (struct tv){.kind = n->kind == TN_LIST ? TV_LIST : TV_TUPLE, .u.l = l};
         return 0;
     }
     case TN_DICT: {
@@ -592,8 +588,7 @@ static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
         memset(f, 0, sizeof(*f));
         f->kind = FN_MACRO;
         f->macro = n;
-        v.kind = TV_FUNC;
-        v.u.fn = f;
+        v = (struct tv){.kind = TV_FUNC, .u.fn = f};
         return scope_set(R, S, n->val, v, n->line);
     }
     case TN_BREAK:

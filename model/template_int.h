@@ -49,6 +49,9 @@ struct tv_func;
  * immutable once built (the sandbox forbids mutating them); namespaces are mutable. */
 struct tv {
     enum tv_kind kind;
+    bool gen;               /* TV_LIST made by a lazy filter (select, map, ...): jinja2
+                               returns a generator there, which is always true, has no
+                               len() and cannot be indexed */
     size_t len;             /* TV_STR: byte length */
     union {
         bool b;

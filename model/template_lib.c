@@ -81,7 +81,7 @@ bool tv_truthy(struct tv v)
         return v.len > 0;
     case TV_LIST:
     case TV_TUPLE:
-        return v.u.l->n > 0;
+        return v.gen || v.u.l->n > 0;
     case TV_DICT:
         return v.u.d->n > 0;
     default:
@@ -91,6 +91,8 @@ bool tv_truthy(struct tv v)
 
 static const char *type_name(struct tv v)
 {
+    if (v.gen)
+        return "generator";
     static const char *const names[] = {
         [TV_UNDEF] = "Undefined", [TV_NONE] = "NoneType", [TV_BOOL] = "bool",
         [TV_INT] = "int", [TV_FLOAT] = "float", [TV_STR] = "str", [TV_LIST] = "list",
@@ -120,10 +122,12 @@ static double as_float(struct tv v)
     return v.kind == TV_FLOAT ? v.u.f : (double)as_int(v);
 }
 
+/* A real list or tuple (not a generator). */
 static bool is_seq(struct tv v)
 {
-    return v.kind == TV_LIST || v.kind == TV_TUPLE;
+    return (v.kind == TV_LIST || v.kind == TV_TUPLE) && !v.gen;
 }
+
 
 /* ------------------------------------------------------------------ UTF-8 */
 
@@ -213,8 +217,7 @@ static int list_value(struct rctx *R, size_t cap, enum tv_kind kind, struct tv *
     struct tv_list *l = tl_list_new(R, cap, line);
     if (!l)
         return R->err_code;
-    out->kind = kind;
-    out->u.l = l;
+    *out = (struct tv){.kind = kind, .u.l = l};
     return 0;
 }
 
@@ -224,9 +227,7 @@ int tl_dict_new(struct rctx *R, struct tv *out, enum tv_kind kind, int line)
     if (!d)
         return tl_nomem(R, line);
     memset(d, 0, sizeof(*d));
-    out->kind = kind;
-    out->len = 0;
-    out->u.d = d;
+    *out = (struct tv){.kind = kind, .u.d = d};
     return 0;
 }
 
@@ -407,6 +408,8 @@ static int write_value(struct rctx *R, struct sbuf *b, struct tv v, bool repr, i
     case TV_LIST:
     case TV_TUPLE: {
         bool tup = v.kind == TV_TUPLE;
+        if (v.gen)
+            return puts_(R, b, "<generator object>");
         if (puts_(R, b, tup ? "(" : "[") < 0)
             return R->err_code;
         for (size_t i = 0; i < v.u.l->n; i++)
@@ -585,6 +588,8 @@ static int write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct 
     case TV_LIST:
     case TV_TUPLE: {
         struct tv_list *l = v.u.l;
+        if (v.gen)
+            return tl_fail(R, TMPL_EEVAL, line, "Object of type generator is not JSON serializable");
         if (l->n == 0)
             return puts_(R, b, "[]");
         if (puts_(R, b, "[") < 0)
@@ -666,8 +671,10 @@ static bool values_eq(struct tv a, struct tv b)
             return as_float(a) == as_float(b);
         return as_int(a) == as_int(b);
     }
-    if (a.kind != b.kind)
+    if (a.kind != b.kind || a.gen != b.gen)
         return false;
+    if (a.gen)
+        return a.u.l == b.u.l;
     switch (a.kind) {
     case TV_UNDEF:
     case TV_NONE:
@@ -1006,6 +1013,7 @@ int tl_iterable(struct rctx *R, struct tv v, struct tv *out, int line)
     case TV_TUPLE:
         *out = v;
         out->kind = TV_LIST;
+        out->gen = false;
         return 0;
     case TV_STR:
         return str_chars(R, v, out, line);
@@ -1332,7 +1340,7 @@ int tl_getitem(struct rctx *R, struct tv obj, struct tv key, struct tv *out, int
     }
     case TV_LIST:
     case TV_TUPLE:
-        if (is_intlike(key)) {
+        if (is_intlike(key) && !obj.gen) {
             if (resolve_index(as_int(key), obj.u.l->n, &idx))
                 *out = obj.u.l->items[idx];
             else
@@ -1369,8 +1377,10 @@ int tl_slice(struct rctx *R, struct tv obj, const struct tv parts[3], struct tv 
         if (parts[i].kind != TV_NONE && !is_intlike(parts[i]))
             return tl_fail(R, TMPL_EEVAL, line, "slice indices must be integers or None");
     bool str = obj.kind == TV_STR;
-    if (!str && !is_seq(obj))
-        return tl_fail(R, TMPL_EEVAL, line, "'%s' object is not subscriptable", type_name(obj));
+    if (!str && !is_seq(obj)) {
+        *out = tv_undef(); /* jinja2: a failed subscript is undefined */
+        return 0;
+    }
     int64_t n = (int64_t)(str ? u8_count(obj.u.s, obj.len) : obj.u.l->n);
     int64_t stepv = parts[2].kind == TV_NONE ? 1 : as_int(parts[2]);
     if (stepv == 0)
@@ -1476,8 +1486,7 @@ static int bound_method(struct rctx *R, struct tv obj, struct tv name, struct tv
         f->kind = FN_METHOD;
         f->id = i;
         f->self = obj;
-        out->kind = TV_FUNC;
-        out->u.fn = f;
+        *out = (struct tv){.kind = TV_FUNC, .u.fn = f};
         return 1;
     }
     return 0;
@@ -1727,10 +1736,8 @@ static int loop_attr(struct rctx *R, struct tv_loop *lp, struct tv name, struct 
             return tl_nomem(R, line);
         memset(f, 0, sizeof(*f));
         f->kind = FN_LOOP_CYCLE;
-        f->self.kind = TV_LOOP;
-        f->self.u.loop = lp;
-        out->kind = TV_FUNC;
-        out->u.fn = f;
+        f->self = (struct tv){.kind = TV_LOOP, .u.loop = lp};
+        *out = (struct tv){.kind = TV_FUNC, .u.fn = f};
     } else
         *out = tv_undef();
     return 0;
@@ -1796,8 +1803,7 @@ bool tl_global(struct rctx *R, struct tv name, struct tv *out)
     (void)R;
     for (int i = 0; i < G_N; i++)
         if (is_cstr(name, global_names[i])) {
-            out->kind = TV_FUNC;
-            out->u.fn = &funcs[i];
+            *out = (struct tv){.kind = TV_FUNC, .u.fn = &funcs[i]};
             return true;
         }
     return false;
@@ -1997,10 +2003,10 @@ static int run_test(struct rctx *R, enum test id, struct tv v, struct targs *a, 
         return 0;
     case T_LOWER:
     case T_UPPER: {
-        struct tv s, m;
-        if ((rc = to_str(R, v, &s, line)) < 0 || (rc = case_map(R, s, id == T_UPPER, &m, line)) < 0)
+        struct tv s; /* str(v).islower() / isupper(): needs a cased character */
+        if ((rc = to_str(R, v, &s, line)) < 0)
             return rc;
-        *out = values_eq(s, m);
+        *out = all_chars(s, id == T_UPPER ? M_ISUPPER : M_ISLOWER);
         return 0;
     }
     case T_SAMEAS:
@@ -2030,7 +2036,7 @@ enum filter {
     F_STRING, F_REPLACE, F_UNIQUE, F_ITEMS, F_INDENT, F_MAP, F_SELECT, F_REJECT,
     F_SELECTATTR, F_REJECTATTR, F_TOJSON, F_FIRST, F_LAST, F_REVERSE, F_SORT, F_SUM, F_MIN,
     F_MAX, F_ABS, F_INT, F_FLOAT, F_SAFE, F_ESCAPE, F_ATTR, F_DICTSORT, F_WORDCOUNT,
-    F_CENTER, F_ROUND, F_BOOL,
+    F_CENTER, F_ROUND,
 };
 
 static const struct {
@@ -2046,7 +2052,7 @@ static const struct {
     {"reverse", F_REVERSE}, {"sort", F_SORT}, {"sum", F_SUM}, {"min", F_MIN}, {"max", F_MAX},
     {"abs", F_ABS}, {"int", F_INT}, {"float", F_FLOAT}, {"safe", F_SAFE}, {"escape", F_ESCAPE},
     {"e", F_ESCAPE}, {"attr", F_ATTR}, {"dictsort", F_DICTSORT}, {"wordcount", F_WORDCOUNT},
-    {"center", F_CENTER}, {"round", F_ROUND}, {"bool", F_BOOL},
+    {"center", F_CENTER}, {"round", F_ROUND},
 };
 
 int tmpl_filter_index(const char *name, size_t len)
@@ -2218,9 +2224,11 @@ static int f_tojson(struct rctx *R, struct tv v, struct targs *a, struct tv *out
 
 static int f_indent(struct rctx *R, struct tv v, struct targs *a, struct tv *out, int line)
 {
-    struct tv s;
-    if (to_str(R, v, &s, line) < 0)
-        return R->err_code;
+    if (v.kind == TV_UNDEF)
+        return tl_undefined(R, line, v);
+    if (v.kind != TV_STR) /* jinja2 appends "\n" to its input: only strings work */
+        return tl_fail(R, TMPL_EEVAL, line, "indent: expected a string, got %s", type_name(v));
+    struct tv s = v;
     struct tv *w = arg(a, 0, "width"), *first = arg(a, 1, "first"), *blank = arg(a, 2, "blank");
     struct tv ind;
     if (!w) {
@@ -2483,6 +2491,8 @@ static int f_sum(struct rctx *R, struct tv v, struct targs *a, struct tv *out, i
 
 static int f_length(struct rctx *R, struct tv v, struct tv *out, int line)
 {
+    if (v.gen)
+        return tl_fail(R, TMPL_EEVAL, line, "object of type 'generator' has no len()");
     switch (v.kind) {
     case TV_STR:
         *out = tv_int((int64_t)u8_count(v.u.s, v.len));
@@ -2581,6 +2591,14 @@ static int f_string_op(struct rctx *R, enum filter id, struct tv v, struct targs
     }
 }
 
+/* Marks the list a lazy jinja2 filter returned as a generator. */
+static int as_generator(int rc, struct tv *out)
+{
+    if (rc >= 0 && out->kind == TV_LIST)
+        out->gen = true;
+    return rc;
+}
+
 int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *out, int line)
 {
     enum filter id = filters[idx].id;
@@ -2626,13 +2644,13 @@ int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *
     case F_STRING:
         return to_str(R, v, out, line);
     case F_UNIQUE:
-        return f_unique(R, v, a, out, line);
+        return as_generator(f_unique(R, v, a, out, line), out);
     case F_ITEMS:
         if (v.kind == TV_UNDEF)
-            return list_value(R, 0, TV_LIST, out, line);
+            return as_generator(list_value(R, 0, TV_LIST, out, line), out);
         if (v.kind != TV_DICT)
             return tl_fail(R, TMPL_EEVAL, line, "items: expected a mapping, got %s", type_name(v));
-        return dict_view(R, v, 0, out, line);
+        return as_generator(dict_view(R, v, 0, out, line), out);
     case F_DICTSORT: {
         if (v.kind != TV_DICT)
             return tl_fail(R, TMPL_EEVAL, line, "dictsort: expected a mapping, got %s", type_name(v));
@@ -2648,9 +2666,9 @@ int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *
     case F_INDENT:
         return f_indent(R, v, a, out, line);
     case F_MAP:
-        return f_map(R, v, a, out, line);
+        return as_generator(f_map(R, v, a, out, line), out);
     case F_SELECT: case F_REJECT: case F_SELECTATTR: case F_REJECTATTR:
-        return select_like(R, id, v, a, out, line);
+        return as_generator(select_like(R, id, v, a, out, line), out);
     case F_TOJSON:
         return f_tojson(R, v, a, out, line);
     case F_FIRST:
@@ -2665,7 +2683,7 @@ int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *
             return R->err_code;
         for (size_t i = items.u.l->n; i-- > 0;)
             out->u.l->items[out->u.l->n++] = items.u.l->items[i];
-        return 0;
+        return as_generator(0, out);
     case F_SORT: case F_MIN: case F_MAX:
         return f_sort_like(R, id, v, a, out, line);
     case F_SUM:
@@ -2680,21 +2698,23 @@ int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *
         *out = tv_int(as_int(v) < 0 ? -as_int(v) : as_int(v));
         return 0;
     case F_INT:
-        return f_int(R, v, a, out, line);
     case F_FLOAT:
-        return f_float(R, v, a, out, line);
+        if (v.kind == TV_UNDEF) /* int(Undefined) raises in jinja2 */
+            return tl_undefined(R, line, v);
+        return id == F_INT ? f_int(R, v, a, out, line) : f_float(R, v, a, out, line);
     case F_ROUND: {
         struct tv *prec = arg(a, 0, "precision");
         double p = prec && is_intlike(*prec) ? (double)as_int(*prec) : 0;
         if (!is_num(v))
             return tl_fail(R, TMPL_EEVAL, line, "round: expected a number");
+        if (is_intlike(v)) {
+            *out = tv_int(as_int(v));
+            return 0;
+        }
         double m = pow(10.0, p);
         *out = tv_float(round(as_float(v) * m) / m);
         return 0;
     }
-    case F_BOOL:
-        *out = tv_bool(tv_truthy(v));
-        return 0;
     case F_SAFE:
         *out = v;
         return 0;

@@ -17,5 +17,6 @@ int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_devices(int argc, char **argv);
+int cli_render_template(int argc, char **argv);
 
 #endif

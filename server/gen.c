@@ -55,6 +55,11 @@ struct sample_ctx {
     int top_n;                /* top logprobs wanted per token (0: none) */
     struct oai_bias *bias;    /* owned copy of the request's logit_bias */
     size_t n_bias;
+    /* max_reasoning_tokens: once a thought has run this long, </think> is forced */
+    int64_t budget;           /* -1: none */
+    int64_t n_thought;
+    bool thinking;
+    int32_t think_open, think_close;
 };
 
 static int sample_hook(void *ctx, float *logits, uint32_t n_vocab, struct eng_token *out)
@@ -69,6 +74,14 @@ static int sample_hook(void *ctx, float *logits, uint32_t n_vocab, struct eng_to
     int32_t id = sampler_sample(c->smp, logits);
     if (id < 0 || (uint32_t)id >= n_vocab)
         return -1;
+    if (c->thinking && c->budget >= 0 && c->n_thought >= c->budget && c->think_close >= 0)
+        id = c->think_close;
+    if (c->thinking)
+        c->n_thought++;
+    if (id == c->think_open)
+        c->thinking = true;
+    else if (id == c->think_close)
+        c->thinking = false;
     for (size_t i = 0; i < c->n_bias; i++)
         logits[c->bias[i].id] -= (float)c->bias[i].bias;
     sampler_accept(c->smp, id);
@@ -273,25 +286,34 @@ static void add_logprob(struct gen *g, const struct eng_token *t, const char *te
 /* Content text after the reasoning split: through the stop matcher into g->content. */
 static void emit_content(struct gen *g, const char *s, size_t len)
 {
-    struct stop_out o = stop_feed(&g->stop, s, len);
-    strbuf_append(&g->content, o.text, o.len);
-    if (o.matched) {
+    const char *e;
+    size_t n;
+    if (g->stopped_by_string)
+        return;
+    int m = stop_feed(g->stop, s, len, &e, &n);
+    strbuf_append(&g->content, e, n);
+    if (m == 1) {
         g->stopped_by_string = true;
         g->finish_reason = "stop";
     }
 }
 
+static void on_split(void *user, enum rsn_kind kind, const char *text, size_t len)
+{
+    struct gen *g = user;
+    if (kind == RSN_REASONING)
+        strbuf_append(&g->reasoning, text, len);
+    else
+        emit_content(g, text, len);
+}
+
 /* Text of one token: split into reasoning and content when the model thinks. */
 static void emit_text(struct gen *g, const char *s, size_t len)
 {
-    if (!g->split_reasoning) {
+    if (g->split_reasoning)
+        rsn_feed(g->rsn, s, len, on_split, g);
+    else
         emit_content(g, s, len);
-        return;
-    }
-    struct rsn_out o = rsn_feed(&g->rsn, s, len);
-    strbuf_append(&g->reasoning, o.reasoning, o.n_reasoning);
-    if (o.n_content)
-        emit_content(g, o.content, o.n_content);
 }
 
 /* Consumes the job's tokens [g->consumed, n). */
@@ -306,14 +328,14 @@ static void consume(struct gen *g, uint32_t n)
         g->consumed++;
         if (tok_is_eog(tok, t.id))
             continue;
-        bool thinking = g->split_reasoning && rsn_in_reasoning(&g->rsn);
+        bool thinking = g->split_reasoning && rsn_in_reasoning(g->rsn);
         const char *text;
         size_t len;
         if (tok_stream_push(&g->ts, t.id, &text, &len) != 0)
             continue;
         add_logprob(g, &t, text, len);
         emit_text(g, text, len);
-        if (thinking || (g->split_reasoning && rsn_in_reasoning(&g->rsn)))
+        if (thinking || (g->split_reasoning && rsn_in_reasoning(g->rsn)))
             g->n_reasoning_tokens++;
     }
 }
@@ -321,21 +343,21 @@ static void consume(struct gen *g, uint32_t n)
 /* Flushes held-back text once generation is over. */
 static void drain_text(struct gen *g)
 {
-    if (g->stopped_by_string)
-        return;
     const char *text;
     size_t len;
+    if (g->stopped_by_string)
+        return;
     if (tok_stream_flush(&g->ts, &text, &len) == 0 && len)
         emit_text(g, text, len);
-    if (g->split_reasoning) {
-        struct rsn_out o = rsn_finish(&g->rsn);
-        strbuf_append(&g->reasoning, o.reasoning, o.n_reasoning);
-        if (o.n_content)
-            emit_content(g, o.content, o.n_content);
-    }
+    if (g->split_reasoning)
+        rsn_finish(g->rsn, on_split, g);
     if (!g->stopped_by_string) {
-        struct stop_out o = stop_finish(&g->stop);
-        strbuf_append(&g->content, o.text, o.len);
+        int m = stop_flush(g->stop, &text, &len);
+        strbuf_append(&g->content, text, len);
+        if (m == 1) {
+            g->stopped_by_string = true;
+            g->finish_reason = "stop";
+        }
     }
 }
 
@@ -469,8 +491,8 @@ static void gen_free(struct gen *g)
     if (g->reserved_tokens)
         srv_quota_reserve(g->srv, g->user_id, -g->reserved_tokens);
     tok_stream_fini(&g->ts);
-    rsn_fini(&g->rsn);
-    stop_fini(&g->stop);
+    rsn_free(g->rsn);
+    stop_free(g->stop);
     strbuf_free(&g->content);
     strbuf_free(&g->reasoning);
     json_decref(g->logprobs);
@@ -722,6 +744,10 @@ static int setup_job(struct gen *g, uint32_t max_tokens)
     if (g->q.n_bias)
         memcpy(c->bias, g->q.bias, g->q.n_bias * sizeof(*c->bias));
     c->n_bias = g->q.n_bias;
+    c->budget = g->split_reasoning ? g->q.max_reasoning_tokens : -1;
+    c->think_open = tok_find(g->sm->tok, "<think>");
+    c->think_close = tok_find(g->sm->tok, "</think>");
+    c->thinking = g->sm->thinks;
     /* the penalties look at the end of the prompt too */
     for (uint32_t i = g->n_prompt > (uint32_t)sp.penalty_last_n ? g->n_prompt - (uint32_t)sp.penalty_last_n : 0;
          i < g->n_prompt; i++)
@@ -847,8 +873,13 @@ static struct gen *gen_new(struct http_req *r, bool chat)
     snprintf(g->id, sizeof(g->id), "%s%s", chat ? "chatcmpl-" : "cmpl-", r->request_id + 4);
     g->split_reasoning = chat && g->q.reasoning_split;
     tok_stream_init(&g->ts, g->sm->tok, false);
-    rsn_init(&g->rsn, g->sm->thinks);
-    stop_init(&g->stop, (const char *const *)g->q.stop, g->q.n_stop);
+    g->rsn = rsn_new(g->sm->thinks);
+    g->stop = stop_new((const char *const *)g->q.stop, g->q.n_stop);
+    if (!g->rsn || !g->stop) {
+        http_send_error(r, 500, "server_error", NULL, NULL, "out of memory");
+        gen_free(g);
+        return NULL;
+    }
     return g;
 }
 

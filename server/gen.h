@@ -54,8 +54,8 @@ struct gen {
 
     /* decoding */
     struct tok_stream ts;
-    struct rsn_splitter rsn;
-    struct stop_matcher stop;
+    struct rsn_splitter *rsn;
+    struct stop_matcher *stop;
     bool split_reasoning;
     struct strbuf content;     /* emitted so far */
     struct strbuf reasoning;

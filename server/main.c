@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
     {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
     {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
+    {"render-template", cli_render_template, "render a chat template with messages from a JSON file"},
 };
 
 static void usage(FILE *out)
