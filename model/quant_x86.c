@@ -387,9 +387,73 @@ DEF_GEMM(gemm_q8_0_vnni, tile_q8, 0, n / 32)
 DEF_GEMM(gemm_q4_0_vnni, tile_q8, 1, n / 32)
 DEF_GEMM(gemm_f16_vnni, tile_f16, 0, n)
 
+/* Q4_0X4 x Q8_0X4A with 512-bit vectors: 4 blocks per step. The 128-bit lane j of
+ * the 16 int32 sums belongs to block j; the integer sum of each lane starts at the
+ * activation's offset correction, so it is exactly sum((q - 8) * a) over its bytes. */
+#define TGT_Z __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+TGT_Z static inline float hsum_zmm(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return hsum_ps(h);
+}
+
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo[4], hi[4];
+        __m512 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q4_0x4 *x = (const struct quant_q4_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            __m512i q = _mm512_loadu_si512((const void *)x->qs);
+            lo[r] = _mm512_and_si512(q, m4);
+            hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d));
+            dw[r] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4a *y = (const struct quant_q8_0x4a *)(a + c * as) + g;
+            __m512i alo = _mm512_loadu_si512((const void *)y->lo);
+            __m512i ahi = _mm512_loadu_si512((const void *)y->hi);
+            __m512i corr = _mm512_loadu_si512((const void *)y->corr);
+            __m512 da = _mm512_loadu_ps(y->d);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s = _mm512_dpbusd_epi32(corr, lo[r], alo);
+                s = _mm512_dpbusd_epi32(s, hi[r], ahi);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q4_0x4_vnni, tile_q4x4, 0, n / 128)
+
 quant_gemm_fn quant_simd_gemm(uint32_t t)
 {
     switch (t) {
+    case QUANT_TYPE_Q4_0X4:
+        return gemm_q4_0x4_vnni;
     case GGML_TYPE_Q8_0:
         return gemm_q8_0_vnni;
     case GGML_TYPE_Q4_0:

@@ -5,6 +5,7 @@
 #include "genmodel.h"
 #include "gguf.h"
 #include "model.h"
+#include "quant.h"
 #include "tokenizer.h"
 
 #include <unistd.h>
@@ -124,6 +125,64 @@ static void test_qwen2_q8_0(void)
     gen_and_run(MDL_ARCH_QWEN2, GGML_TYPE_Q8_0, "tokenizer/ggml-vocab-gpt-2.gguf");
 }
 
+/* Last-position logits of a generated model (n_embd 128: the wide Q4_0 kernels apply). */
+static int wide_logits(const char *path, float *l, uint32_t nv)
+{
+    struct mdl_model *m = NULL;
+    struct mdl_params mp;
+    char err[256];
+    mdl_default_params(&mp);
+    mp.n_ctx = 32;
+    mp.n_threads = 2;
+    if (mdl_open(&m, path, &mp, err, sizeof(err)) != 0 || mdl_n_vocab(m) != nv) {
+        mdl_close(m);
+        return -1;
+    }
+    int32_t toks[5] = {1, 450, 7483, 310, 3444}, pos[5] = {0, 1, 2, 3, 4}, slot[5] = {0};
+    bool want[5] = {false, false, false, false, true};
+    printf("%s, attn_q type %s\n", mdl_backend_ops(m)->describe(mdl_backend(m)), gguf_type_name(mdl_weights(m)->layers[0].wq.type));
+    struct bk_batch b = {5, toks, pos, slot, want};
+    int rc = mdl_forward(m, &b, l);
+    int32_t one = 338, p5 = 5;
+    struct bk_batch b1 = {1, &one, &p5, slot, want + 4};
+    if (rc == 0)
+        rc = mdl_forward(m, &b1, l);
+    mdl_close(m);
+    return rc;
+}
+
+/* The SIMD path (repacked Q4_0, tiled kernels) against the plain C path, end to end. */
+static void test_simd_matches_plain(void)
+{
+    struct gen_params p;
+    char path[128], err[256], vpath[4096];
+    gen_default_params(&p);
+    p.type = GGML_TYPE_Q4_0;
+    p.n_embd = 128;
+    p.n_head = 4;
+    p.n_head_kv = 2;
+    p.n_ff = 256;
+    tmp_path(path, sizeof(path), "wide");
+    snprintf(vpath, sizeof(vpath), "%s", test_fixture("tokenizer/ggml-vocab-llama-spm.gguf"));
+    ASSERT_INT_EQ(gen_model_write(&p, vpath, path, err, sizeof(err)), 0);
+    uint32_t nv = 32000;
+    float *fast = malloc(nv * sizeof(float)), *plain = malloc(nv * sizeof(float));
+    int rc1 = wide_logits(path, fast, nv);
+    quant_force_plain(true);
+    int rc2 = wide_logits(path, plain, nv);
+    quant_force_plain(false);
+    unlink(path);
+    ASSERT_INT_EQ(rc1, 0);
+    ASSERT_INT_EQ(rc2, 0);
+    double maxd = 0;
+    for (uint32_t i = 0; i < nv; i++)
+        maxd = fmax(maxd, fabs((double)fast[i] - plain[i]));
+    printf("simd vs plain, Q4_0 model: max |diff| %.3g\n", maxd);
+    ASSERT_TRUE(maxd < 0.02);
+    free(fast);
+    free(plain);
+}
+
 static void test_bad_params(void)
 {
     struct gen_params p;
@@ -144,6 +203,7 @@ int main(void)
     RUN(test_llama_f16);
     RUN(test_llama_q4_0);
     RUN(test_qwen2_q8_0);
+    RUN(test_simd_matches_plain);
     RUN(test_bad_params);
     return TEST_DONE();
 }
