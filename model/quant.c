@@ -88,6 +88,8 @@ uint32_t quant_block_elems(uint32_t t)
         return QUANT_QK_K;
     case QUANT_TYPE_Q4_0X4:
     case QUANT_TYPE_Q8_0X4A:
+    case QUANT_TYPE_Q8_0X4:
+    case QUANT_TYPE_Q8_0X4B:
         return 128;
     default:
         return 0;
@@ -115,6 +117,10 @@ uint32_t quant_block_bytes(uint32_t t)
         return sizeof(struct quant_q4_0x4);
     case QUANT_TYPE_Q8_0X4A:
         return sizeof(struct quant_q8_0x4a);
+    case QUANT_TYPE_Q8_0X4:
+        return sizeof(struct quant_q8_0x4);
+    case QUANT_TYPE_Q8_0X4B:
+        return sizeof(struct quant_q8_0x4b);
     default:
         return 0;
     }
@@ -141,6 +147,8 @@ uint32_t quant_act_type(uint32_t wt)
         return GGML_TYPE_Q8_K;
     case QUANT_TYPE_Q4_0X4:
         return QUANT_TYPE_Q8_0X4A;
+    case QUANT_TYPE_Q8_0X4:
+        return QUANT_TYPE_Q8_0X4B;
     default:
         return GGML_TYPE_F32;
     }
@@ -249,9 +257,31 @@ static void act_q8_0x4a(const float *x, struct quant_q8_0x4a *y, int64_t n)
     }
 }
 
+/* Q8_0 activations regrouped for the Q8_0X4 kernel (see quant.h). */
+static void act_q8_0x4b(const float *x, struct quant_q8_0x4b *y, int64_t n)
+{
+    for (int64_t g = 0; g < n / 128; g++, x += 128) {
+        struct quant_q8_0 q[4];
+        quant_act_q8_0(x, q, 128);
+        for (int j = 0; j < 4; j++) {
+            memcpy(y[g].qs + 32 * j, q[j].qs, 32);
+            for (int k = 0; k < 8; k++) {
+                int s = 0;
+                for (int i = 4 * k; i < 4 * k + 4; i++)
+                    s += q[j].qs[i];
+                y[g].corr[8 * j + k] = -128 * s;
+                y[g].d[8 * j + k] = quant_fp16_to_fp32(q[j].d);
+            }
+        }
+    }
+}
+
 void quant_act_row(uint32_t act_type, const float *x, void *dst, int64_t n)
 {
     switch (act_type) {
+    case QUANT_TYPE_Q8_0X4B:
+        act_q8_0x4b(x, dst, n);
+        break;
     case QUANT_TYPE_Q8_0X4A:
         act_q8_0x4a(x, dst, n);
         break;
@@ -556,16 +586,27 @@ quant_axpy_fn quant_axpy_f16(void)
 
 uint32_t quant_repacked_type(uint32_t t, int64_t n)
 {
-    if (t != GGML_TYPE_Q4_0 || n % 128 != 0 || !quant_gemm(QUANT_TYPE_Q4_0X4))
+    uint32_t rp = t == GGML_TYPE_Q4_0 ? QUANT_TYPE_Q4_0X4 : t == GGML_TYPE_Q8_0 ? QUANT_TYPE_Q8_0X4 : 0;
+    if (!rp || n % 128 != 0 || !quant_gemm(rp))
         return 0;
-    return QUANT_TYPE_Q4_0X4;
+    return rp;
 }
 
 void quant_repack_row(uint32_t t, const void *src, void *dst, int64_t n)
 {
+    if (t == GGML_TYPE_Q8_0) {
+        const struct quant_q8_0 *x = src;
+        struct quant_q8_0x4 *y = dst;
+        for (int64_t g = 0; g < n / 128; g++) {
+            for (int j = 0; j < 4; j++) {
+                y[g].d[j] = x[4 * g + j].d;
+                memcpy(y[g].qs + 32 * j, x[4 * g + j].qs, 32);
+            }
+        }
+        return;
+    }
     const struct quant_q4_0 *x = src;
     struct quant_q4_0x4 *y = dst;
-    (void)t;
     for (int64_t g = 0; g < n / 128; g++) {
         for (int j = 0; j < 4; j++) {
             y[g].d[j] = x[4 * g + j].d;

@@ -449,11 +449,71 @@ tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *
 
 DEF_GEMM(gemm_q4_0x4_vnni, tile_q4x4, 0, n / 128)
 
+/* Q8_0X4 x Q8_0X4B: two 512-bit halves of 2 blocks each per group; weights made
+ * unsigned by w ^ 0x80 = w + 128, the activation side carrying -128 * sum(a). */
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    const __m512i sp0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sp1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i w0[4], w1[4];
+        __m512 d0[4], d1[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q8_0x4 *x = (const struct quant_q8_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 128, _MM_HINT_T0);
+            w0[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)x->qs), off);
+            w1[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x->qs + 64)), off);
+            __m512 d4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d)));
+            d0[r] = _mm512_permutexvar_ps(sp0, d4);
+            d1[r] = _mm512_permutexvar_ps(sp1, d4);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4b *y = (const struct quant_q8_0x4b *)(a + c * as) + g;
+            __m512i a0 = _mm512_loadu_si512((const void *)y->qs);
+            __m512i a1 = _mm512_loadu_si512((const void *)(y->qs + 64));
+            __m512i c0 = _mm512_loadu_si512((const void *)y->corr);
+            __m512i c1 = _mm512_loadu_si512((const void *)(y->corr + 16));
+            __m512 e0 = _mm512_loadu_ps(y->d);
+            __m512 e1 = _mm512_loadu_ps(y->d + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s0 = _mm512_dpbusd_epi32(c0, w0[r], a0);
+                __m512i s1 = _mm512_dpbusd_epi32(c1, w1[r], a1);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d0[r], e0), _mm512_cvtepi32_ps(s0), acc[r][c]);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d1[r], e1), _mm512_cvtepi32_ps(s1), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q8_0x4_vnni, tile_q8x4, 0, n / 128)
+
 quant_gemm_fn quant_simd_gemm(uint32_t t)
 {
     switch (t) {
     case QUANT_TYPE_Q4_0X4:
         return gemm_q4_0x4_vnni;
+    case QUANT_TYPE_Q8_0X4:
+        return gemm_q8_0x4_vnni;
     case GGML_TYPE_Q8_0:
         return gemm_q8_0_vnni;
     case GGML_TYPE_Q4_0:

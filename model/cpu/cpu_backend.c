@@ -26,7 +26,7 @@
 #define CPU_CHUNK 512
 
 /* Activation formats a mat-mul may need besides F32. */
-enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_Q8_0X4A, ACT_N };
+enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_Q8_0X4A, ACT_Q8_0X4B, ACT_N };
 
 struct bk_backend {
     const struct mdl_weights *w; /* == &wc when the weights were copied */
@@ -70,6 +70,8 @@ static int act_index(uint32_t act_type)
         return ACT_Q8_K;
     case QUANT_TYPE_Q8_0X4A:
         return ACT_Q8_0X4A;
+    case QUANT_TYPE_Q8_0X4B:
+        return ACT_Q8_0X4B;
     default:
         return -1;
     }
@@ -497,7 +499,7 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     b->hb2 = xcalloc(c * hp->n_ff, sizeof(float), &fail);
     b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
     for (int i = 0; i < ACT_N; i++)
-        b->act[i] = xcalloc(c * b->max_cols, 2, &fail); /* 2 bytes/value: F16, Q8_0, Q8_K, Q8_0X4A */
+        b->act[i] = xcalloc(c * b->max_cols, 3, &fail); /* Q8_0X4B, the widest, is 3 bytes/value */
     b->scores = xcalloc((size_t)nth * p->n_ctx, sizeof(float), &fail);
     b->q16 = xcalloc((size_t)nth * hp->head_dim, sizeof(uint16_t), &fail);
     if (fail) {

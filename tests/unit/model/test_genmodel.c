@@ -152,12 +152,12 @@ static int wide_logits(const char *path, float *l, uint32_t nv)
 }
 
 /* The SIMD path (repacked Q4_0, tiled kernels) against the plain C path, end to end. */
-static void test_simd_matches_plain(void)
+static void simd_vs_plain(uint32_t type)
 {
     struct gen_params p;
     char path[128], err[256], vpath[4096];
     gen_default_params(&p);
-    p.type = GGML_TYPE_Q4_0;
+    p.type = type;
     p.n_embd = 128;
     p.n_head = 4;
     p.n_head_kv = 2;
@@ -177,10 +177,17 @@ static void test_simd_matches_plain(void)
     double maxd = 0;
     for (uint32_t i = 0; i < nv; i++)
         maxd = fmax(maxd, fabs((double)fast[i] - plain[i]));
-    printf("simd vs plain, Q4_0 model: max |diff| %.3g\n", maxd);
+    printf("simd vs plain, %s model: max |diff| %.3g\n", gguf_type_name(type), maxd);
     ASSERT_TRUE(maxd < 0.02);
     free(fast);
     free(plain);
+}
+
+static void test_simd_matches_plain(void)
+{
+    simd_vs_plain(GGML_TYPE_Q4_0);
+    simd_vs_plain(GGML_TYPE_Q8_0);
+    simd_vs_plain(GGML_TYPE_F16);
 }
 
 static void test_bad_params(void)

@@ -225,39 +225,41 @@ static void test_gemm_invariance(void)
     }
 }
 
-/* The repacked Q4_0 layout and its kernel against the plain Q4_0 x Q8_0 dot. */
-static void test_q4_0x4(void)
+/* A repacked layout and its kernel against the plain dot of the original type. */
+static void repacked_case(uint32_t type)
 {
-    if (!quant_repacked_type(GGML_TYPE_Q4_0, N))
+    uint32_t rp = quant_repacked_type(type, N);
+    if (!rp)
         return; /* no AVX-512 VNNI here: the layout is never used */
-    ASSERT_INT_EQ(quant_repacked_type(GGML_TYPE_Q4_0, 96), 0);
-    ASSERT_INT_EQ(quant_repacked_type(GGML_TYPE_Q8_0, N), 0);
-    size_t ws = quant_row_bytes(GGML_TYPE_Q4_0, N);
+    ASSERT_INT_EQ(quant_repacked_type(type, 96), 0);
+    ASSERT_INT_EQ(quant_repacked_type(GGML_TYPE_F16, N), 0);
+    uint32_t rat = quant_act_type(rp);
+    size_t ws = quant_row_bytes(type, N);
     size_t as8 = quant_row_bytes(GGML_TYPE_Q8_0, N);
-    size_t asx = quant_row_bytes(QUANT_TYPE_Q8_0X4A, N);
-    ASSERT_INT_EQ(quant_row_bytes(QUANT_TYPE_Q4_0X4, N), ws);
+    size_t asx = quant_row_bytes(rat, N);
+    ASSERT_INT_EQ(quant_row_bytes(rp, N), ws);
     uint8_t *w = malloc(ws * ROWS), *wx = malloc(ws * ROWS);
     uint8_t *a8 = malloc(as8 * TOKS), *ax = malloc(asx * TOKS);
     static float tmp[N];
     for (int r = 0; r < ROWS; r++) {
-        random_row(GGML_TYPE_Q4_0, tmp, w + r * ws, N);
-        quant_repack_row(GGML_TYPE_Q4_0, w + r * ws, wx + r * ws, N);
+        random_row(type, tmp, w + r * ws, N);
+        quant_repack_row(type, w + r * ws, wx + r * ws, N);
     }
     for (int c = 0; c < TOKS; c++) {
         for (int i = 0; i < N; i++)
             tmp[i] = nrand();
         quant_act_row(GGML_TYPE_Q8_0, tmp, a8 + c * as8, N);
-        quant_act_row(QUANT_TYPE_Q8_0X4A, tmp, ax + c * asx, N);
+        quant_act_row(rat, tmp, ax + c * asx, N);
     }
     float big[TOKS][ROWS];
-    quant_gemm_fn gemm = quant_gemm(QUANT_TYPE_Q4_0X4);
+    quant_gemm_fn gemm = quant_gemm(rp);
     gemm(N, wx, ws, ROWS, ax, asx, TOKS, &big[0][0], ROWS);
     int bad = 0;
     for (int r = 0; r < ROWS; r++) {
         for (int c = 0; c < TOKS; c++) {
             float one;
             gemm(N, wx + r * ws, ws, 1, ax + c * asx, asx, 1, &one, 1);
-            float ref = quant_dot_plain(GGML_TYPE_Q4_0)(N, w + r * ws, a8 + c * as8);
+            float ref = quant_dot_plain(type)(N, w + r * ws, a8 + c * as8);
             if (memcmp(&one, &big[c][r], sizeof(one)) != 0)
                 bad |= 1;
             if (fabs(ref - one) > 1e-4 * (fabs(ref) + 1))
@@ -269,6 +271,16 @@ static void test_q4_0x4(void)
     free(a8);
     free(ax);
     ASSERT_INT_EQ(bad, 0);
+}
+
+static void test_q4_0x4(void)
+{
+    repacked_case(GGML_TYPE_Q4_0);
+}
+
+static void test_q8_0x4(void)
+{
+    repacked_case(GGML_TYPE_Q8_0);
 }
 
 static void test_axpy(void)
@@ -295,6 +307,7 @@ int main(void)
     RUN(test_dot_vs_double);
     RUN(test_gemm_invariance);
     RUN(test_q4_0x4);
+    RUN(test_q8_0x4);
     RUN(test_axpy);
     /* the same checks with the plain kernels forced */
     quant_force_plain(true);
