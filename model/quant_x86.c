@@ -249,6 +249,14 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
  * raw nibble) for vpdpbusd, and the offset is removed exactly by starting each block's
  * integer sum at -offset * sum(a), computed once per activation block. The per-output
  * operation sequence is the same for every tile shape. */
+#define TGT_Z __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+TGT_Z static inline float hsum_zmm(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return hsum_ps(h);
+}
+
 #ifndef PF_ROWS
 #define PF_ROWS 12
 #endif
@@ -309,34 +317,34 @@ TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, 
                           size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
 {
     (void)dummy;
-    __m256 acc[4][4];
+    __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
-            acc[r][c] = _mm256_setzero_ps();
+            acc[r][c] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        __m256 wv[4];
+    for (; k + 16 <= n; k += 16) {
+        __m512 wv[4];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             if ((k & 31) == 0)
                 _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + 2 * k, _MM_HINT_T0);
-            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + r * ws) + k / 8));
+            wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + r * ws) + k / 16));
         }
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
-            __m256 av = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + c * as) + k / 8));
+            __m512 av = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + c * as) + k / 16));
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
-                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+                acc[r][c] = _mm512_fmadd_ps(wv[r], av, acc[r][c]);
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
-            float s = hsum_ps(acc[r][c]);
+            float s = hsum_zmm(acc[r][c]);
             const uint16_t *wr = (const uint16_t *)(w + r * ws);
             const uint16_t *ar = (const uint16_t *)(a + c * as);
             for (int64_t i = k; i < n; i++)
@@ -390,14 +398,6 @@ DEF_GEMM(gemm_f16_vnni, tile_f16, 0, n)
 /* Q4_0X4 x Q8_0X4A with 512-bit vectors: 4 blocks per step. The 128-bit lane j of
  * the 16 int32 sums belongs to block j; the integer sum of each lane starts at the
  * activation's offset correction, so it is exactly sum((q - 8) * a) over its bytes. */
-#define TGT_Z __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
-
-TGT_Z static inline float hsum_zmm(__m512 v)
-{
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    return hsum_ps(h);
-}
-
 TGT_Z static inline __attribute__((always_inline)) void
 tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
           const uint8_t *a, size_t as, float *out, size_t os)
