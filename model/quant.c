@@ -161,7 +161,7 @@ void quant_row_q8_0(const float *x, struct quant_q8_0 *y, int64_t n)
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+            amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = quant_fp32_to_fp16(d);
@@ -199,7 +199,7 @@ void quant_act_q8_0(const float *x, struct quant_q8_0 *y, int64_t n)
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+            amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         y[b].d = quant_fp32_to_fp16(amax / 127.0f);
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         for (int j = 0; j < 32; j++)
