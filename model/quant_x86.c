@@ -249,6 +249,14 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
  * raw nibble) for vpdpbusd, and the offset is removed exactly by starting each block's
  * integer sum at -offset * sum(a), computed once per activation block. The per-output
  * operation sequence is the same for every tile shape. */
+#define TGT_Z __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+TGT_Z static inline float hsum_zmm(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return hsum_ps(h);
+}
+
 #ifndef PF_ROWS
 #define PF_ROWS 12
 #endif
@@ -309,34 +317,34 @@ TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, 
                           size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
 {
     (void)dummy;
-    __m256 acc[4][4];
+    __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
-            acc[r][c] = _mm256_setzero_ps();
+            acc[r][c] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        __m256 wv[4];
+    for (; k + 16 <= n; k += 16) {
+        __m512 wv[4];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             if ((k & 31) == 0)
                 _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + 2 * k, _MM_HINT_T0);
-            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + r * ws) + k / 8));
+            wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + r * ws) + k / 16));
         }
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
-            __m256 av = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + c * as) + k / 8));
+            __m512 av = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + c * as) + k / 16));
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
-                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+                acc[r][c] = _mm512_fmadd_ps(wv[r], av, acc[r][c]);
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
-            float s = hsum_ps(acc[r][c]);
+            float s = hsum_zmm(acc[r][c]);
             const uint16_t *wr = (const uint16_t *)(w + r * ws);
             const uint16_t *ar = (const uint16_t *)(a + c * as);
             for (int64_t i = k; i < n; i++)
@@ -387,9 +395,125 @@ DEF_GEMM(gemm_q8_0_vnni, tile_q8, 0, n / 32)
 DEF_GEMM(gemm_q4_0_vnni, tile_q8, 1, n / 32)
 DEF_GEMM(gemm_f16_vnni, tile_f16, 0, n)
 
+/* Q4_0X4 x Q8_0X4A with 512-bit vectors: 4 blocks per step. The 128-bit lane j of
+ * the 16 int32 sums belongs to block j; the integer sum of each lane starts at the
+ * activation's offset correction, so it is exactly sum((q - 8) * a) over its bytes. */
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo[4], hi[4];
+        __m512 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q4_0x4 *x = (const struct quant_q4_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            __m512i q = _mm512_loadu_si512((const void *)x->qs);
+            lo[r] = _mm512_and_si512(q, m4);
+            hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d));
+            dw[r] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4a *y = (const struct quant_q8_0x4a *)(a + c * as) + g;
+            __m512i alo = _mm512_loadu_si512((const void *)y->lo);
+            __m512i ahi = _mm512_loadu_si512((const void *)y->hi);
+            __m512i corr = _mm512_loadu_si512((const void *)y->corr);
+            __m512 da = _mm512_loadu_ps(y->d);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s = _mm512_dpbusd_epi32(corr, lo[r], alo);
+                s = _mm512_dpbusd_epi32(s, hi[r], ahi);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q4_0x4_vnni, tile_q4x4, 0, n / 128)
+
+/* Q8_0X4 x Q8_0X4B: two 512-bit halves of 2 blocks each per group; weights made
+ * unsigned by w ^ 0x80 = w + 128, the activation side carrying -128 * sum(a). */
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    const __m512i sp0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sp1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i w0[4], w1[4];
+        __m512 d0[4], d1[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q8_0x4 *x = (const struct quant_q8_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 128, _MM_HINT_T0);
+            w0[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)x->qs), off);
+            w1[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x->qs + 64)), off);
+            __m512 d4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d)));
+            d0[r] = _mm512_permutexvar_ps(sp0, d4);
+            d1[r] = _mm512_permutexvar_ps(sp1, d4);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4b *y = (const struct quant_q8_0x4b *)(a + c * as) + g;
+            __m512i a0 = _mm512_loadu_si512((const void *)y->qs);
+            __m512i a1 = _mm512_loadu_si512((const void *)(y->qs + 64));
+            __m512i c0 = _mm512_loadu_si512((const void *)y->corr);
+            __m512i c1 = _mm512_loadu_si512((const void *)(y->corr + 16));
+            __m512 e0 = _mm512_loadu_ps(y->d);
+            __m512 e1 = _mm512_loadu_ps(y->d + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s0 = _mm512_dpbusd_epi32(c0, w0[r], a0);
+                __m512i s1 = _mm512_dpbusd_epi32(c1, w1[r], a1);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d0[r], e0), _mm512_cvtepi32_ps(s0), acc[r][c]);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d1[r], e1), _mm512_cvtepi32_ps(s1), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q8_0x4_vnni, tile_q8x4, 0, n / 128)
+
 quant_gemm_fn quant_simd_gemm(uint32_t t)
 {
     switch (t) {
+    case QUANT_TYPE_Q4_0X4:
+        return gemm_q4_0x4_vnni;
+    case QUANT_TYPE_Q8_0X4:
+        return gemm_q8_0x4_vnni;
     case GGML_TYPE_Q8_0:
         return gemm_q8_0_vnni;
     case GGML_TYPE_Q4_0:

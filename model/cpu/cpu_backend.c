@@ -26,7 +26,7 @@
 #define CPU_CHUNK 512
 
 /* Activation formats a mat-mul may need besides F32. */
-enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_N };
+enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_Q8_0X4A, ACT_Q8_0X4B, ACT_N };
 
 struct bk_backend {
     const struct mdl_weights *w; /* == &wc when the weights were copied */
@@ -68,6 +68,10 @@ static int act_index(uint32_t act_type)
         return ACT_Q8_0;
     case GGML_TYPE_Q8_K:
         return ACT_Q8_K;
+    case QUANT_TYPE_Q8_0X4A:
+        return ACT_Q8_0X4A;
+    case QUANT_TYPE_Q8_0X4B:
+        return ACT_Q8_0X4B;
     default:
         return -1;
     }
@@ -384,9 +388,22 @@ static void copy_weights(struct bk_backend *b, const struct mdl_weights *src)
     madvise(blob, total, MADV_HUGEPAGE);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy((uint8_t *)blob + off, ts[i]->data, ts[i]->nbytes);
-        ts[i]->data = (uint8_t *)blob + off;
-        off += (ts[i]->nbytes + 63) & ~(size_t)63;
+        struct mdl_tensor *t = ts[i];
+        uint8_t *dst = (uint8_t *)blob + off;
+        /* mat-mul weights (not the embedding: its rows are looked up) may be regrouped
+         * for the wide kernels; the row size stays the same */
+        uint32_t rp = t == &b->wc.tok_embd ? 0 : quant_repacked_type(t->type, (int64_t)t->ne[0]);
+        if (rp && t->ne[1] > 1 && quant_row_bytes(rp, (int64_t)t->ne[0]) == quant_row_bytes(t->type, (int64_t)t->ne[0])) {
+            size_t rb = quant_row_bytes(t->type, (int64_t)t->ne[0]);
+            for (uint64_t r = 0; r < t->ne[1]; r++)
+                quant_repack_row(t->type, (const uint8_t *)t->data + r * rb, dst + r * rb,
+                                 (int64_t)t->ne[0]);
+            t->type = rp;
+        } else {
+            memcpy(dst, t->data, t->nbytes);
+        }
+        t->data = dst;
+        off += (t->nbytes + 63) & ~(size_t)63;
     }
     if (src->output.data == src->tok_embd.data)
         b->wc.output = b->wc.tok_embd;
@@ -482,7 +499,7 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     b->hb2 = xcalloc(c * hp->n_ff, sizeof(float), &fail);
     b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
     for (int i = 0; i < ACT_N; i++)
-        b->act[i] = xcalloc(c * b->max_cols, 2, &fail); /* 2 bytes/value covers F16, Q8_0, Q8_K */
+        b->act[i] = xcalloc(c * b->max_cols, 3, &fail); /* Q8_0X4B, the widest, is 3 bytes/value */
     b->scores = xcalloc((size_t)nth * p->n_ctx, sizeof(float), &fail);
     b->q16 = xcalloc((size_t)nth * hp->head_dim, sizeof(uint16_t), &fail);
     if (fail) {
