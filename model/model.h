@@ -44,6 +44,7 @@ void mdl_default_params(struct mdl_params *p);
 
 struct mdl_model;
 struct gguf_file;
+struct tok_vocab;
 
 /* Opens `path`. On failure *out is NULL and err holds one line naming the problem. */
 int mdl_open(struct mdl_model **out, const char *path, const struct mdl_params *p, char *err,
@@ -60,6 +61,8 @@ uint64_t mdl_file_size(const struct mdl_model *m);
 /* tokenizer.chat_template, or NULL when the file has none. */
 const char *mdl_chat_template(const struct mdl_model *m);
 const struct gguf_file *mdl_gguf(const struct mdl_model *m);
+/* The model's tokenizer (tokenizer.h), loaded at open. */
+const struct tok_vocab *mdl_vocab(const struct mdl_model *m);
 const struct mdl_weights *mdl_weights(const struct mdl_model *m);
 
 /* The backend and its state, for the engine's forwards (see backend.h). */

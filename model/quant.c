@@ -521,3 +521,11 @@ quant_axpy_fn quant_axpy_f16(void)
         return quant_simd_axpy_f16();
     return quant_axpy_f16_plain;
 }
+
+quant_gemm_fn quant_gemm(uint32_t t)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    if (force_plain || simd_level < 2)
+        return NULL;
+    return quant_simd_gemm(t);
+}

@@ -95,6 +95,15 @@ void quant_act_q8_k(const float *x, struct quant_q8_k *dst, int64_t n);
 quant_dot_fn quant_dot(uint32_t weight_type);
 /* The plain C kernel (reference for tests). */
 quant_dot_fn quant_dot_plain(uint32_t weight_type);
+/* Tiled mat-mul block: out[c*out_stride + r] = w_row(r) . a_row(c) for r < nr, c < nc,
+ * weight rows w_stride bytes apart, activation rows a_stride bytes apart (activation
+ * format quant_act_type). Each output is accumulated in one fixed order whatever nr and
+ * nc are, so a row's result never depends on the batch it is computed in. */
+typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                              size_t a_stride, int nc, float *out, size_t out_stride);
+/* The tiled kernel for a weight type on this CPU, or NULL (then use quant_dot per row). */
+quant_gemm_fn quant_gemm(uint32_t weight_type);
+
 /* y[i] += a * x[i] for an F16 vector x (attention: probabilities times V rows). */
 typedef void (*quant_axpy_fn)(int64_t n, float a, const uint16_t *x, float *y);
 quant_axpy_fn quant_axpy_f16(void);

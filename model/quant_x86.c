@@ -241,6 +241,166 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
     return sum;
 }
 
+
+/* ---- tiled kernels (VNNI level) ----------------------------------------------------- */
+
+/* Up to 4 weight rows x 4 activation rows per tile, one accumulator per output, 32
+ * registers (AVX-512 VL). Weights are made unsigned (Q8_0: w ^ 0x80 = w + 128; Q4_0: the
+ * raw nibble) for vpdpbusd, and the offset is removed exactly by starting each block's
+ * integer sum at -offset * sum(a), computed once per activation block. The per-output
+ * operation sequence is the same for every tile shape. */
+#ifndef PF_ROWS
+#define PF_ROWS 12
+#endif
+#define TILE_INLINE TGT_VNNI static inline __attribute__((always_inline))
+
+TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, const uint8_t *w,
+                         size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
+{
+    __m256 acc[4][4];
+    const __m256i off = _mm256_set1_epi8(q4 ? 8 : (char)0x80);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wu[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            /* the same spot R rows on: the next tile's weights. Rows of one tile are
+             * short separate streams the hardware prefetchers do not learn in time. */
+            _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + b * (q4 ? 18 : 34), _MM_HINT_T0);
+            if (q4) {
+                const struct quant_q4_0 *x = (const struct quant_q4_0 *)(w + r * ws) + b;
+                __m128i t = _mm_loadu_si128((const __m128i *)x->qs);
+                wu[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), m4);
+                dw[r] = _mm256_set1_ps(h2f(x->d));
+            } else {
+                const struct quant_q8_0 *x = (const struct quant_q8_0 *)(w + r * ws) + b;
+                wu[r] = _mm256_xor_si256(LOAD256(x->qs), off);
+                dw[r] = _mm256_set1_ps(h2f(x->d));
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0 *y = (const struct quant_q8_0 *)(a + c * as) + b;
+            __m256i av = LOAD256(y->qs);
+            __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, av));
+            __m256 da = _mm256_set1_ps(h2f(y->d));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256i s = _mm256_dpbusd_epi32(corr, wu[r], av);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_ps(acc[r][c]);
+}
+
+TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, const uint8_t *w,
+                          size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            if ((k & 31) == 0)
+                _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + 2 * k, _MM_HINT_T0);
+            wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + r * ws) + k / 8));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            __m256 av = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + c * as) + k / 8));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            float s = hsum_ps(acc[r][c]);
+            const uint16_t *wr = (const uint16_t *)(w + r * ws);
+            const uint16_t *ar = (const uint16_t *)(a + c * as);
+            for (int64_t i = k; i < n; i++)
+                s += h2f(wr[i]) * h2f(ar[i]);
+            out[c * os + r] = s;
+        }
+    }
+}
+
+/* A gemm over nr x nc from tiles of at most 4 x 4: activation tiles outer (they stay in
+ * L1 while the weight rows stream past), weight tiles inner. */
+#define DEF_GEMM(NAME, TILE, Q4, LEN)                                                    \
+    TGT_VNNI static void NAME(int64_t n, const void *w, size_t ws, int nr, const void *a,  \
+                              size_t as, int nc, float *out, size_t os)                  \
+    {                                                                                  \
+        const uint8_t *wb = w;                                                         \
+        const uint8_t *ab = a;                                                         \
+        for (int c0 = 0; c0 < nc; c0 += 4) {                                           \
+            int C = nc - c0 < 4 ? nc - c0 : 4;                                         \
+            for (int r0 = 0; r0 < nr; r0 += 4) {                                       \
+                int R = nr - r0 < 4 ? nr - r0 : 4;                                     \
+                const uint8_t *wp = wb + (size_t)r0 * ws;                              \
+                const uint8_t *ap = ab + (size_t)c0 * as;                              \
+                float *op = out + (size_t)c0 * os + r0;                                \
+                switch (R * 4 + C) {                                                   \
+                case 5: TILE(1, 1, Q4, LEN, wp, ws, ap, as, op, os); break;            \
+                case 6: TILE(1, 2, Q4, LEN, wp, ws, ap, as, op, os); break;            \
+                case 7: TILE(1, 3, Q4, LEN, wp, ws, ap, as, op, os); break;            \
+                case 8: TILE(1, 4, Q4, LEN, wp, ws, ap, as, op, os); break;            \
+                case 9: TILE(2, 1, Q4, LEN, wp, ws, ap, as, op, os); break;            \
+                case 10: TILE(2, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 11: TILE(2, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 12: TILE(2, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 13: TILE(3, 1, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 14: TILE(3, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 15: TILE(3, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 16: TILE(3, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 17: TILE(4, 1, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 18: TILE(4, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                case 19: TILE(4, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                default: TILE(4, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }
+
+DEF_GEMM(gemm_q8_0_vnni, tile_q8, 0, n / 32)
+DEF_GEMM(gemm_q4_0_vnni, tile_q8, 1, n / 32)
+DEF_GEMM(gemm_f16_vnni, tile_f16, 0, n)
+
+quant_gemm_fn quant_simd_gemm(uint32_t t)
+{
+    switch (t) {
+    case GGML_TYPE_Q8_0:
+        return gemm_q8_0_vnni;
+    case GGML_TYPE_Q4_0:
+        return gemm_q4_0_vnni;
+    case GGML_TYPE_F16:
+        return gemm_f16_vnni;
+    default:
+        return NULL;
+    }
+}
+
 TGT_AVX2 static void axpy_f16_avx2(int64_t n, float a, const uint16_t *x, float *y)
 {
     __m256 av = _mm256_set1_ps(a);
@@ -294,6 +454,12 @@ quant_dot_fn quant_simd_dot(uint32_t t, int level)
 
 quant_axpy_fn quant_simd_axpy_f16(void)
 {
+    return NULL;
+}
+
+quant_gemm_fn quant_simd_gemm(uint32_t t)
+{
+    (void)t;
     return NULL;
 }
 
