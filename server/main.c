@@ -23,6 +23,8 @@ static const struct command commands[] = {
     {"info", cli_info, "describe a GGUF model file"},
     {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
     {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
+    {"pull", cli_pull, "download a GGUF model (URL or OWNER/REPO/FILE.gguf [--sha256 HEX])"},
+    {"models", cli_models, "list the models in the model directory"},
 };
 
 static void usage(FILE *out)
