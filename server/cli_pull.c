@@ -18,6 +18,7 @@
  * seconds and at the end. Exit codes: 0 done, 1 runtime failure, 2 usage.
  */
 #include "cli.h"
+#include "demo_model.h"
 #include "gguf.h"
 
 #include <curl/curl.h>
@@ -583,28 +584,6 @@ static char *join_path(const char *dir, const char *name, const char *suffix)
     return s;
 }
 
-/* mkdir -p; returns 0 or -1 with errno set. */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0)
-            continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* A final file that is already there: done when no checksum is asked or it matches. */
 static int already_present(const char *path, const char *want_sha)
 {
@@ -640,7 +619,7 @@ static int pull_run(struct pull *p, const char *want_sha)
     struct stat st;
     if (stat(p->final_path, &st) == 0)
         return already_present(p->final_path, want_sha);
-    if (make_dirs(p->dir) != 0) {
+    if (srv_mkdirs(p->dir) != 0) {
         fprintf(stderr, "chatd pull: cannot create %s: %s\n", p->dir, strerror(errno));
         return 1;
     }
