@@ -19,7 +19,8 @@
 
 extern char **environ;
 
-int cli_model_dir(const char *config_file, const char *flag_dir, char **out, char *err, size_t err_len)
+int cli_model_dir(const char *config_file, const char *flag_dir, char **out, char *err,
+                  size_t err_len)
 {
     struct chatd_config cfg;
     *out = NULL;
@@ -167,7 +168,8 @@ static int collect(const char *dir, struct model_row **rows_out)
             continue;
         if (n == cap) {
             int ncap = cap ? cap * 2 : 16;
-            struct model_row *p = ncap < 1 << 20 ? realloc(rows, (size_t)ncap * sizeof(*rows)) : NULL;
+            struct model_row *p =
+                ncap < 1 << 20 ? realloc(rows, (size_t)ncap * sizeof(*rows)) : NULL;
             if (!p)
                 break;
             rows = p;
@@ -191,17 +193,18 @@ static void print_rows(const struct model_row *rows, int n)
     for (int i = 0; i < n; i++)
         if ((int)strlen(rows[i].name) > w)
             w = (int)strlen(rows[i].name);
-    printf("%-*s  %-10s %8s  %-6s %8s  %10s\n", w, "NAME", "ARCH", "PARAMS", "TYPE", "CONTEXT", "SIZE");
+    printf("%-*s  %-10s %8s  %-6s %8s  %10s\n", w, "NAME", "ARCH", "PARAMS", "TYPE", "CONTEXT",
+           "SIZE");
     for (int i = 0; i < n; i++) {
         const struct model_row *r = &rows[i];
         if (r->partial)
-            printf("%-*s  (partial download, %s so far; run the same chatd pull again to resume)\n", w,
-                   r->name, r->size);
+            printf("%-*s  (partial download, %s so far; run the same chatd pull again to resume)\n",
+                   w, r->name, r->size);
         else if (r->problem[0])
             printf("%-*s  (unreadable: %s)\n", w, r->name, r->problem);
         else
-            printf("%-*s  %-10s %8s  %-6s %8s  %10s\n", w, r->name, r->arch[0] ? r->arch : "-", r->params,
-                   r->type, r->ctx[0] ? r->ctx : "-", r->size);
+            printf("%-*s  %-10s %8s  %-6s %8s  %10s\n", w, r->name, r->arch[0] ? r->arch : "-",
+                   r->params, r->type, r->ctx[0] ? r->ctx : "-", r->size);
     }
 }
 
@@ -210,18 +213,23 @@ int cli_models(int argc, char **argv)
     const char *dir_flag = NULL, *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: chatd models [--model-dir DIR] [--config FILE]\n"
-                   "Lists the GGUF models of the model directory (config model_dir, CHATD_MODEL_DIR).\n");
+            printf(
+                "usage: chatd models [--model-dir DIR] [--config FILE]\n"
+                "Lists the GGUF models of the model directory (config model_dir, CHATD_MODEL_DIR).\n");
             return 0;
         }
-        if ((strcmp(argv[i], "--model-dir") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+        if ((strcmp(argv[i], "--model-dir") == 0 || strcmp(argv[i], "--config") == 0) &&
+            i + 1 < argc) {
             if (argv[i][2] == 'm')
                 dir_flag = argv[++i];
             else
                 config = argv[++i];
             continue;
         }
-        fprintf(stderr, "chatd models: unexpected argument '%s'\nusage: chatd models [--model-dir DIR] [--config FILE]\n", argv[i]);
+        fprintf(
+            stderr,
+            "chatd models: unexpected argument '%s'\nusage: chatd models [--model-dir DIR] [--config FILE]\n",
+            argv[i]);
         return 2;
     }
     char *dir = NULL, err[512];
@@ -232,7 +240,9 @@ int cli_models(int argc, char **argv)
     struct model_row *rows;
     int n = collect(dir, &rows);
     if (n == 0) {
-        printf("no models in %s\nget one with: chatd pull OWNER/REPO/FILE.gguf (see docs/models.md)\n", dir);
+        printf(
+            "no models in %s\nget one with: chatd pull OWNER/REPO/FILE.gguf (see docs/models.md)\n",
+            dir);
         free(rows);
         free(dir);
         return 0;

@@ -37,9 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The public hub, assembled from parts; CHATD_HUB_URL replaces it (tests, mirrors). */
-#define PULL_HUB_SCHEME "https://"
-#define PULL_HUB_HOST "huggingface" ".co"
+/* The public hub; CHATD_HUB_URL replaces it (tests, mirrors). */
+#define PULL_HUB_BASE "https://huggingface.co"
 #define PULL_NAME_MAX 200
 #define PULL_PLAIN_INTERVAL_S 5.0 /* plain progress lines when stderr is not a terminal */
 #define PULL_BAR_INTERVAL_S 0.1   /* bar redraws on a terminal */
@@ -53,14 +52,14 @@ struct pull {
     int fd;
 
     /* transfer state */
-    uint64_t have;      /* bytes of the .part kept from before this request */
-    uint64_t written;   /* bytes appended by this request */
-    uint64_t total;     /* expected final size, 0 when unknown */
-    long status;        /* HTTP status of the final response */
-    bool started;       /* first body byte seen */
-    bool complete_416;  /* server says the .part already holds every byte */
+    uint64_t have;     /* bytes of the .part kept from before this request */
+    uint64_t written;  /* bytes appended by this request */
+    uint64_t total;    /* expected final size, 0 when unknown */
+    long status;       /* HTTP status of the final response */
+    bool started;      /* first body byte seen */
+    bool complete_416; /* server says the .part already holds every byte */
     int write_errno;
-    char fail[320];     /* our own reason to abort the transfer */
+    char fail[320]; /* our own reason to abort the transfer */
     char curl_err[CURL_ERROR_SIZE];
     /* Content-Range of the current response: "bytes START-END/TOTAL" or "bytes * /TOTAL" */
     int64_t range_start;
@@ -135,7 +134,8 @@ static int output_name(const char *path_part, char *name, size_t len, char *err,
     memcpy(name, base, n);
     name[n] = 0;
     if (!safe_component(name, n) || !ends_with(name, ".gguf") || n == 5) {
-        snprintf(err, err_len, "'%s' is not a safe NAME.gguf file name (letters, digits, . _ - + only)", name);
+        snprintf(err, err_len,
+                 "'%s' is not a safe NAME.gguf file name (letters, digits, . _ - + only)", name);
         return -1;
     }
     return 0;
@@ -158,16 +158,17 @@ static char *resolve_source(const char *src, char *name, size_t name_len, char *
     const char *s1 = strchr(src, '/');
     const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
     if (src[0] == '/' || !s2 || !safe_path(src) || !ends_with(src, ".gguf")) {
-        snprintf(err, err_len,
-                 "'%s' is neither an http(s) URL nor OWNER/REPO/FILE.gguf (plain names, no '..', no absolute path)",
-                 src);
+        snprintf(
+            err, err_len,
+            "'%s' is neither an http(s) URL nor OWNER/REPO/FILE.gguf (plain names, no '..', no absolute path)",
+            src);
         return NULL;
     }
     if (output_name(src, name, name_len, err, err_len) != 0)
         return NULL;
     const char *base = getenv("CHATD_HUB_URL");
     if (!base || !*base)
-        base = PULL_HUB_SCHEME PULL_HUB_HOST;
+        base = PULL_HUB_BASE;
     size_t blen = strlen(base);
     while (blen && base[blen - 1] == '/')
         blen--;
@@ -215,7 +216,8 @@ static void progress_print(struct pull *p, bool final)
     fmt_bytes(sdone, sizeof(sdone), (double)done);
     fmt_bytes(stotal, sizeof(stotal), (double)p->total);
     fmt_bytes(srate, sizeof(srate), rate);
-    fmt_eta(seta, sizeof(seta), rate > 0 && p->total >= done ? (double)(p->total - done) / rate : -1);
+    fmt_eta(seta, sizeof(seta),
+            rate > 0 && p->total >= done ? (double)(p->total - done) / rate : -1);
     int pct = p->total ? (int)(done * 100 / p->total) : -1;
     if (p->tty) {
         char bar[31];
@@ -231,7 +233,8 @@ static void progress_print(struct pull *p, bool final)
         if (final)
             fputc('\n', stderr);
     } else if (pct >= 0) {
-        fprintf(stderr, "pull: %s %d%% %s of %s, %s/s, ETA %s\n", p->name, pct, sdone, stotal, srate, seta);
+        fprintf(stderr, "pull: %s %d%% %s of %s, %s/s, ETA %s\n", p->name, pct, sdone, stotal,
+                srate, seta);
     } else {
         fprintf(stderr, "pull: %s %s, %s/s\n", p->name, sdone, srate);
     }
@@ -299,8 +302,8 @@ static int check_space(struct pull *p, uint64_t need)
     char sneed[32], savail[32];
     fmt_bytes(sneed, sizeof(sneed), (double)need);
     fmt_bytes(savail, sizeof(savail), (double)avail);
-    snprintf(p->fail, sizeof(p->fail), "disk full: %s needs %s more but %s has only %s free", p->name,
-             sneed, p->dir, savail);
+    snprintf(p->fail, sizeof(p->fail), "disk full: %s needs %s more but %s has only %s free",
+             p->name, sneed, p->dir, savail);
     return -1;
 }
 
@@ -319,7 +322,8 @@ static int on_body_start(struct pull *p, CURL *curl)
         fprintf(stderr, "pull: resuming %s at %llu bytes\n", p->name, (unsigned long long)p->have);
     } else if (p->status == 200) {
         if (p->have > 0) {
-            fprintf(stderr, "pull: the server ignored the range request; starting %s over\n", p->name);
+            fprintf(stderr, "pull: the server ignored the range request; starting %s over\n",
+                    p->name);
             if (part_restart(p) != 0)
                 return -1;
         }
@@ -395,7 +399,8 @@ static int part_open(struct pull *p)
     return 0;
 }
 
-static void set_common_opts(CURL *curl, struct pull *p, struct write_ctx *w, struct curl_slist *hdrs)
+static void set_common_opts(CURL *curl, struct pull *p, struct write_ctx *w,
+                            struct curl_slist *hdrs)
 {
     curl_easy_setopt(curl, CURLOPT_URL, p->url);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
@@ -452,11 +457,15 @@ static int transfer(struct pull *p, struct curl_slist *hdrs)
     uint64_t done = p->have + p->written;
     if (p->write_errno) {
         if (p->write_errno == ENOSPC || p->write_errno == EDQUOT)
-            fprintf(stderr, "chatd pull: disk full writing %s after %llu bytes; free some space and run the same command again to resume\n",
-                    p->part_path, (unsigned long long)done);
+            fprintf(
+                stderr,
+                "chatd pull: disk full writing %s after %llu bytes; free some space and run the same command again to resume\n",
+                p->part_path, (unsigned long long)done);
         else
-            fprintf(stderr, "chatd pull: cannot write %s: %s (%llu bytes kept; run the same command again to resume)\n",
-                    p->part_path, strerror(p->write_errno), (unsigned long long)done);
+            fprintf(
+                stderr,
+                "chatd pull: cannot write %s: %s (%llu bytes kept; run the same command again to resume)\n",
+                p->part_path, strerror(p->write_errno), (unsigned long long)done);
         return 1;
     }
     if (p->fail[0]) {
@@ -471,12 +480,15 @@ static int transfer(struct pull *p, struct curl_slist *hdrs)
         fprintf(stderr, "pull: the server refused to resume %s; starting over\n", p->name);
         return part_restart(p) == 0 ? 2 : 1;
     }
-    if (p->status >= 300 || (rc == CURLE_OK && p->status != 200 && p->status != 206 && p->status != 0)) {
+    if (p->status >= 300 ||
+        (rc == CURLE_OK && p->status != 200 && p->status != 206 && p->status != 0)) {
         if (p->status == 404)
             fprintf(stderr, "chatd pull: not found (HTTP 404): %s\n", p->url);
         else if (p->status == 401 || p->status == 403)
-            fprintf(stderr, "chatd pull: access denied (HTTP %ld): %s (a gated repository needs its license accepted and CHATD_HUB_TOKEN set)\n",
-                    p->status, p->url);
+            fprintf(
+                stderr,
+                "chatd pull: access denied (HTTP %ld): %s (a gated repository needs its license accepted and CHATD_HUB_TOKEN set)\n",
+                p->status, p->url);
         else
             fprintf(stderr, "chatd pull: the server answered HTTP %ld for %s\n", p->status, p->url);
         return 1;
@@ -486,13 +498,17 @@ static int transfer(struct pull *p, struct curl_slist *hdrs)
         if (done == 0)
             fprintf(stderr, "chatd pull: download of %s failed: %s\n", p->url, why);
         else
-            fprintf(stderr, "chatd pull: download of %s failed: %s (%llu bytes kept in %s; run the same command again to resume)\n",
-                    p->url, why, (unsigned long long)done, p->part_path);
+            fprintf(
+                stderr,
+                "chatd pull: download of %s failed: %s (%llu bytes kept in %s; run the same command again to resume)\n",
+                p->url, why, (unsigned long long)done, p->part_path);
         return 1;
     }
     if (p->total && done != p->total) {
-        fprintf(stderr, "chatd pull: %s ended at %llu of %llu bytes; run the same command again to resume\n",
-                p->url, (unsigned long long)done, (unsigned long long)p->total);
+        fprintf(
+            stderr,
+            "chatd pull: %s ended at %llu of %llu bytes; run the same command again to resume\n",
+            p->url, (unsigned long long)done, (unsigned long long)p->total);
         return 1;
     }
     p->total = done;
@@ -531,20 +547,24 @@ static int finish(struct pull *p, const char *want_sha)
     }
     if (want_sha && strcasecmp(want_sha, hex) != 0) {
         unlink(p->part_path);
-        fprintf(stderr, "chatd pull: checksum mismatch for %s: expected sha256 %s, got %s; the download was deleted\n",
-                p->name, want_sha, hex);
+        fprintf(
+            stderr,
+            "chatd pull: checksum mismatch for %s: expected sha256 %s, got %s; the download was deleted\n",
+            p->name, want_sha, hex);
         return 1;
     }
     struct gguf_file *f = NULL;
     char err[256];
     if (gguf_open(&f, p->part_path, err, sizeof(err)) != 0) {
         unlink(p->part_path);
-        fprintf(stderr, "chatd pull: %s is not a usable GGUF file (%s); the download was deleted\n", p->name, err);
+        fprintf(stderr, "chatd pull: %s is not a usable GGUF file (%s); the download was deleted\n",
+                p->name, err);
         return 1;
     }
     gguf_close(f);
     if (rename(p->part_path, p->final_path) != 0) {
-        fprintf(stderr, "chatd pull: cannot rename %s to %s: %s\n", p->part_path, p->final_path, strerror(errno));
+        fprintf(stderr, "chatd pull: cannot rename %s to %s: %s\n", p->part_path, p->final_path,
+                strerror(errno));
         return 1;
     }
     fsync_dir(p->dir);
@@ -558,19 +578,21 @@ static int finish(struct pull *p, const char *want_sha)
 
 static void pull_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: chatd pull URL|OWNER/REPO/FILE.gguf [--sha256 HEX] [--model-dir DIR] [--config FILE]\n"
-            "Downloads a GGUF model into the model directory (config model_dir, CHATD_MODEL_DIR).\n"
-            "An interrupted download resumes when the same command runs again.\n"
-            "OWNER/REPO/FILE.gguf is a file of a model hub repository (base URL: CHATD_HUB_URL;\n"
-            "CHATD_HUB_TOKEN is sent as a bearer token for gated repositories).\n");
+    fprintf(
+        out,
+        "usage: chatd pull URL|OWNER/REPO/FILE.gguf [--sha256 HEX] [--model-dir DIR] [--config FILE]\n"
+        "Downloads a GGUF model into the model directory (config model_dir, CHATD_MODEL_DIR).\n"
+        "An interrupted download resumes when the same command runs again.\n"
+        "OWNER/REPO/FILE.gguf is a file of a model hub repository (base URL: CHATD_HUB_URL;\n"
+        "CHATD_HUB_TOKEN is sent as a bearer token for gated repositories).\n");
 }
 
 static bool is_sha256_hex(const char *s)
 {
     size_t n = 0;
     for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') || (s[n] >= 'A' && s[n] <= 'F')))
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') ||
+              (s[n] >= 'A' && s[n] <= 'F')))
             return false;
     return n == 64;
 }
@@ -607,7 +629,9 @@ static int already_present(const char *path, const char *want_sha)
     crypto_hash_sha256_final(&st, digest);
     to_hex(digest, sizeof(digest), hex);
     if (strcasecmp(hex, want_sha) != 0) {
-        fprintf(stderr, "chatd pull: %s exists with sha256 %s, not %s; delete it to download again\n", path, hex, want_sha);
+        fprintf(stderr,
+                "chatd pull: %s exists with sha256 %s, not %s; delete it to download again\n", path,
+                hex, want_sha);
         return 1;
     }
     printf("%s (already present, sha256 %s)\n", path, hex);
@@ -655,7 +679,8 @@ int cli_pull(int argc, char **argv)
             pull_usage(stdout);
             return 0;
         }
-        if ((strcmp(a, "--sha256") == 0 || strcmp(a, "--model-dir") == 0 || strcmp(a, "--config") == 0) &&
+        if ((strcmp(a, "--sha256") == 0 || strcmp(a, "--model-dir") == 0 ||
+             strcmp(a, "--config") == 0) &&
             i + 1 >= argc) {
             fprintf(stderr, "chatd pull: %s needs a value\n", a);
             return 2;
@@ -701,7 +726,8 @@ int cli_pull(int argc, char **argv)
     }
     /* over a file size limit, write() then fails with EFBIG and we say so */
     signal(SIGXFSZ, SIG_IGN);
-    struct pull p = {.url = url, .dir = dir, .name = name, .fd = -1, .tty = isatty(STDERR_FILENO) == 1};
+    struct pull p = {
+        .url = url, .dir = dir, .name = name, .fd = -1, .tty = isatty(STDERR_FILENO) == 1};
     p.final_path = join_path(dir, name, "");
     p.part_path = join_path(dir, name, ".part");
     int rc = p.final_path && p.part_path ? pull_run(&p, sha) : 1;

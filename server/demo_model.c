@@ -30,15 +30,17 @@
 
 /* Words whose spelling becomes merges (lower case ASCII only). */
 static const char *const demo_words[] = {
-    "the", "and", "you", "that", "was", "for", "are", "with", "his", "they", "this",
-    "have", "from", "one", "had", "word", "but", "not", "what", "all", "were", "when",
-    "your", "can", "said", "there", "use", "each", "which", "she", "how", "their", "will",
-    "other", "about", "out", "many", "then", "them", "these", "some", "her", "would",
-    "make", "like", "him", "into", "time", "has", "look", "two", "more", "write", "see",
-    "number", "way", "could", "people", "than", "first", "water", "been", "call", "who",
-    "its", "now", "find", "long", "down", "day", "did", "get", "come", "made", "may",
-    "part", "hello", "chat", "model", "think", "answer", "question", "is", "in", "it",
-    "of", "to", "random", "weights", "pull", "real",
+    "the",      "and",   "you",   "that",   "was",   "for",   "are",    "with",    "his",
+    "they",     "this",  "have",  "from",   "one",   "had",   "word",   "but",     "not",
+    "what",     "all",   "were",  "when",   "your",  "can",   "said",   "there",   "use",
+    "each",     "which", "she",   "how",    "their", "will",  "other",  "about",   "out",
+    "many",     "then",  "them",  "these",  "some",  "her",   "would",  "make",    "like",
+    "him",      "into",  "time",  "has",    "look",  "two",   "more",   "write",   "see",
+    "number",   "way",   "could", "people", "than",  "first", "water",  "been",    "call",
+    "who",      "its",   "now",   "find",   "long",  "down",  "day",    "did",     "get",
+    "come",     "made",  "may",   "part",   "hello", "chat",  "model",  "think",   "answer",
+    "question", "is",    "in",    "it",     "of",    "to",    "random", "weights", "pull",
+    "real",
 };
 
 static const char *const demo_control[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
@@ -180,9 +182,11 @@ static int write_vocab(const struct demo_vocab *v, const char *path)
     rc |= gguf_writer_add_str(w, "general.architecture", "qwen2");
     rc |= gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2");
     rc |= gguf_writer_add_str(w, "tokenizer.ggml.pre", "gpt-2");
-    rc |= gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, v->n_tokens);
+    rc |= gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens,
+                                  v->n_tokens);
     rc |= gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", v->types, v->n_tokens);
-    rc |= gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges, v->n_merges);
+    rc |= gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges,
+                                  v->n_merges);
     rc |= gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", token_id(v, "<|endoftext|>"));
     rc |= gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", token_id(v, "<|im_end|>"));
     rc |= gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", token_id(v, "<|endoftext|>"));
@@ -264,7 +268,8 @@ int srv_demo_model(const char *model_dir, char *path_out, size_t len, char *err,
 {
     char path[4096], vocab_tmp[4200], model_tmp[4200];
     path_out[0] = 0;
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", model_dir, SRV_DEMO_MODEL_NAME) >= sizeof(path) ||
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", model_dir, SRV_DEMO_MODEL_NAME) >=
+            sizeof(path) ||
         strlen(path) >= len) {
         snprintf(err, err_len, "model directory path too long");
         return -1;

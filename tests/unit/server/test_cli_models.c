@@ -109,7 +109,8 @@ static void test_env_and_empty_dir(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "%s/chatd-models-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof(dir), "%s/chatd-models-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))
         return 1;
     unsetenv("CHATD_MODEL_DIR");

@@ -61,8 +61,9 @@ static void send_all(int fd, const void *buf, size_t len)
 static void send_head(int fd, const char *status, const char *extra, size_t clen)
 {
     char h[512];
-    int n = snprintf(h, sizeof(h), "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
-                     status, clen, extra);
+    int n =
+        snprintf(h, sizeof(h), "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+                 status, clen, extra);
     send_all(fd, h, (size_t)n);
 }
 
@@ -158,8 +159,8 @@ static int server_start(void)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t alen = sizeof(a);
-    if (hs.lfd < 0 || bind(hs.lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(hs.lfd, 16) != 0 ||
-        getsockname(hs.lfd, (struct sockaddr *)&a, &alen) != 0)
+    if (hs.lfd < 0 || bind(hs.lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(hs.lfd, 16) != 0 || getsockname(hs.lfd, (struct sockaddr *)&a, &alen) != 0)
         return -1;
     hs.port = ntohs(a.sin_port);
     return pthread_create(&hs.th, NULL, server_main, NULL);
@@ -408,9 +409,15 @@ static void test_write_failure_keeps_part(void)
 static void test_bad_names(void)
 {
     static const char *bad[] = {
-        "Org/Repo/../../etc/x.gguf", "Org/../x.gguf", "/abs/path/x.gguf", "Org/Repo/x.bin",
-        "Org/x.gguf", "Org/Repo/.hidden.gguf", "'http://127.0.0.1:1/a/b.txt'",
-        "'http://127.0.0.1:1/a/../b.gguf'", "'Org/Repo/x y.gguf'",
+        "Org/Repo/../../etc/x.gguf",
+        "Org/../x.gguf",
+        "/abs/path/x.gguf",
+        "Org/Repo/x.bin",
+        "Org/x.gguf",
+        "Org/Repo/.hidden.gguf",
+        "'http://127.0.0.1:1/a/b.txt'",
+        "'http://127.0.0.1:1/a/../b.gguf'",
+        "'Org/Repo/x y.gguf'",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ASSERT_INT_EQ(run_pull(NULL, bad[i]), 2);
@@ -431,7 +438,8 @@ int main(void)
     crypto_hash_sha256(digest, hs.data, hs.len);
     for (int i = 0; i < 32; i++)
         snprintf(sha_hex + 2 * i, 3, "%02x", digest[i]);
-    snprintf(dir, sizeof(dir), "%s/chatd-pull-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof(dir), "%s/chatd-pull-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) {
         fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
         return 1;
