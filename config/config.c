@@ -281,8 +281,10 @@ int cfg_load_env(struct chatd_config *cfg, char **envp, char *err, size_t err_le
             n = sizeof(var) - 1;
         memcpy(var, *e, n);
         var[n] = 0;
-        /* Variables that are not options: the config file, and test-only settings. */
-        if (strcmp(var, "CHATD_CONFIG") == 0 || strcmp(var, "CHATD_FIXTURES") == 0 ||
+        /* Variables that are not options: the config file, the model hub of `chatd pull`,
+         * and test-only settings. */
+        if (strcmp(var, "CHATD_CONFIG") == 0 || strcmp(var, "CHATD_HUB_URL") == 0 ||
+            strcmp(var, "CHATD_HUB_TOKEN") == 0 || strcmp(var, "CHATD_FIXTURES") == 0 ||
             strcmp(var, "CHATD_BIN") == 0)
             continue;
         char key[128];

@@ -25,6 +25,8 @@ static const struct command commands[] = {
     {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
     {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
     {"render-template", cli_render_template, "render a chat template with messages from a JSON file"},
+    {"pull", cli_pull, "download a GGUF model (URL or OWNER/REPO/FILE.gguf [--sha256 HEX])"},
+    {"models", cli_models, "list the models in the model directory"},
 };
 
 static void usage(FILE *out)

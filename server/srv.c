@@ -5,6 +5,7 @@
  * Signals are blocked in every thread and taken synchronously by the main thread. */
 #include "api.h"
 #include "cli.h"
+#include "demo_model.h"
 #include "log.h"
 #include "models.h"
 #include "srv.h"
@@ -201,19 +202,46 @@ json_t *srv_session_meter(struct srv *s, int64_t user_id, const struct store_ses
 
 /* ---- start-up ---- */
 
-/* The model to serve: the configured file, else the first .gguf in model_dir. Returns a
- * heap path or NULL with a message in err. */
+/* The demo model when nothing else is there: in model_dir, else (read-only home, say)
+ * in the temp dir, with a banner saying what it is. Returns a heap path or NULL. */
+static char *demo_model(const char *dir, char *err, size_t err_len)
+{
+    char path[4096], why[256];
+    if (srv_demo_model(dir, path, sizeof(path), why, sizeof(why)) != 0) {
+        log_warn("demo model: cannot write it in %s: %s; trying the temp dir", dir, why);
+        const char *tmp = getenv("TMPDIR");
+        char alt[4096];
+        snprintf(alt, sizeof(alt), "%s/chatd-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
+        if (srv_demo_model(alt, path, sizeof(path), why, sizeof(why)) != 0) {
+            snprintf(err, err_len, "no model: pass --model FILE.gguf or put one in %s (the demo model failed too: %s)",
+                     dir, why);
+            return NULL;
+        }
+    }
+    log_warn("no model configured or found in %s: serving the demo model %s, whose weights are random, so its replies are gibberish", dir, path);
+    log_warn("get a real model with `chatd pull OWNER/REPO/FILE.gguf`, e.g. `chatd pull Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q8_0.gguf`, then restart (see docs/models.md)");
+    return strdup(path);
+}
+
+/* The model to serve: the configured file, else the first .gguf in model_dir other
+ * than the demo model, else the demo model (generated on first use). Returns a heap
+ * path or NULL with a message in err. */
 static char *resolve_model(const struct chatd_config *cfg, char *err, size_t err_len)
 {
     if (cfg->model_path[0])
         return strdup(cfg->model_path);
     char *dir = cfg_expand_home(cfg->model_dir);
-    DIR *d = dir ? opendir(dir) : NULL;
+    if (!dir) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    DIR *d = opendir(dir);
     char *best = NULL;
     struct dirent *e;
     while (d && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0 && (!best || strcmp(e->d_name, best) < 0)) {
+        if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0 && e->d_name[0] != '.' &&
+            strcmp(e->d_name, SRV_DEMO_MODEL_NAME) != 0 && (!best || strcmp(e->d_name, best) < 0)) {
             free(best);
             best = strdup(e->d_name);
         }
@@ -227,7 +255,7 @@ static char *resolve_model(const struct chatd_config *cfg, char *err, size_t err
         if (path)
             snprintf(path, len, "%s/%s", dir, best);
     } else {
-        snprintf(err, err_len, "no model: pass --model FILE.gguf or put one in %s", dir ? dir : cfg->model_dir);
+        path = demo_model(dir, err, err_len);
     }
     free(best);
     free(dir);
