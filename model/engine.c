@@ -202,7 +202,7 @@ static void admit(struct engine *e)
             e->queue_tail = NULL;
         e->n_queued--;
         struct slot *s = &e->slots[si];
-        if (s->user_id != j->user_id)
+        if (s->user_id != j->user_id || e->p.no_reuse)
             reuse = 0; /* never reuse another user's cache */
         e->ops->kv_truncate(e->bk, (uint32_t)si, reuse);
         s->n = reuse;

@@ -326,7 +326,7 @@ static void consume(struct gen *g, uint32_t n)
         t = g->job->out[g->consumed];
         pthread_mutex_unlock(&g->job->mu);
         g->consumed++;
-        if (tok_is_eog(tok, t.id))
+        if (tok_is_eog(tok, t.id) && !g->q.ignore_eos)
             continue;
         bool thinking = g->split_reasoning && rsn_in_reasoning(g->rsn);
         const char *text;
@@ -761,7 +761,7 @@ static int setup_job(struct gen *g, uint32_t max_tokens)
     j->user_id = g->user_id;
     snprintf(j->cache_key, sizeof(j->cache_key), "%s", g->session_id);
     j->sample = sample_hook;
-    j->is_eog = eog_hook;
+    j->is_eog = g->q.ignore_eos ? NULL : eog_hook;
     j->hook_ctx = c;
     j->hook_free = sample_free;
     g->job = j;

@@ -317,6 +317,7 @@ static int parse_sampling(const json_t *body, struct oai_request *q, struct oai_
 static int parse_options(const json_t *body, struct oai_request *q, struct oai_error *e)
 {
     if (get_bool(body, "stream", &q->stream, e) || get_bool(body, "logprobs", &q->logprobs, e) ||
+        get_bool(body, "ignore_eos", &q->ignore_eos, e) ||
         get_int(body, "top_logprobs", 0, 20, &q->top_logprobs, e) ||
         get_string(body, "user", 256, &q->user, e) ||
         get_string(body, "session_id", 128, &q->session_id, e) ||

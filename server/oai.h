@@ -59,6 +59,7 @@ struct oai_request {
     bool reasoning_split;       /* reasoning_format != "none" */
     int64_t max_reasoning_tokens; /* -1: no budget */
     bool echo;                  /* legacy completions only */
+    bool ignore_eos;            /* keep generating past end-of-generation (benchmarks) */
 };
 
 void oai_request_init(struct oai_request *q);
