@@ -101,8 +101,8 @@ static void test_reused_then_shadowed_by_real_model(void)
 
 int main(void)
 {
-    snprintf(srv.dir, sizeof(srv.dir), "%s/chatd-itest-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    /* the prefix itest_cleanup knows how to remove */
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/chatd-itest-XXXXXX");
     if (!mkdtemp(srv.dir))
         return 1;
     snprintf(srv.db, sizeof(srv.db), "%s/chatd.db", srv.dir);
