@@ -6,6 +6,7 @@
  *   /norange/NAME      ignores Range (always 200, whole file)
  *   /junk/junk.gguf    bytes that are not GGUF
  *   /gated/NAME        401
+ *   /huge/huge.gguf    announces 1 PiB (more than the disk holds)
  *   /ORG/REPO/resolve/main/NAME   302 to /files/NAME (the hub form)
  *   anything else      404
  * Progress output is checked in its plain form (stderr is not a terminal here).
@@ -133,6 +134,10 @@ static void handle(int fd)
     } else if (strcmp(path, "/junk/junk.gguf") == 0) {
         static const unsigned char junk[4096] = "this is not a GGUF file";
         serve_bytes(fd, junk, sizeof(junk), from, false);
+    } else if (strcmp(path, "/huge/huge.gguf") == 0) {
+        /* claims a petabyte: more than any test machine's disk */
+        send_head(fd, "200 OK", "", (size_t)1 << 50);
+        send_all(fd, "GGUF", 4);
     } else if (strncmp(path, "/gated/", 7) == 0) {
         send_head(fd, "401 Unauthorized", "", 0);
     } else if (strstr(path, "/resolve/main/")) {
@@ -490,6 +495,15 @@ static void test_progress_bar_on_terminal(void)
     ASSERT_TRUE(same_as_fixture("tiny.gguf"));
 }
 
+static void test_disk_full_up_front(void)
+{
+    clean_dir();
+    ASSERT_INT_EQ(run_pull(NULL, url("/huge/huge.gguf")), 1);
+    ASSERT_STR_CONTAINS(out, "disk full: huge.gguf needs 1024.0 TiB more but");
+    ASSERT_TRUE(!exists("huge.gguf"));
+    ASSERT_TRUE(!exists("huge.gguf.part"));
+}
+
 int main(void)
 {
     size_t len;
@@ -528,6 +542,7 @@ int main(void)
     RUN(test_token_and_denied);
     RUN(test_present_with_other_checksum);
     RUN(test_progress_bar_on_terminal);
+    RUN(test_disk_full_up_front);
 
     atomic_store(&hs.stop, true);
     pthread_join(hs.th, NULL);
