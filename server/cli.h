@@ -27,6 +27,7 @@ int cli_models(int argc, char **argv);
 /* The model directory for pull/models: config model_dir from the file (config_file,
  * else $CHATD_CONFIG), then the environment, then flag_dir when not NULL, with "~/"
  * expanded. *out (caller frees) or -1 with a message in err. */
-int cli_model_dir(const char *config_file, const char *flag_dir, char **out, char *err, size_t err_len);
+int cli_model_dir(const char *config_file, const char *flag_dir, char **out, char *err,
+                  size_t err_len);
 
 #endif

@@ -5,6 +5,8 @@
  *   /cut/NAME          first request: headers for the whole body, half of it, hang-up
  *   /norange/NAME      ignores Range (always 200, whole file)
  *   /junk/junk.gguf    bytes that are not GGUF
+ *   /gated/NAME        401
+ *   /huge/huge.gguf    announces 1 PiB (more than the disk holds)
  *   /ORG/REPO/resolve/main/NAME   302 to /files/NAME (the hub form)
  *   anything else      404
  * Progress output is checked in its plain form (stderr is not a terminal here).
@@ -16,6 +18,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pty.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -36,6 +39,7 @@ static struct {
     pthread_mutex_t mu;
     char last_path[256];
     char last_range[64];
+    char last_auth[128];
     int cut_served;
     int n_requests;
 } hs = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -109,7 +113,12 @@ static void handle(int fd)
         sscanf(r + 2, "%*s %63[^\r]", range);
         from = atoll(r + 15);
     }
+    char auth[128] = "";
+    const char *a = strcasestr(req, "\r\nAuthorization: ");
+    if (a)
+        sscanf(a + 17, "%127[^\r]", auth);
     pthread_mutex_lock(&hs.mu);
+    snprintf(hs.last_auth, sizeof(hs.last_auth), "%s", auth);
     snprintf(hs.last_path, sizeof(hs.last_path), "%s", path);
     snprintf(hs.last_range, sizeof(hs.last_range), "%s", range);
     hs.n_requests++;
@@ -125,6 +134,12 @@ static void handle(int fd)
     } else if (strcmp(path, "/junk/junk.gguf") == 0) {
         static const unsigned char junk[4096] = "this is not a GGUF file";
         serve_bytes(fd, junk, sizeof(junk), from, false);
+    } else if (strcmp(path, "/huge/huge.gguf") == 0) {
+        /* claims a petabyte: more than any test machine's disk */
+        send_head(fd, "200 OK", "", (size_t)1 << 50);
+        send_all(fd, "GGUF", 4);
+    } else if (strncmp(path, "/gated/", 7) == 0) {
+        send_head(fd, "401 Unauthorized", "", 0);
     } else if (strstr(path, "/resolve/main/")) {
         char extra[512];
         snprintf(extra, sizeof(extra), "Location: http://127.0.0.1:%d/files/%s\r\n", hs.port, base);
@@ -425,6 +440,70 @@ static void test_bad_names(void)
     ASSERT_INT_EQ(run_pull(NULL, ""), 2);
 }
 
+static void test_token_and_denied(void)
+{
+    clean_dir();
+    char env[160];
+    snprintf(env, sizeof(env), "CHATD_HUB_TOKEN=secret123 CHATD_HUB_URL=http://127.0.0.1:%d",
+             hs.port);
+    ASSERT_INT_EQ(run_pull(env, "Org/Repo/tiny.gguf"), 0);
+    ASSERT_TRUE(same_as_fixture("tiny.gguf"));
+    ASSERT_STR_EQ(hs.last_auth, "Bearer secret123"); /* same host after the redirect */
+    ASSERT_INT_EQ(run_pull(NULL, url("/gated/x.gguf")), 1);
+    ASSERT_STR_CONTAINS(out, "access denied (HTTP 401)");
+    ASSERT_TRUE(!exists("x.gguf.part"));
+}
+
+static void test_present_with_other_checksum(void)
+{
+    clean_dir();
+    write_file(in_dir("tiny.gguf"), "something else", 14);
+    char args[300];
+    snprintf(args, sizeof(args), "%s --sha256 %s", url("/files/tiny.gguf"), sha_hex);
+    ASSERT_INT_EQ(run_pull(NULL, args), 1);
+    ASSERT_STR_CONTAINS(out, "delete it to download again");
+    ASSERT_INT_EQ(file_size("tiny.gguf"), 14); /* left alone */
+}
+
+/* On a terminal (a pty here) the bar is redrawn in place with \r. */
+static void test_progress_bar_on_terminal(void)
+{
+    clean_dir();
+    int master;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        execl(getenv("CHATD_BIN"), "chatd", "pull", url("/files/tiny.gguf"), "--model-dir", dir,
+              (char *)NULL);
+        _exit(127);
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(master, out + n, sizeof(out) - 1 - n);
+        if (k <= 0)
+            break; /* EIO once the child has gone */
+        n += (size_t)k;
+    }
+    out[n] = 0;
+    close(master);
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_STR_CONTAINS(out, "\rtiny.gguf [##############################] 100% 2.8 MiB / 2.8 MiB");
+    ASSERT_STR_CONTAINS(out, "ETA 0:00");
+    ASSERT_TRUE(strstr(out, "pull: tiny.gguf 100%") == NULL); /* no plain lines */
+    ASSERT_TRUE(same_as_fixture("tiny.gguf"));
+}
+
+static void test_disk_full_up_front(void)
+{
+    clean_dir();
+    ASSERT_INT_EQ(run_pull(NULL, url("/huge/huge.gguf")), 1);
+    ASSERT_STR_CONTAINS(out, "disk full: huge.gguf needs 1024.0 TiB more but");
+    ASSERT_TRUE(!exists("huge.gguf"));
+    ASSERT_TRUE(!exists("huge.gguf.part"));
+}
+
 int main(void)
 {
     size_t len;
@@ -460,6 +539,10 @@ int main(void)
     RUN(test_network_failure);
     RUN(test_write_failure_keeps_part);
     RUN(test_bad_names);
+    RUN(test_token_and_denied);
+    RUN(test_present_with_other_checksum);
+    RUN(test_progress_bar_on_terminal);
+    RUN(test_disk_full_up_front);
 
     atomic_store(&hs.stop, true);
     pthread_join(hs.th, NULL);
