@@ -243,6 +243,89 @@ static void test_cli_usage_matches_rest(void)
     ASSERT_TRUE(found);
 }
 
+/* POST with extra headers as `key`; returns the parsed body. */
+static json_t *call_h(const char *key, const char *path, const char *body, const char *extra,
+                      long *status)
+{
+    char auth[200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *h[] = {auth, extra, NULL};
+    struct itest_resp r;
+    itest_request(&srv, "POST", path, body, h, &r);
+    *status = r.status;
+    json_t *j = itest_json(&r);
+    itest_resp_free(&r);
+    return j;
+}
+
+static void test_idempotency_key(void)
+{
+    long st;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"once\"}],\"max_tokens\":4,\"temperature\":1}";
+    json_t *before = call(key_admin, "GET", "/v1/usage", NULL, &st);
+    json_int_t n0 = json_integer_value(json_object_get(json_object_get(before, "total"), "requests"));
+    json_decref(before);
+    json_t *a = call_h(key_admin, "/v1/chat/completions", body, "Idempotency-Key: retry-123", &st);
+    ASSERT_INT_EQ(st, 200);
+    json_t *b = call_h(key_admin, "/v1/chat/completions", body, "Idempotency-Key: retry-123", &st);
+    ASSERT_INT_EQ(st, 200);
+    /* the retry is answered with the first response: same id, same text, not billed */
+    ASSERT_STR_EQ(json_string_value(json_object_get(a, "id")), json_string_value(json_object_get(b, "id")));
+    json_t *after = call(key_admin, "GET", "/v1/usage", NULL, &st);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(after, "total"), "requests")), n0 + 1);
+    json_decref(after);
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_quote(void)
+{
+    long st;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Count to three.\"}],\"max_tokens\":10}";
+    json_t *q = call_h(key_admin, "/v1/usage/quote", body, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_int_t pt = json_integer_value(json_object_get(q, "prompt_tokens"));
+    json_int_t hit = json_integer_value(json_object_get(q, "prompt_cache_hit_tokens"));
+    json_int_t miss = json_integer_value(json_object_get(q, "prompt_cache_miss_tokens"));
+    ASSERT_TRUE(pt > 0);
+    ASSERT_INT_EQ(hit + miss, pt);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(q, "price"), "input_miss")), 1000000);
+    /* cost of the input alone: ceil((miss*1e6 + hit*1e5)/1e6) */
+    ASSERT_INT_EQ(json_integer_value(json_object_get(q, "input_cost_micros")), miss + (hit + 9) / 10);
+    json_t *c = call_h(key_admin, "/v1/tokens/count", body, NULL, &st);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(c, "prompt_tokens")), pt);
+    json_decref(c);
+    json_decref(q);
+}
+
+static void test_rate_limit(void)
+{
+    char ini[400], model[1024];
+    snprintf(ini, sizeof(ini), "%s/chatd.ini", srv.dir);
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *args[] = {"--config", ini, "--model", model, "--rate-limit-rpm", "3", NULL};
+    itest_stop(&srv);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    char auth[200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key_admin);
+    const char *h[] = {auth, NULL};
+    int limited = 0;
+    for (int i = 0; i < 5; i++) {
+        struct itest_resp r;
+        itest_request(&srv, "GET", "/v1/models", NULL, h, &r);
+        char v[32];
+        ASSERT_TRUE(itest_header(&r, "x-ratelimit-limit-requests", v, sizeof(v)));
+        ASSERT_STR_EQ(v, "3");
+        if (r.status == 429) {
+            limited++;
+            ASSERT_TRUE(itest_header(&r, "retry-after", v, sizeof(v)));
+            ASSERT_STR_CONTAINS(r.body, "rate_limit_exceeded");
+        }
+        itest_resp_free(&r);
+    }
+    ASSERT_TRUE(limited >= 1); /* at least the 5th of a minute's window (a window may roll over once) */
+}
+
 int main(void)
 {
     char model[1024];
@@ -277,6 +360,9 @@ int main(void)
     RUN(test_quota);
     RUN(test_revoked_key);
     RUN(test_cli_usage_matches_rest);
+    RUN(test_idempotency_key);
+    RUN(test_quote);
+    RUN(test_rate_limit);
     itest_stop(&srv);
     itest_cleanup(&srv);
     return TEST_DONE();
