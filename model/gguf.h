@@ -10,7 +10,7 @@
  *
  * The whole file is memory-mapped read-only and validated on open (rules R1-R15 of
  * RELIABILITY.md); nothing outside the mapping is ever read. All pointers returned
- * below are borrowed until gguf_close(). Not thread-safe for open/close; readers of
+ * below are borrowed until gguf_close(). Opening keeps no global state; readers of
  * an open file may run on any thread.
  */
 #ifndef CHATD_GGUF_H
@@ -150,6 +150,7 @@ int gguf_get_str(const struct gguf_file *f, const char *key, char **out);
 int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t *elem_type, uint64_t *n);
 int gguf_arr_str(const struct gguf_file *f, const char *key, uint64_t i, struct gguf_str *out);
 int gguf_arr_f32(const struct gguf_file *f, const char *key, uint64_t i, float *out);
+/* gguf_arr_i32 accepts any integer element type whose value fits in int32. */
 int gguf_arr_i32(const struct gguf_file *f, const char *key, uint64_t i, int32_t *out);
 
 /* The same by kv handle (from gguf_find_kv / gguf_kv_at), skipping the key lookup:
