@@ -318,11 +318,11 @@ static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t
     rc |= gguf_writer_add_str(g->w, "general.architecture", a);
     rc |= gguf_writer_add_str(g->w, "general.name", "chatd random model");
     rc |= gguf_writer_add_u64(g->w, "general.generator.seed", p->seed);
-#define KU32(suffix, val)                                                                 \
-    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                       \
+#define KU32(suffix, val)                                                                          \
+    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                                \
     rc |= gguf_writer_add_u32(g->w, key, val);
-#define KF32(suffix, val)                                                                 \
-    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                       \
+#define KF32(suffix, val)                                                                          \
+    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                                \
     rc |= gguf_writer_add_f32(g->w, key, val);
     KU32("context_length", p->n_ctx)
     KU32("embedding_length", p->n_embd)
@@ -338,7 +338,8 @@ static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t
     *n_vocab = 0;
     for (uint64_t i = 0; rc == 0 && i < gguf_n_kv(v); i++) {
         const struct gguf_kv *kv = gguf_kv_at(v, i);
-        if (kv->key.len < 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0 || kv->key.len >= sizeof(key))
+        if (kv->key.len < 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0 ||
+            kv->key.len >= sizeof(key))
             continue;
         memcpy(key, kv->key.ptr, kv->key.len);
         key[kv->key.len] = '\0';
@@ -371,7 +372,8 @@ static int add_layers(struct gen_state *g)
     int rc = 0;
     for (uint32_t l = 0; l < p->n_layer && rc == 0; l++) {
 #define NAME(s) (snprintf(name, sizeof(name), "blk.%u.%s", l, s), name)
-        if ((rc = add_tensor(g, NAME("attn_norm.weight"), p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
+        if ((rc =
+                 add_tensor(g, NAME("attn_norm.weight"), p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
             (rc = add_matrix(g, NAME("attn_q.weight"), p->n_embd, qd, p->type)) ||
             (rc = add_matrix(g, NAME("attn_k.weight"), p->n_embd, kvd, p->type)) ||
             (rc = add_matrix(g, NAME("attn_v.weight"), p->n_embd, kvd, p->type)))

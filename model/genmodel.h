@@ -16,7 +16,7 @@
 
 struct gen_params {
     enum mdl_arch arch;
-    uint32_t type;         /* GGML_TYPE_F32, F16, Q8_0 or Q4_0 */
+    uint32_t type; /* GGML_TYPE_F32, F16, Q8_0 or Q4_0 */
     uint32_t n_embd;
     uint32_t n_layer;
     uint32_t n_head;
@@ -26,7 +26,7 @@ struct gen_params {
     uint64_t seed;
     float rope_freq_base;
     float rms_eps;
-    int tied_output;       /* 1: no output.weight */
+    int tied_output;           /* 1: no output.weight */
     const char *chat_template; /* NULL: keep the vocab file's, if any */
 };
 

@@ -28,8 +28,8 @@ struct mdl_model {
 const char *mdl_strerror(int code)
 {
     switch (code) {
-#define MDL_ERR_CASE_(name, c, text)                                                      \
-    case c:                                                                               \
+#define MDL_ERR_CASE_(name, c, text)                                                               \
+    case c:                                                                                        \
         return text;
         MDL_ERRORS(MDL_ERR_CASE_)
 #undef MDL_ERR_CASE_

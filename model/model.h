@@ -16,12 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MDL_ERRORS(X)                                                                     \
-    X(MDL_EIO, -1, "I/O error")                                                           \
-    X(MDL_EFORMAT, -2, "invalid model file")                                              \
-    X(MDL_ENOMEM, -3, "out of memory")                                                    \
-    X(MDL_EUNSUPPORTED, -4, "unsupported model")                                          \
-    X(MDL_EINVAL, -5, "invalid argument")                                                 \
+#define MDL_ERRORS(X)                                                                              \
+    X(MDL_EIO, -1, "I/O error")                                                                    \
+    X(MDL_EFORMAT, -2, "invalid model file")                                                       \
+    X(MDL_ENOMEM, -3, "out of memory")                                                             \
+    X(MDL_EUNSUPPORTED, -4, "unsupported model")                                                   \
+    X(MDL_EINVAL, -5, "invalid argument")                                                          \
     X(MDL_EBACKEND, -6, "backend failure")
 
 enum mdl_error {
@@ -53,7 +53,7 @@ void mdl_close(struct mdl_model *m); /* accepts NULL */
 
 const struct mdl_hparams *mdl_hparams(const struct mdl_model *m);
 uint32_t mdl_n_vocab(const struct mdl_model *m);
-uint32_t mdl_n_ctx(const struct mdl_model *m);      /* positions per slot of the KV cache */
+uint32_t mdl_n_ctx(const struct mdl_model *m);        /* positions per slot of the KV cache */
 const char *mdl_arch_name(const struct mdl_model *m); /* "llama" / "qwen2" */
 uint64_t mdl_n_params(const struct mdl_model *m);
 const char *mdl_weight_type(const struct mdl_model *m); /* type of blk.0.attn_q, e.g. "Q8_0" */

@@ -69,8 +69,8 @@ uint16_t quant_fp32_to_fp16(float f)
 
 bool quant_is_supported(uint32_t t)
 {
-    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0 ||
-           t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
+    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 ||
+           t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
 }
 
 uint32_t quant_block_elems(uint32_t t)
@@ -586,7 +586,9 @@ quant_axpy_fn quant_axpy_f16(void)
 
 uint32_t quant_repacked_type(uint32_t t, int64_t n)
 {
-    uint32_t rp = t == GGML_TYPE_Q4_0 ? QUANT_TYPE_Q4_0X4 : t == GGML_TYPE_Q8_0 ? QUANT_TYPE_Q8_0X4 : 0;
+    uint32_t rp = t == GGML_TYPE_Q4_0   ? QUANT_TYPE_Q4_0X4
+                  : t == GGML_TYPE_Q8_0 ? QUANT_TYPE_Q8_0X4
+                                        : 0;
     if (!rp || n % 128 != 0 || !quant_gemm(rp))
         return 0;
     return rp;

@@ -24,8 +24,8 @@
 #define QUANT_QK_K 256
 
 struct quant_q8_0 {
-    uint16_t d;              /* F16 scale */
-    int8_t qs[QUANT_QK8_0];  /* w = d * q */
+    uint16_t d;             /* F16 scale */
+    int8_t qs[QUANT_QK8_0]; /* w = d * q */
 };
 
 struct quant_q4_0 {
@@ -34,10 +34,10 @@ struct quant_q4_0 {
 };
 
 struct quant_q4_k {
-    uint16_t d;                  /* F16 super-scale of the sub-block scales */
-    uint16_t dmin;               /* F16 super-scale of the sub-block mins */
-    uint8_t scales[12];          /* 8 x (6-bit scale, 6-bit min), packed */
-    uint8_t qs[QUANT_QK_K / 2];  /* 4-bit quants, 64 weights per 32 bytes */
+    uint16_t d;                 /* F16 super-scale of the sub-block scales */
+    uint16_t dmin;              /* F16 super-scale of the sub-block mins */
+    uint8_t scales[12];         /* 8 x (6-bit scale, 6-bit min), packed */
+    uint8_t qs[QUANT_QK_K / 2]; /* 4-bit quants, 64 weights per 32 bytes */
 };
 
 struct quant_q6_k {
@@ -98,8 +98,8 @@ _Static_assert(sizeof(struct quant_q4_0x4) == 72, "q4_0x4 layout");
 _Static_assert(sizeof(struct quant_q8_0x4a) == 256, "q8_0x4a layout");
 
 /* Converts a row of n values (n a multiple of 128) from `type` to its repacked layout;
- * returns the repacked type (QUANT_TYPE_Q4_0X4, QUANT_TYPE_Q8_0X4) or 0 when there is none for this type,
- * n, or CPU (then dst is untouched). Check with quant_repacked_type first. */
+ * returns the repacked type (QUANT_TYPE_Q4_0X4, QUANT_TYPE_Q8_0X4) or 0 when there is none for this
+ * type, n, or CPU (then dst is untouched). Check with quant_repacked_type first. */
 uint32_t quant_repacked_type(uint32_t type, int64_t n);
 void quant_repack_row(uint32_t type, const void *src, void *dst, int64_t n);
 

@@ -89,10 +89,10 @@ TGT_AVX2 static float dot_f32_avx2(int64_t n, const void *w, const void *a)
     int64_t i = 0;
     for (; i + 32 <= n; i += 32)
         for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k),
-                                     _mm256_loadu_ps(y + i + 8 * k), acc[k]);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
-                                      _mm256_add_ps(acc[2], acc[3])));
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k),
+                                     acc[k]);
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += x[i] * y[i];
     return sum;
@@ -112,8 +112,8 @@ TGT_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *a)
             acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
         }
     }
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
-                                      _mm256_add_ps(acc[2], acc[3])));
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += h2f(x[i]) * h2f(y[i]);
     return sum;
@@ -123,29 +123,29 @@ TGT_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *a)
 
 /* Two blocks per iteration into two accumulators, so the integer and float pipelines
  * of consecutive blocks overlap. */
-#define DEF_DOT_Q8(NAME, TGT, DOTI8, WTYPE, LOADW)                                      \
-    TGT static float NAME(int64_t n, const void *w, const void *a)                     \
-    {                                                                                  \
-        const WTYPE *x = w;                                                            \
-        const struct quant_q8_0 *y = a;                                                \
-        int64_t nb = n / 32;                                                           \
-        __m256 acc0 = _mm256_setzero_ps();                                             \
-        __m256 acc1 = _mm256_setzero_ps();                                             \
-        int64_t b = 0;                                                                 \
-        for (; b + 2 <= nb; b += 2) {                                                  \
-            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
-            __m256i s1 = DOTI8(LOADW(x + b + 1), LOAD256(y[b + 1].qs));                \
-            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
-            __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));             \
-            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
-            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);                  \
-        }                                                                              \
-        for (; b < nb; b++) {                                                          \
-            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
-            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
-            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
-        }                                                                              \
-        return hsum_ps(_mm256_add_ps(acc0, acc1));                                     \
+#define DEF_DOT_Q8(NAME, TGT, DOTI8, WTYPE, LOADW)                                                 \
+    TGT static float NAME(int64_t n, const void *w, const void *a)                                 \
+    {                                                                                              \
+        const WTYPE *x = w;                                                                        \
+        const struct quant_q8_0 *y = a;                                                            \
+        int64_t nb = n / 32;                                                                       \
+        __m256 acc0 = _mm256_setzero_ps();                                                         \
+        __m256 acc1 = _mm256_setzero_ps();                                                         \
+        int64_t b = 0;                                                                             \
+        for (; b + 2 <= nb; b += 2) {                                                              \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                                    \
+            __m256i s1 = DOTI8(LOADW(x + b + 1), LOAD256(y[b + 1].qs));                            \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                                 \
+            __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));                         \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                              \
+            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);                              \
+        }                                                                                          \
+        for (; b < nb; b++) {                                                                      \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                                    \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                                 \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                              \
+        }                                                                                          \
+        return hsum_ps(_mm256_add_ps(acc0, acc1));                                                 \
     }
 
 #define LOAD_Q8_0(p) LOAD256((p)->qs)
@@ -241,7 +241,6 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
     return sum;
 }
 
-
 /* ---- tiled kernels (VNNI level) ----------------------------------------------------- */
 
 /* Up to 4 weight rows x 4 activation rows per tile, one accumulator per output, 32
@@ -253,13 +252,15 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
 
 TGT_Z static inline float hsum_zmm(__m512 v)
 {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    return hsum_ps(h);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
 }
 
-#ifndef PF_ROWS
+/* Software prefetch distance in weight rows. The rows of one tile are short separate
+ * streams (a few hundred bytes each) that the hardware prefetchers do not pick up in
+ * time, so each tile touches the same spot 12 rows further on; at 1024 columns that is
+ * 7-13 KiB ahead, a few hundred nanoseconds of decode. */
 #define PF_ROWS 12
-#endif
 #define TILE_INLINE TGT_VNNI static inline __attribute__((always_inline))
 
 TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, const uint8_t *w,
@@ -278,8 +279,6 @@ TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, con
         __m256 dw[4];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            /* the same spot R rows on: the next tile's weights. Rows of one tile are
-             * short separate streams the hardware prefetchers do not learn in time. */
             _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + b * (q4 ? 18 : 34), _MM_HINT_T0);
             if (q4) {
                 const struct quant_q4_0 *x = (const struct quant_q4_0 *)(w + r * ws) + b;
@@ -302,7 +301,8 @@ TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, con
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m256i s = _mm256_dpbusd_epi32(corr, wu[r], av);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(s), acc[r][c]);
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(s), acc[r][c]);
             }
         }
     }
@@ -356,39 +356,71 @@ TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, 
 
 /* A gemm over nr x nc from tiles of at most 4 x 4: activation tiles outer (they stay in
  * L1 while the weight rows stream past), weight tiles inner. */
-#define DEF_GEMM(NAME, TILE, Q4, LEN)                                                    \
-    TGT_VNNI static void NAME(int64_t n, const void *w, size_t ws, int nr, const void *a,  \
-                              size_t as, int nc, float *out, size_t os)                  \
-    {                                                                                  \
-        const uint8_t *wb = w;                                                         \
-        const uint8_t *ab = a;                                                         \
-        for (int c0 = 0; c0 < nc; c0 += 4) {                                           \
-            int C = nc - c0 < 4 ? nc - c0 : 4;                                         \
-            for (int r0 = 0; r0 < nr; r0 += 4) {                                       \
-                int R = nr - r0 < 4 ? nr - r0 : 4;                                     \
-                const uint8_t *wp = wb + (size_t)r0 * ws;                              \
-                const uint8_t *ap = ab + (size_t)c0 * as;                              \
-                float *op = out + (size_t)c0 * os + r0;                                \
-                switch (R * 4 + C) {                                                   \
-                case 5: TILE(1, 1, Q4, LEN, wp, ws, ap, as, op, os); break;            \
-                case 6: TILE(1, 2, Q4, LEN, wp, ws, ap, as, op, os); break;            \
-                case 7: TILE(1, 3, Q4, LEN, wp, ws, ap, as, op, os); break;            \
-                case 8: TILE(1, 4, Q4, LEN, wp, ws, ap, as, op, os); break;            \
-                case 9: TILE(2, 1, Q4, LEN, wp, ws, ap, as, op, os); break;            \
-                case 10: TILE(2, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 11: TILE(2, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 12: TILE(2, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 13: TILE(3, 1, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 14: TILE(3, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 15: TILE(3, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 16: TILE(3, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 17: TILE(4, 1, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 18: TILE(4, 2, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                case 19: TILE(4, 3, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                default: TILE(4, 4, Q4, LEN, wp, ws, ap, as, op, os); break;           \
-                }                                                                      \
-            }                                                                          \
-        }                                                                              \
+#define DEF_GEMM(NAME, TILE, Q4, LEN)                                                              \
+    TGT_VNNI static void NAME(int64_t n, const void *w, size_t ws, int nr, const void *a,          \
+                              size_t as, int nc, float *out, size_t os)                            \
+    {                                                                                              \
+        const uint8_t *wb = w;                                                                     \
+        const uint8_t *ab = a;                                                                     \
+        for (int c0 = 0; c0 < nc; c0 += 4) {                                                       \
+            int C = nc - c0 < 4 ? nc - c0 : 4;                                                     \
+            for (int r0 = 0; r0 < nr; r0 += 4) {                                                   \
+                int R = nr - r0 < 4 ? nr - r0 : 4;                                                 \
+                const uint8_t *wp = wb + (size_t)r0 * ws;                                          \
+                const uint8_t *ap = ab + (size_t)c0 * as;                                          \
+                float *op = out + (size_t)c0 * os + r0;                                            \
+                switch (R * 4 + C) {                                                               \
+                case 5:                                                                            \
+                    TILE(1, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 6:                                                                            \
+                    TILE(1, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 7:                                                                            \
+                    TILE(1, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 8:                                                                            \
+                    TILE(1, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 9:                                                                            \
+                    TILE(2, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 10:                                                                           \
+                    TILE(2, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 11:                                                                           \
+                    TILE(2, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 12:                                                                           \
+                    TILE(2, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 13:                                                                           \
+                    TILE(3, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 14:                                                                           \
+                    TILE(3, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 15:                                                                           \
+                    TILE(3, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 16:                                                                           \
+                    TILE(3, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 17:                                                                           \
+                    TILE(4, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 18:                                                                           \
+                    TILE(4, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 19:                                                                           \
+                    TILE(4, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                default:                                                                           \
+                    TILE(4, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 DEF_GEMM(gemm_q8_0_vnni, tile_q8, 0, n / 32)
@@ -436,7 +468,8 @@ tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *
             for (int r = 0; r < R; r++) {
                 __m512i s = _mm512_dpbusd_epi32(corr, lo[r], alo);
                 s = _mm512_dpbusd_epi32(s, hi[r], ahi);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(s), acc[r][c]);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(s), acc[r][c]);
             }
         }
     }
@@ -476,7 +509,8 @@ tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *
             _mm_prefetch((const char *)(x) + PF_ROWS * ws + 128, _MM_HINT_T0);
             w0[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)x->qs), off);
             w1[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x->qs + 64)), off);
-            __m512 d4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d)));
+            __m512 d4 =
+                _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d)));
             d0[r] = _mm512_permutexvar_ps(sp0, d4);
             d1[r] = _mm512_permutexvar_ps(sp1, d4);
         }
@@ -493,8 +527,10 @@ tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *
             for (int r = 0; r < R; r++) {
                 __m512i s0 = _mm512_dpbusd_epi32(c0, w0[r], a0);
                 __m512i s1 = _mm512_dpbusd_epi32(c1, w1[r], a1);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d0[r], e0), _mm512_cvtepi32_ps(s0), acc[r][c]);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(d1[r], e1), _mm512_cvtepi32_ps(s1), acc[r][c]);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d0[r], e0), _mm512_cvtepi32_ps(s0), acc[r][c]);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d1[r], e1), _mm512_cvtepi32_ps(s1), acc[r][c]);
             }
         }
     }

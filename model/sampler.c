@@ -20,13 +20,13 @@ struct cand {
 struct sampler {
     struct sampler_params p;
     uint32_t n_vocab;
-    struct cand *c;      /* [n_vocab] */
-    double *prob;        /* [n_vocab] */
-    int32_t *hist;       /* ring of the last penalty_last_n tokens */
+    struct cand *c; /* [n_vocab] */
+    double *prob;   /* [n_vocab] */
+    int32_t *hist;  /* ring of the last penalty_last_n tokens */
     uint32_t hist_cap;
     uint32_t hist_n;
     uint32_t hist_head;
-    uint32_t *count;     /* [n_vocab] occurrences in the ring */
+    uint32_t *count; /* [n_vocab] occurrences in the ring */
     uint64_t rng[4];
 };
 

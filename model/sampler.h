@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 struct sampler_params {
-    float temperature;        /* <= 0: greedy */
-    int32_t top_k;            /* <= 0: off */
-    float top_p;              /* >= 1: off */
-    float min_p;              /* <= 0: off */
-    float repeat_penalty;     /* 1: off */
-    float frequency_penalty;  /* 0: off */
-    float presence_penalty;   /* 0: off */
-    int32_t penalty_last_n;   /* tokens of history the penalties look at */
+    float temperature;       /* <= 0: greedy */
+    int32_t top_k;           /* <= 0: off */
+    float top_p;             /* >= 1: off */
+    float min_p;             /* <= 0: off */
+    float repeat_penalty;    /* 1: off */
+    float frequency_penalty; /* 0: off */
+    float presence_penalty;  /* 0: off */
+    int32_t penalty_last_n;  /* tokens of history the penalties look at */
     uint64_t seed;
 };
 

@@ -52,8 +52,8 @@ static const char *opt_value(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
-static int open_model(struct mdl_model **m, const char *path, const char *backend,
-                      uint32_t n_ctx, uint32_t n_threads)
+static int open_model(struct mdl_model **m, const char *path, const char *backend, uint32_t n_ctx,
+                      uint32_t n_threads)
 {
     struct mdl_params p;
     char err[512];
@@ -76,7 +76,9 @@ static int parse_type(const char *s, uint32_t *t)
     static const struct {
         const char *name;
         uint32_t type;
-    } types[] = {{"f32", GGML_TYPE_F32}, {"f16", GGML_TYPE_F16}, {"q8_0", GGML_TYPE_Q8_0},
+    } types[] = {{"f32", GGML_TYPE_F32},
+                 {"f16", GGML_TYPE_F16},
+                 {"q8_0", GGML_TYPE_Q8_0},
                  {"q4_0", GGML_TYPE_Q4_0}};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (strcmp(s, types[i].name) == 0) {
@@ -338,8 +340,9 @@ int cli_eval(int argc, char **argv)
             backend = v;
         else if (strcmp(a, "--prefill") == 0 ? parse_u32(a, v, &prefill)
                  : strcmp(a, "--top") == 0   ? parse_u32(a, v, &top)
-                 : strcmp(a, "--threads") == 0 ? parse_u32(a, v, &threads)
-                                               : (fprintf(stderr, "eval: unknown option '%s'\n", a), -1))
+                 : strcmp(a, "--threads") == 0
+                     ? parse_u32(a, v, &threads)
+                     : (fprintf(stderr, "eval: unknown option '%s'\n", a), -1))
             return 2;
     }
     int32_t *toks = NULL;
@@ -690,7 +693,7 @@ int cli_bench(int argc, char **argv)
             model = v;
         else if (strcmp(a, "--backend") == 0)
             backend = v;
-        else if (strcmp(a, "-p") == 0 ? parse_u32(a, v, &np)
+        else if (strcmp(a, "-p") == 0   ? parse_u32(a, v, &np)
                  : strcmp(a, "-n") == 0 ? parse_u32(a, v, &ng)
                  : strcmp(a, "-r") == 0 ? parse_u32(a, v, &reps)
                  : strcmp(a, "-t") == 0 ? parse_u32(a, v, &threads)
@@ -759,8 +762,10 @@ int cli_bench(int argc, char **argv)
             json_object_set_new(o, "size_bytes", json_integer((json_int_t)mdl_file_size(m)));
             json_object_set_new(o, "n_params", json_integer((json_int_t)mdl_n_params(m)));
             json_object_set_new(o, "backend", json_string(desc));
-            json_object_set_new(o, "n_prompt", json_integer(strcmp(res[i].test, "pp") == 0 ? res[i].n : 0));
-            json_object_set_new(o, "n_gen", json_integer(strcmp(res[i].test, "tg") == 0 ? res[i].n : 0));
+            json_object_set_new(o, "n_prompt",
+                                json_integer(strcmp(res[i].test, "pp") == 0 ? res[i].n : 0));
+            json_object_set_new(o, "n_gen",
+                                json_integer(strcmp(res[i].test, "tg") == 0 ? res[i].n : 0));
             json_object_set_new(o, "avg_ts", json_real(res[i].mean));
             json_object_set_new(o, "stddev_ts", json_real(res[i].sd));
             json_array_append_new(arr, o);
@@ -773,8 +778,8 @@ int cli_bench(int argc, char **argv)
         printf("| --- | ---: | ---: | --- | ---: | ---: |\n");
         for (int i = 0; i < nres; i++)
             printf("| %s %s | %.2f MiB | %.2f M | %s | %s%u | %.2f ± %.2f |\n", mdl_arch_name(m),
-                   mdl_weight_type(m), size_mib, params_m, desc, res[i].test, res[i].n,
-                   res[i].mean, res[i].sd);
+                   mdl_weight_type(m), size_mib, params_m, desc, res[i].test, res[i].n, res[i].mean,
+                   res[i].sd);
     }
 out:
     free(toks);

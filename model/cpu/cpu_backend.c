@@ -17,11 +17,11 @@
 #include "quant.h"
 
 #include <errno.h>
-#include <sys/mman.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define CPU_CHUNK 512
 
@@ -35,25 +35,25 @@ struct bk_backend {
     size_t blob_bytes;
     struct bk_params p;
     struct cpu_pool *pool;
-    uint32_t kv_dim;      /* n_head_kv * head_dim */
-    uint16_t *k_cache;    /* [n_slots][n_layer][n_ctx][kv_dim] */
-    uint16_t *v_cache;    /* same */
-    uint32_t *slot_len;   /* [n_slots] */
-    uint32_t *slot_next;  /* [n_slots] scratch for batch validation */
-    uint32_t max_cols;    /* widest activation row */
+    uint32_t kv_dim;     /* n_head_kv * head_dim */
+    uint16_t *k_cache;   /* [n_slots][n_layer][n_ctx][kv_dim] */
+    uint16_t *v_cache;   /* same */
+    uint32_t *slot_len;  /* [n_slots] */
+    uint32_t *slot_next; /* [n_slots] scratch for batch validation */
+    uint32_t max_cols;   /* widest activation row */
     /* per-chunk scratch, CPU_CHUNK tokens */
-    float *x;             /* [chunk][n_embd] residual stream */
-    float *xb;            /* [chunk][max_cols] normed input / attention output */
-    float *xb2;           /* [chunk][n_embd] */
-    float *q;             /* [chunk][n_head*head_dim] */
-    float *k;             /* [chunk][kv_dim] */
-    float *v;             /* [chunk][kv_dim] */
-    float *hb;            /* [chunk][n_ff] */
-    float *hb2;           /* [chunk][n_ff] */
-    float *rope;          /* [chunk][n_rot] cos/sin pairs */
-    void *act[ACT_N];     /* [chunk][row bytes] quantised activations */
-    float *scores;        /* [n_threads][n_ctx] */
-    uint16_t *q16;        /* [n_threads][head_dim] */
+    float *x;         /* [chunk][n_embd] residual stream */
+    float *xb;        /* [chunk][max_cols] normed input / attention output */
+    float *xb2;       /* [chunk][n_embd] */
+    float *q;         /* [chunk][n_head*head_dim] */
+    float *k;         /* [chunk][kv_dim] */
+    float *v;         /* [chunk][kv_dim] */
+    float *hb;        /* [chunk][n_ff] */
+    float *hb2;       /* [chunk][n_ff] */
+    float *rope;      /* [chunk][n_rot] cos/sin pairs */
+    void *act[ACT_N]; /* [chunk][row bytes] quantised activations */
+    float *scores;    /* [n_threads][n_ctx] */
+    uint16_t *q16;    /* [n_threads][head_dim] */
     char desc[160];
 };
 
@@ -201,7 +201,8 @@ static void store_kv(struct bk_backend *b, uint32_t l, int n_tok, const int32_t 
 {
     const struct mdl_hparams *hp = &b->w->hp;
     for (int t = 0; t < n_tok; t++) {
-        size_t off = (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
+        size_t off =
+            (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
         for (uint32_t i = 0; i < b->kv_dim; i++) {
             b->k_cache[off + i] = quant_fp32_to_fp16(b->k[(size_t)t * b->kv_dim + i]);
             b->v_cache[off + i] = quant_fp32_to_fp16(b->v[(size_t)t * b->kv_dim + i]);
@@ -248,8 +249,8 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
 
     /* feed-forward block */
     for (int t = 0; t < n; t++)
-        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd,
-                    L->ffn_norm.data, hp->n_embd, hp->rms_eps);
+        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd, L->ffn_norm.data,
+                    hp->n_embd, hp->rms_eps);
     memset(have, 0, sizeof(have));
     set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
     set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
@@ -276,7 +277,8 @@ static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens
     const struct mdl_hparams *hp = &w->hp;
     size_t erow = quant_row_bytes(w->tok_embd.type, hp->n_embd);
     for (int t = 0; t < n; t++) {
-        quant_dequant_row(w->tok_embd.type, (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
+        quant_dequant_row(w->tok_embd.type,
+                          (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
                           b->x + (size_t)t * hp->n_embd, hp->n_embd);
         cpu_rope_table(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], hp->rope_freq_base);
     }
@@ -318,9 +320,8 @@ static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float
     float *out = logits;
     for (uint32_t i0 = 0; i0 < batch->n_tokens; i0 += CPU_CHUNK) {
         uint32_t n = batch->n_tokens - i0 < CPU_CHUNK ? batch->n_tokens - i0 : CPU_CHUNK;
-        uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0,
-                                   batch->slot + i0, batch->want_logits ? batch->want_logits + i0 : NULL,
-                                   out);
+        uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0, batch->slot + i0,
+                                   batch->want_logits ? batch->want_logits + i0 : NULL, out);
         if (out)
             out += (size_t)m * hp->n_vocab;
     }
@@ -334,10 +335,10 @@ static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float
 static size_t weight_tensors(struct mdl_weights *w, struct mdl_tensor **out, size_t cap)
 {
     size_t n = 0;
-#define ADD(t)                                                                            \
-    do {                                                                                  \
-        if ((t)->data && n < cap)                                                         \
-            out[n++] = (t);                                                               \
+#define ADD(t)                                                                                     \
+    do {                                                                                           \
+        if ((t)->data && n < cap)                                                                  \
+            out[n++] = (t);                                                                        \
     } while (0)
     ADD(&w->tok_embd);
     ADD(&w->output_norm);
@@ -393,7 +394,8 @@ static void copy_weights(struct bk_backend *b, const struct mdl_weights *src)
         /* mat-mul weights (not the embedding: its rows are looked up) may be regrouped
          * for the wide kernels; the row size stays the same */
         uint32_t rp = t == &b->wc.tok_embd ? 0 : quant_repacked_type(t->type, (int64_t)t->ne[0]);
-        if (rp && t->ne[1] > 1 && quant_row_bytes(rp, (int64_t)t->ne[0]) == quant_row_bytes(t->type, (int64_t)t->ne[0])) {
+        if (rp && t->ne[1] > 1 &&
+            quant_row_bytes(rp, (int64_t)t->ne[0]) == quant_row_bytes(t->type, (int64_t)t->ne[0])) {
             size_t rb = quant_row_bytes(t->type, (int64_t)t->ne[0]);
             for (uint64_t r = 0; r < t->ne[1]; r++)
                 quant_repack_row(t->type, (const uint8_t *)t->data + r * rb, dst + r * rb,

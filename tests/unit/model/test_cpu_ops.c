@@ -136,7 +136,7 @@ static void test_attention_gqa(void)
  * bitwise the same rows. */
 static void test_matmul_types(void)
 {
-    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0,
+    static const uint32_t types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_Q8_0,
                                      GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     enum { N = 256, ROWS = 37, TOK = 6 };
     struct cpu_pool *pool;

@@ -140,7 +140,8 @@ static int wide_logits(const char *path, float *l, uint32_t nv)
     }
     int32_t toks[5] = {1, 450, 7483, 310, 3444}, pos[5] = {0, 1, 2, 3, 4}, slot[5] = {0};
     bool want[5] = {false, false, false, false, true};
-    printf("%s, attn_q type %s\n", mdl_backend_ops(m)->describe(mdl_backend(m)), gguf_type_name(mdl_weights(m)->layers[0].wq.type));
+    printf("%s, attn_q type %s\n", mdl_backend_ops(m)->describe(mdl_backend(m)),
+           gguf_type_name(mdl_weights(m)->layers[0].wq.type));
     struct bk_batch b = {5, toks, pos, slot, want};
     int rc = mdl_forward(m, &b, l);
     int32_t one = 338, p5 = 5;

@@ -13,13 +13,13 @@ enum { E = 32, NH = 2, NKV = 1, FF = 64, NV = 16, NL = 2 };
 /* Knobs for one broken aspect of the file. */
 struct spec {
     const char *arch;
-    const char *skip_tensor;   /* leave this tensor out */
-    const char *bad_shape;     /* give this tensor a wrong row count */
-    const char *q5_tensor;     /* store this tensor as Q5_0 */
-    const char *f16_tensor;    /* store this tensor as F16 */
-    int embd_as_string;        /* R11 */
-    int eps_as_int;            /* R11 */
-    uint32_t block_count;      /* R17 */
+    const char *skip_tensor; /* leave this tensor out */
+    const char *bad_shape;   /* give this tensor a wrong row count */
+    const char *q5_tensor;   /* store this tensor as Q5_0 */
+    const char *f16_tensor;  /* store this tensor as F16 */
+    int embd_as_string;      /* R11 */
+    int eps_as_int;          /* R11 */
+    uint32_t block_count;    /* R17 */
     uint32_t head_count;
     uint32_t ctx;
     int with_output;
@@ -47,7 +47,8 @@ static void add_t(struct gguf_writer *w, const struct spec *s, const char *name,
     static float *big;
     if (!big)
         big = calloc(NV * E * 2, sizeof(float));
-    gguf_writer_add_tensor(w, name, type, ne1 ? 2 : 1, ne, bytes <= sizeof(zeros) ? zeros : big, bytes);
+    gguf_writer_add_tensor(w, name, type, ne1 ? 2 : 1, ne, bytes <= sizeof(zeros) ? zeros : big,
+                           bytes);
 }
 
 static int build(const struct spec *s, void **buf, size_t *len)
@@ -154,14 +155,14 @@ static void test_good_qwen2(void)
     mdl_weights_fini(&w);
 }
 
-#define EXPECT_REFUSED(spec_init, needle)                                                 \
-    do {                                                                                  \
-        struct spec s = spec_init;                                                        \
-        struct mdl_weights w;                                                             \
-        char err[256];                                                                    \
-        int rc = load(&s, &w, err, sizeof(err));                                          \
-        ASSERT_TRUE(rc < 0);                                                              \
-        ASSERT_STR_CONTAINS(err, needle);                                                 \
+#define EXPECT_REFUSED(spec_init, needle)                                                          \
+    do {                                                                                           \
+        struct spec s = spec_init;                                                                 \
+        struct mdl_weights w;                                                                      \
+        char err[256];                                                                             \
+        int rc = load(&s, &w, err, sizeof(err));                                                   \
+        ASSERT_TRUE(rc < 0);                                                                       \
+        ASSERT_STR_CONTAINS(err, needle);                                                          \
     } while (0)
 
 static void test_r11_key_types(void)
@@ -173,10 +174,12 @@ static void test_r11_key_types(void)
 
 static void test_r14_tensors(void)
 {
-    EXPECT_REFUSED(((struct spec){.skip_tensor = "blk.1.ffn_down.weight"}), "blk.1.ffn_down.weight");
+    EXPECT_REFUSED(((struct spec){.skip_tensor = "blk.1.ffn_down.weight"}),
+                   "blk.1.ffn_down.weight");
     EXPECT_REFUSED(((struct spec){.skip_tensor = "output_norm.weight"}), "output_norm.weight");
     EXPECT_REFUSED(((struct spec){.bad_shape = "blk.0.attn_k.weight"}), "blk.0.attn_k.weight");
-    EXPECT_REFUSED(((struct spec){.bad_shape = "output.weight", .with_output = 1}), "output.weight");
+    EXPECT_REFUSED(((struct spec){.bad_shape = "output.weight", .with_output = 1}),
+                   "output.weight");
     EXPECT_REFUSED(((struct spec){.q5_tensor = "blk.0.attn_q.weight"}), "blk.0.attn_q.weight");
     EXPECT_REFUSED(((struct spec){.f16_tensor = "blk.0.ffn_norm.weight"}), "expected F32");
     EXPECT_REFUSED(((struct spec){.arch = "qwen2", .skip_tensor = "blk.1.attn_v.bias"}),

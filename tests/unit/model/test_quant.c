@@ -37,7 +37,7 @@ static void test_fp16(void)
     ASSERT_INT_EQ(quant_fp32_to_fp16(1.0f + 3 * 0x1.0p-11f), 0x3c02); /* tie -> even */
     ASSERT_INT_EQ(quant_fp32_to_fp16(0x1.0p-24f), 0x0001);            /* smallest subnormal */
     ASSERT_INT_EQ(quant_fp32_to_fp16(-2.0f), 0xc000);
-    ASSERT_INT_EQ(quant_fp32_to_fp16(65520.0f), 0x7c00);              /* rounds to inf */
+    ASSERT_INT_EQ(quant_fp32_to_fp16(65520.0f), 0x7c00); /* rounds to inf */
     ASSERT_NEAR(quant_fp16_to_fp32(0x3555), 0.33325195, 1e-8);
 }
 
@@ -136,7 +136,7 @@ static void random_row(uint32_t type, float *tmp, uint8_t *buf, int n)
     }
 }
 
-static const uint32_t weight_types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0,
+static const uint32_t weight_types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_Q8_0,
                                         GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
 
 #define N 512

@@ -46,14 +46,16 @@ static void test_eval_matches_golden(void)
     char toks[256] = "";
     for (size_t i = 0; i < json_array_size(pt); i++) {
         char one[16];
-        snprintf(one, sizeof(one), "%s%lld", i ? " " : "", json_integer_value(json_array_get(pt, i)));
+        snprintf(one, sizeof(one), "%s%lld", i ? " " : "",
+                 json_integer_value(json_array_get(pt, i)));
         strcat(toks, one);
     }
     char cmd[1024];
     char model[512];
     snprintf(model, sizeof(model), "%s", test_fixture("models/tiny-llama-f32.gguf"));
-    snprintf(cmd, sizeof(cmd), "%s eval --model %s --tokens \"%s\" --prefill 3 --top 5 --last-logits --json",
-             bin(), model, toks);
+    snprintf(cmd, sizeof(cmd),
+             "%s eval --model %s --tokens \"%s\" --prefill 3 --top 5 --last-logits --json", bin(),
+             model, toks);
     json_t *o = NULL;
     ASSERT_INT_EQ(run(cmd, &o), 0);
     ASSERT_TRUE(o != NULL);
@@ -106,8 +108,9 @@ static void test_gen_model_and_bench(void)
     char path[128], cmd[1024], vocab[512];
     snprintf(path, sizeof(path), "/tmp/chatd-test-cli-%d.gguf", (int)getpid());
     snprintf(vocab, sizeof(vocab), "%s", test_fixture("tokenizer/ggml-vocab-llama-spm.gguf"));
-    snprintf(cmd, sizeof(cmd), "%s gen-model --arch llama --preset tiny --vocab %s --type q8_0 --out %s",
-             bin(), vocab, path);
+    snprintf(cmd, sizeof(cmd),
+             "%s gen-model --arch llama --preset tiny --vocab %s --type q8_0 --out %s", bin(),
+             vocab, path);
     ASSERT_INT_EQ(run(cmd, NULL), 0);
     snprintf(cmd, sizeof(cmd), "%s bench --model %s -p 8 -n 4 -r 2 -t 2 --json", bin(), path);
     json_t *o = NULL;
@@ -128,10 +131,11 @@ static void test_usage_errors(void)
     ASSERT_INT_EQ(run(cmd, NULL), 2);
     snprintf(cmd, sizeof(cmd), "%s gen-model --type q5_1 --vocab v --out o 2>/dev/null", bin());
     ASSERT_INT_EQ(run(cmd, NULL), 2);
-    snprintf(cmd, sizeof(cmd), "%s generate --model /nonexistent.gguf --prompt hi 2>/dev/null", bin());
+    snprintf(cmd, sizeof(cmd), "%s generate --model /nonexistent.gguf --prompt hi 2>/dev/null",
+             bin());
     ASSERT_TRUE(run(cmd, NULL) != 0);
-    snprintf(cmd, sizeof(cmd), "%s eval --model %s --tokens \"1 99999999\" --json 2>/dev/null", bin(),
-             test_fixture("models/tiny-llama-f32.gguf"));
+    snprintf(cmd, sizeof(cmd), "%s eval --model %s --tokens \"1 99999999\" --json 2>/dev/null",
+             bin(), test_fixture("models/tiny-llama-f32.gguf"));
     ASSERT_INT_EQ(run(cmd, NULL), 2);
 }
 
