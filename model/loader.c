@@ -111,9 +111,9 @@ static int read_hparams(const struct gguf_file *f, struct mdl_hparams *hp, char 
     const char *a = hp->arch == MDL_ARCH_LLAMA ? "llama" : "qwen2";
     free(arch);
     int rc;
-#define U32(field, suffix, def)                                                           \
-    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                       \
-    if ((rc = get_u32(f, key, def, &hp->field, err, len)) != 0)                           \
+#define U32(field, suffix, def)                                                                    \
+    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                                \
+    if ((rc = get_u32(f, key, def, &hp->field, err, len)) != 0)                                    \
         return rc;
     U32(n_embd, "embedding_length", -1)
     U32(n_layer, "block_count", -1)
@@ -255,14 +255,15 @@ static int load_layer(const struct gguf_file *f, const struct mdl_hparams *hp, u
         (rc = layer_tensor(f, l, "attn_v.weight", e, kvd, false, false, &L->wv, err, len)) ||
         (rc = layer_tensor(f, l, "attn_output.weight", qd, e, false, false, &L->wo, err, len)) ||
         (rc = layer_tensor(f, l, "ffn_norm.weight", e, 0, true, false, &L->ffn_norm, err, len)) ||
-        (rc = layer_tensor(f, l, "ffn_gate.weight", e, hp->n_ff, false, false, &L->w_gate, err, len)) ||
+        (rc = layer_tensor(f, l, "ffn_gate.weight", e, hp->n_ff, false, false, &L->w_gate, err,
+                           len)) ||
         (rc = layer_tensor(f, l, "ffn_up.weight", e, hp->n_ff, false, false, &L->w_up, err, len)) ||
-        (rc = layer_tensor(f, l, "ffn_down.weight", hp->n_ff, e, false, false, &L->w_down, err, len)))
+        (rc = layer_tensor(f, l, "ffn_down.weight", hp->n_ff, e, false, false, &L->w_down, err,
+                           len)))
         return rc;
-    if (bias &&
-        ((rc = layer_tensor(f, l, "attn_q.bias", qd, 0, true, false, &L->bq, err, len)) ||
-         (rc = layer_tensor(f, l, "attn_k.bias", kvd, 0, true, false, &L->bk, err, len)) ||
-         (rc = layer_tensor(f, l, "attn_v.bias", kvd, 0, true, false, &L->bv, err, len))))
+    if (bias && ((rc = layer_tensor(f, l, "attn_q.bias", qd, 0, true, false, &L->bq, err, len)) ||
+                 (rc = layer_tensor(f, l, "attn_k.bias", kvd, 0, true, false, &L->bk, err, len)) ||
+                 (rc = layer_tensor(f, l, "attn_v.bias", kvd, 0, true, false, &L->bv, err, len))))
         return rc;
     return 0;
 }
@@ -274,8 +275,8 @@ int mdl_load_weights(struct mdl_weights *w, const struct gguf_file *f, char *err
     int rc = read_hparams(f, hp, err, len);
     if (rc)
         goto fail;
-    rc = get_tensor(f, "token_embd.weight", hp->n_embd, UINT64_MAX, false, false, &w->tok_embd,
-                    err, len);
+    rc = get_tensor(f, "token_embd.weight", hp->n_embd, UINT64_MAX, false, false, &w->tok_embd, err,
+                    len);
     if (rc)
         goto fail;
     if (w->tok_embd.ne[1] < 1 || w->tok_embd.ne[1] > MAX_VOCAB) {
@@ -325,9 +326,9 @@ uint64_t mdl_weights_n_params(const struct mdl_weights *w)
     n += hp->n_embd; /* output norm */
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct mdl_layer *L = &w->layers[l];
-        const struct mdl_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq,
-                                         &L->bk, &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up,
-                                         &L->w_down};
+        const struct mdl_tensor *ts[] = {&L->attn_norm, &L->wq,     &L->wk,   &L->wv,
+                                         &L->wo,        &L->bq,     &L->bk,   &L->bv,
+                                         &L->ffn_norm,  &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
             if (ts[i]->data)
                 n += ts[i]->ne[0] * (ts[i]->ne[1] ? ts[i]->ne[1] : 1);

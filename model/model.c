@@ -5,6 +5,7 @@
 
 #include "gguf.h"
 #include "loader.h"
+#include "tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ extern const struct bk_ops bk_vulkan_ops __attribute__((weak));
 struct mdl_model {
     struct gguf_file *file;
     struct mdl_weights w;
+    struct tok_vocab *vocab;
     char *chat_template;
     const struct bk_ops *ops;
     struct bk_backend *bk;
@@ -26,8 +28,8 @@ struct mdl_model {
 const char *mdl_strerror(int code)
 {
     switch (code) {
-#define MDL_ERR_CASE_(name, c, text)                                                      \
-    case c:                                                                               \
+#define MDL_ERR_CASE_(name, c, text)                                                               \
+    case c:                                                                                        \
         return text;
         MDL_ERRORS(MDL_ERR_CASE_)
 #undef MDL_ERR_CASE_
@@ -83,6 +85,16 @@ int mdl_open(struct mdl_model **out, const char *path, const struct mdl_params *
     rc = mdl_load_weights(&m->w, m->file, err, err_len);
     if (rc)
         goto fail_weights;
+    if (tok_load(&m->vocab, m->file, err, err_len) != 0) {
+        rc = MDL_EFORMAT;
+        goto fail_template;
+    }
+    if ((uint32_t)tok_n_vocab(m->vocab) != m->w.hp.n_vocab) {
+        snprintf(err, err_len, "tokenizer has %d tokens but token_embd.weight has %u rows",
+                 tok_n_vocab(m->vocab), m->w.hp.n_vocab);
+        rc = MDL_EFORMAT;
+        goto fail_template;
+    }
     const struct gguf_kv *kv = gguf_find_kv(m->file, "tokenizer.chat_template");
     if (kv && (kv->type != GGUF_TYPE_STRING ||
                gguf_get_str(m->file, "tokenizer.chat_template", &m->chat_template) != 0)) {
@@ -108,6 +120,7 @@ int mdl_open(struct mdl_model **out, const char *path, const struct mdl_params *
 
 fail_template:
     free(m->chat_template);
+    tok_free(m->vocab);
     mdl_weights_fini(&m->w);
 fail_weights:
     gguf_close(m->file);
@@ -123,9 +136,15 @@ void mdl_close(struct mdl_model *m)
     if (m->bk)
         m->ops->free(m->bk);
     free(m->chat_template);
+    tok_free(m->vocab);
     mdl_weights_fini(&m->w);
     gguf_close(m->file);
     free(m);
+}
+
+const struct tok_vocab *mdl_vocab(const struct mdl_model *m)
+{
+    return m->vocab;
 }
 
 const struct mdl_hparams *mdl_hparams(const struct mdl_model *m)

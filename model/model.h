@@ -16,12 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MDL_ERRORS(X)                                                                     \
-    X(MDL_EIO, -1, "I/O error")                                                           \
-    X(MDL_EFORMAT, -2, "invalid model file")                                              \
-    X(MDL_ENOMEM, -3, "out of memory")                                                    \
-    X(MDL_EUNSUPPORTED, -4, "unsupported model")                                          \
-    X(MDL_EINVAL, -5, "invalid argument")                                                 \
+#define MDL_ERRORS(X)                                                                              \
+    X(MDL_EIO, -1, "I/O error")                                                                    \
+    X(MDL_EFORMAT, -2, "invalid model file")                                                       \
+    X(MDL_ENOMEM, -3, "out of memory")                                                             \
+    X(MDL_EUNSUPPORTED, -4, "unsupported model")                                                   \
+    X(MDL_EINVAL, -5, "invalid argument")                                                          \
     X(MDL_EBACKEND, -6, "backend failure")
 
 enum mdl_error {
@@ -44,6 +44,7 @@ void mdl_default_params(struct mdl_params *p);
 
 struct mdl_model;
 struct gguf_file;
+struct tok_vocab;
 
 /* Opens `path`. On failure *out is NULL and err holds one line naming the problem. */
 int mdl_open(struct mdl_model **out, const char *path, const struct mdl_params *p, char *err,
@@ -52,7 +53,7 @@ void mdl_close(struct mdl_model *m); /* accepts NULL */
 
 const struct mdl_hparams *mdl_hparams(const struct mdl_model *m);
 uint32_t mdl_n_vocab(const struct mdl_model *m);
-uint32_t mdl_n_ctx(const struct mdl_model *m);      /* positions per slot of the KV cache */
+uint32_t mdl_n_ctx(const struct mdl_model *m);        /* positions per slot of the KV cache */
 const char *mdl_arch_name(const struct mdl_model *m); /* "llama" / "qwen2" */
 uint64_t mdl_n_params(const struct mdl_model *m);
 const char *mdl_weight_type(const struct mdl_model *m); /* type of blk.0.attn_q, e.g. "Q8_0" */
@@ -60,6 +61,8 @@ uint64_t mdl_file_size(const struct mdl_model *m);
 /* tokenizer.chat_template, or NULL when the file has none. */
 const char *mdl_chat_template(const struct mdl_model *m);
 const struct gguf_file *mdl_gguf(const struct mdl_model *m);
+/* The model's tokenizer (tokenizer.h), loaded at open. */
+const struct tok_vocab *mdl_vocab(const struct mdl_model *m);
 const struct mdl_weights *mdl_weights(const struct mdl_model *m);
 
 /* The backend and its state, for the engine's forwards (see backend.h). */

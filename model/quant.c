@@ -69,8 +69,8 @@ uint16_t quant_fp32_to_fp16(float f)
 
 bool quant_is_supported(uint32_t t)
 {
-    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0 ||
-           t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
+    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 ||
+           t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
 }
 
 uint32_t quant_block_elems(uint32_t t)
@@ -86,6 +86,11 @@ uint32_t quant_block_elems(uint32_t t)
     case GGML_TYPE_Q6_K:
     case GGML_TYPE_Q8_K:
         return QUANT_QK_K;
+    case QUANT_TYPE_Q4_0X4:
+    case QUANT_TYPE_Q8_0X4A:
+    case QUANT_TYPE_Q8_0X4:
+    case QUANT_TYPE_Q8_0X4B:
+        return 128;
     default:
         return 0;
     }
@@ -108,6 +113,14 @@ uint32_t quant_block_bytes(uint32_t t)
         return sizeof(struct quant_q6_k);
     case GGML_TYPE_Q8_K:
         return sizeof(struct quant_q8_k);
+    case QUANT_TYPE_Q4_0X4:
+        return sizeof(struct quant_q4_0x4);
+    case QUANT_TYPE_Q8_0X4A:
+        return sizeof(struct quant_q8_0x4a);
+    case QUANT_TYPE_Q8_0X4:
+        return sizeof(struct quant_q8_0x4);
+    case QUANT_TYPE_Q8_0X4B:
+        return sizeof(struct quant_q8_0x4b);
     default:
         return 0;
     }
@@ -132,6 +145,10 @@ uint32_t quant_act_type(uint32_t wt)
     case GGML_TYPE_Q4_K:
     case GGML_TYPE_Q6_K:
         return GGML_TYPE_Q8_K;
+    case QUANT_TYPE_Q4_0X4:
+        return QUANT_TYPE_Q8_0X4A;
+    case QUANT_TYPE_Q8_0X4:
+        return QUANT_TYPE_Q8_0X4B;
     default:
         return GGML_TYPE_F32;
     }
@@ -144,7 +161,7 @@ void quant_row_q8_0(const float *x, struct quant_q8_0 *y, int64_t n)
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+            amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = quant_fp32_to_fp16(d);
@@ -182,7 +199,7 @@ void quant_act_q8_0(const float *x, struct quant_q8_0 *y, int64_t n)
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+            amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         y[b].d = quant_fp32_to_fp16(amax / 127.0f);
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         for (int j = 0; j < 32; j++)
@@ -220,9 +237,54 @@ void quant_act_q8_k(const float *x, struct quant_q8_k *y, int64_t n)
     }
 }
 
+/* Q8_0 activations regrouped for the Q4_0X4 kernel (see quant.h). */
+static void act_q8_0x4a(const float *x, struct quant_q8_0x4a *y, int64_t n)
+{
+    for (int64_t g = 0; g < n / 128; g++, x += 128) {
+        struct quant_q8_0 q[4];
+        quant_act_q8_0(x, q, 128);
+        for (int j = 0; j < 4; j++) {
+            memcpy(y[g].lo + 16 * j, q[j].qs, 16);
+            memcpy(y[g].hi + 16 * j, q[j].qs + 16, 16);
+            for (int k = 0; k < 4; k++) {
+                int s = 0;
+                for (int i = 4 * k; i < 4 * k + 4; i++)
+                    s += q[j].qs[i] + q[j].qs[16 + i];
+                y[g].corr[4 * j + k] = -8 * s;
+                y[g].d[4 * j + k] = quant_fp16_to_fp32(q[j].d);
+            }
+        }
+    }
+}
+
+/* Q8_0 activations regrouped for the Q8_0X4 kernel (see quant.h). */
+static void act_q8_0x4b(const float *x, struct quant_q8_0x4b *y, int64_t n)
+{
+    for (int64_t g = 0; g < n / 128; g++, x += 128) {
+        struct quant_q8_0 q[4];
+        quant_act_q8_0(x, q, 128);
+        for (int j = 0; j < 4; j++) {
+            memcpy(y[g].qs + 32 * j, q[j].qs, 32);
+            for (int k = 0; k < 8; k++) {
+                int s = 0;
+                for (int i = 4 * k; i < 4 * k + 4; i++)
+                    s += q[j].qs[i];
+                y[g].corr[8 * j + k] = -128 * s;
+                y[g].d[8 * j + k] = quant_fp16_to_fp32(q[j].d);
+            }
+        }
+    }
+}
+
 void quant_act_row(uint32_t act_type, const float *x, void *dst, int64_t n)
 {
     switch (act_type) {
+    case QUANT_TYPE_Q8_0X4B:
+        act_q8_0x4b(x, dst, n);
+        break;
+    case QUANT_TYPE_Q8_0X4A:
+        act_q8_0x4a(x, dst, n);
+        break;
     case GGML_TYPE_F16: {
         uint16_t *h = dst;
         for (int64_t i = 0; i < n; i++)
@@ -520,4 +582,45 @@ quant_axpy_fn quant_axpy_f16(void)
     if (!force_plain && simd_level > 0)
         return quant_simd_axpy_f16();
     return quant_axpy_f16_plain;
+}
+
+uint32_t quant_repacked_type(uint32_t t, int64_t n)
+{
+    uint32_t rp = t == GGML_TYPE_Q4_0   ? QUANT_TYPE_Q4_0X4
+                  : t == GGML_TYPE_Q8_0 ? QUANT_TYPE_Q8_0X4
+                                        : 0;
+    if (!rp || n % 128 != 0 || !quant_gemm(rp))
+        return 0;
+    return rp;
+}
+
+void quant_repack_row(uint32_t t, const void *src, void *dst, int64_t n)
+{
+    if (t == GGML_TYPE_Q8_0) {
+        const struct quant_q8_0 *x = src;
+        struct quant_q8_0x4 *y = dst;
+        for (int64_t g = 0; g < n / 128; g++) {
+            for (int j = 0; j < 4; j++) {
+                y[g].d[j] = x[4 * g + j].d;
+                memcpy(y[g].qs + 32 * j, x[4 * g + j].qs, 32);
+            }
+        }
+        return;
+    }
+    const struct quant_q4_0 *x = src;
+    struct quant_q4_0x4 *y = dst;
+    for (int64_t g = 0; g < n / 128; g++) {
+        for (int j = 0; j < 4; j++) {
+            y[g].d[j] = x[4 * g + j].d;
+            memcpy(y[g].qs + 16 * j, x[4 * g + j].qs, 16);
+        }
+    }
+}
+
+quant_gemm_fn quant_gemm(uint32_t t)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    if (force_plain || simd_level < 2)
+        return NULL;
+    return quant_simd_gemm(t);
 }

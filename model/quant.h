@@ -24,8 +24,8 @@
 #define QUANT_QK_K 256
 
 struct quant_q8_0 {
-    uint16_t d;              /* F16 scale */
-    int8_t qs[QUANT_QK8_0];  /* w = d * q */
+    uint16_t d;             /* F16 scale */
+    int8_t qs[QUANT_QK8_0]; /* w = d * q */
 };
 
 struct quant_q4_0 {
@@ -34,10 +34,10 @@ struct quant_q4_0 {
 };
 
 struct quant_q4_k {
-    uint16_t d;                  /* F16 super-scale of the sub-block scales */
-    uint16_t dmin;               /* F16 super-scale of the sub-block mins */
-    uint8_t scales[12];          /* 8 x (6-bit scale, 6-bit min), packed */
-    uint8_t qs[QUANT_QK_K / 2];  /* 4-bit quants, 64 weights per 32 bytes */
+    uint16_t d;                 /* F16 super-scale of the sub-block scales */
+    uint16_t dmin;              /* F16 super-scale of the sub-block mins */
+    uint8_t scales[12];         /* 8 x (6-bit scale, 6-bit min), packed */
+    uint8_t qs[QUANT_QK_K / 2]; /* 4-bit quants, 64 weights per 32 bytes */
 };
 
 struct quant_q6_k {
@@ -58,6 +58,50 @@ _Static_assert(sizeof(struct quant_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct quant_q4_k) == 144, "q4_K layout");
 _Static_assert(sizeof(struct quant_q6_k) == 210, "q6_K layout");
 _Static_assert(sizeof(struct quant_q8_k) == 292, "q8_K layout");
+
+/* CPU-internal layouts (not ggml types; never in files). Q4_0X4 is Q4_0 regrouped per
+ * 128 values: the 4 F16 scales first, then the 4 blocks' 16 quant bytes, so one 64-byte
+ * load feeds an AVX-512 VNNI dot of 4 blocks. Q8_0X4A is the activation layout paired
+ * with it: per 128 values the low 16 and high 16 quants of each block, the per-lane
+ * offset correction -8 * sum(a) and the scales, each spread over 16 int32/float lanes. */
+#define QUANT_TYPE_Q4_0X4 100
+#define QUANT_TYPE_Q8_0X4A 101
+#define QUANT_TYPE_Q8_0X4 102  /* Q8_0 regrouped the same way: 4 scales, 4 x 32 quants */
+#define QUANT_TYPE_Q8_0X4B 103 /* its activations: quants, -128 * sum(a) per lane, scales */
+
+struct quant_q4_0x4 {
+    uint16_t d[4];
+    uint8_t qs[64];
+};
+
+struct quant_q8_0x4a {
+    int8_t lo[64];
+    int8_t hi[64];
+    int32_t corr[16];
+    float d[16];
+};
+
+struct quant_q8_0x4 {
+    uint16_t d[4];
+    int8_t qs[128];
+};
+
+struct quant_q8_0x4b {
+    int8_t qs[128];
+    int32_t corr[32];
+    float d[32];
+};
+
+_Static_assert(sizeof(struct quant_q8_0x4) == 136, "q8_0x4 layout");
+_Static_assert(sizeof(struct quant_q8_0x4b) == 384, "q8_0x4b layout");
+_Static_assert(sizeof(struct quant_q4_0x4) == 72, "q4_0x4 layout");
+_Static_assert(sizeof(struct quant_q8_0x4a) == 256, "q8_0x4a layout");
+
+/* Converts a row of n values (n a multiple of 128) from `type` to its repacked layout;
+ * returns the repacked type (QUANT_TYPE_Q4_0X4, QUANT_TYPE_Q8_0X4) or 0 when there is none for this
+ * type, n, or CPU (then dst is untouched). Check with quant_repacked_type first. */
+uint32_t quant_repacked_type(uint32_t type, int64_t n);
+void quant_repack_row(uint32_t type, const void *src, void *dst, int64_t n);
 
 /* Dot product of one weight row (n values, type of the kernel) with one activation row
  * in the matching activation format. n is a multiple of the block size. */
@@ -95,6 +139,15 @@ void quant_act_q8_k(const float *x, struct quant_q8_k *dst, int64_t n);
 quant_dot_fn quant_dot(uint32_t weight_type);
 /* The plain C kernel (reference for tests). */
 quant_dot_fn quant_dot_plain(uint32_t weight_type);
+/* Tiled mat-mul block: out[c*out_stride + r] = w_row(r) . a_row(c) for r < nr, c < nc,
+ * weight rows w_stride bytes apart, activation rows a_stride bytes apart (activation
+ * format quant_act_type). Each output is accumulated in one fixed order whatever nr and
+ * nc are, so a row's result never depends on the batch it is computed in. */
+typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                              size_t a_stride, int nc, float *out, size_t out_stride);
+/* The tiled kernel for a weight type on this CPU, or NULL (then use quant_dot per row). */
+quant_gemm_fn quant_gemm(uint32_t weight_type);
+
 /* y[i] += a * x[i] for an F16 vector x (attention: probabilities times V rows). */
 typedef void (*quant_axpy_fn)(int64_t n, float a, const uint16_t *x, float *y);
 quant_axpy_fn quant_axpy_f16(void);

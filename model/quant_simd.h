@@ -11,5 +11,7 @@ quant_dot_fn quant_simd_dot(uint32_t weight_type, int level);
 
 /* The SIMD axpy for F16 x (level >= 1 only). */
 quant_axpy_fn quant_simd_axpy_f16(void);
+/* Tiled kernels (AVX-512 VL + VNNI level only), or NULL. */
+quant_gemm_fn quant_simd_gemm(uint32_t weight_type);
 
 #endif

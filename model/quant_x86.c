@@ -89,10 +89,10 @@ TGT_AVX2 static float dot_f32_avx2(int64_t n, const void *w, const void *a)
     int64_t i = 0;
     for (; i + 32 <= n; i += 32)
         for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k),
-                                     _mm256_loadu_ps(y + i + 8 * k), acc[k]);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
-                                      _mm256_add_ps(acc[2], acc[3])));
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k),
+                                     acc[k]);
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += x[i] * y[i];
     return sum;
@@ -112,8 +112,8 @@ TGT_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *a)
             acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
         }
     }
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
-                                      _mm256_add_ps(acc[2], acc[3])));
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += h2f(x[i]) * h2f(y[i]);
     return sum;
@@ -123,29 +123,29 @@ TGT_AVX2 static float dot_f16_avx2(int64_t n, const void *w, const void *a)
 
 /* Two blocks per iteration into two accumulators, so the integer and float pipelines
  * of consecutive blocks overlap. */
-#define DEF_DOT_Q8(NAME, TGT, DOTI8, WTYPE, LOADW)                                      \
-    TGT static float NAME(int64_t n, const void *w, const void *a)                     \
-    {                                                                                  \
-        const WTYPE *x = w;                                                            \
-        const struct quant_q8_0 *y = a;                                                \
-        int64_t nb = n / 32;                                                           \
-        __m256 acc0 = _mm256_setzero_ps();                                             \
-        __m256 acc1 = _mm256_setzero_ps();                                             \
-        int64_t b = 0;                                                                 \
-        for (; b + 2 <= nb; b += 2) {                                                  \
-            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
-            __m256i s1 = DOTI8(LOADW(x + b + 1), LOAD256(y[b + 1].qs));                \
-            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
-            __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));             \
-            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
-            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);                  \
-        }                                                                              \
-        for (; b < nb; b++) {                                                          \
-            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                        \
-            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                     \
-            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                  \
-        }                                                                              \
-        return hsum_ps(_mm256_add_ps(acc0, acc1));                                     \
+#define DEF_DOT_Q8(NAME, TGT, DOTI8, WTYPE, LOADW)                                                 \
+    TGT static float NAME(int64_t n, const void *w, const void *a)                                 \
+    {                                                                                              \
+        const WTYPE *x = w;                                                                        \
+        const struct quant_q8_0 *y = a;                                                            \
+        int64_t nb = n / 32;                                                                       \
+        __m256 acc0 = _mm256_setzero_ps();                                                         \
+        __m256 acc1 = _mm256_setzero_ps();                                                         \
+        int64_t b = 0;                                                                             \
+        for (; b + 2 <= nb; b += 2) {                                                              \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                                    \
+            __m256i s1 = DOTI8(LOADW(x + b + 1), LOAD256(y[b + 1].qs));                            \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                                 \
+            __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));                         \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                              \
+            acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(s1), acc1);                              \
+        }                                                                                          \
+        for (; b < nb; b++) {                                                                      \
+            __m256i s0 = DOTI8(LOADW(x + b), LOAD256(y[b].qs));                                    \
+            __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));                                 \
+            acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(s0), acc0);                              \
+        }                                                                                          \
+        return hsum_ps(_mm256_add_ps(acc0, acc1));                                                 \
     }
 
 #define LOAD_Q8_0(p) LOAD256((p)->qs)
@@ -241,6 +241,326 @@ TGT_AVX2 static float dot_q6_k_avx2(int64_t n, const void *w, const void *a)
     return sum;
 }
 
+/* ---- tiled kernels (VNNI level) ----------------------------------------------------- */
+
+/* Up to 4 weight rows x 4 activation rows per tile, one accumulator per output, 32
+ * registers (AVX-512 VL). Weights are made unsigned (Q8_0: w ^ 0x80 = w + 128; Q4_0: the
+ * raw nibble) for vpdpbusd, and the offset is removed exactly by starting each block's
+ * integer sum at -offset * sum(a), computed once per activation block. The per-output
+ * operation sequence is the same for every tile shape. */
+#define TGT_Z __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+TGT_Z static inline float hsum_zmm(__m512 v)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
+}
+
+/* Software prefetch distance in weight rows. The rows of one tile are short separate
+ * streams (a few hundred bytes each) that the hardware prefetchers do not pick up in
+ * time, so each tile touches the same spot 12 rows further on; at 1024 columns that is
+ * 7-13 KiB ahead, a few hundred nanoseconds of decode. */
+#define PF_ROWS 12
+#define TILE_INLINE TGT_VNNI static inline __attribute__((always_inline))
+
+TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, const uint8_t *w,
+                         size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
+{
+    __m256 acc[4][4];
+    const __m256i off = _mm256_set1_epi8(q4 ? 8 : (char)0x80);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wu[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + b * (q4 ? 18 : 34), _MM_HINT_T0);
+            if (q4) {
+                const struct quant_q4_0 *x = (const struct quant_q4_0 *)(w + r * ws) + b;
+                __m128i t = _mm_loadu_si128((const __m128i *)x->qs);
+                wu[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), m4);
+                dw[r] = _mm256_set1_ps(h2f(x->d));
+            } else {
+                const struct quant_q8_0 *x = (const struct quant_q8_0 *)(w + r * ws) + b;
+                wu[r] = _mm256_xor_si256(LOAD256(x->qs), off);
+                dw[r] = _mm256_set1_ps(h2f(x->d));
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0 *y = (const struct quant_q8_0 *)(a + c * as) + b;
+            __m256i av = LOAD256(y->qs);
+            __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, av));
+            __m256 da = _mm256_set1_ps(h2f(y->d));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256i s = _mm256_dpbusd_epi32(corr, wu[r], av);
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_ps(acc[r][c]);
+}
+
+TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, const uint8_t *w,
+                          size_t ws, const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            if ((k & 31) == 0)
+                _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + 2 * k, _MM_HINT_T0);
+            wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + r * ws) + k / 16));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            __m512 av = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + c * as) + k / 16));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][c] = _mm512_fmadd_ps(wv[r], av, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            float s = hsum_zmm(acc[r][c]);
+            const uint16_t *wr = (const uint16_t *)(w + r * ws);
+            const uint16_t *ar = (const uint16_t *)(a + c * as);
+            for (int64_t i = k; i < n; i++)
+                s += h2f(wr[i]) * h2f(ar[i]);
+            out[c * os + r] = s;
+        }
+    }
+}
+
+/* A gemm over nr x nc from tiles of at most 4 x 4: activation tiles outer (they stay in
+ * L1 while the weight rows stream past), weight tiles inner. */
+#define DEF_GEMM(NAME, TILE, Q4, LEN)                                                              \
+    TGT_VNNI static void NAME(int64_t n, const void *w, size_t ws, int nr, const void *a,          \
+                              size_t as, int nc, float *out, size_t os)                            \
+    {                                                                                              \
+        const uint8_t *wb = w;                                                                     \
+        const uint8_t *ab = a;                                                                     \
+        for (int c0 = 0; c0 < nc; c0 += 4) {                                                       \
+            int C = nc - c0 < 4 ? nc - c0 : 4;                                                     \
+            for (int r0 = 0; r0 < nr; r0 += 4) {                                                   \
+                int R = nr - r0 < 4 ? nr - r0 : 4;                                                 \
+                const uint8_t *wp = wb + (size_t)r0 * ws;                                          \
+                const uint8_t *ap = ab + (size_t)c0 * as;                                          \
+                float *op = out + (size_t)c0 * os + r0;                                            \
+                switch (R * 4 + C) {                                                               \
+                case 5:                                                                            \
+                    TILE(1, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 6:                                                                            \
+                    TILE(1, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 7:                                                                            \
+                    TILE(1, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 8:                                                                            \
+                    TILE(1, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 9:                                                                            \
+                    TILE(2, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 10:                                                                           \
+                    TILE(2, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 11:                                                                           \
+                    TILE(2, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 12:                                                                           \
+                    TILE(2, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 13:                                                                           \
+                    TILE(3, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 14:                                                                           \
+                    TILE(3, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 15:                                                                           \
+                    TILE(3, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 16:                                                                           \
+                    TILE(3, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 17:                                                                           \
+                    TILE(4, 1, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 18:                                                                           \
+                    TILE(4, 2, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                case 19:                                                                           \
+                    TILE(4, 3, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                default:                                                                           \
+                    TILE(4, 4, Q4, LEN, wp, ws, ap, as, op, os);                                   \
+                    break;                                                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEF_GEMM(gemm_q8_0_vnni, tile_q8, 0, n / 32)
+DEF_GEMM(gemm_q4_0_vnni, tile_q8, 1, n / 32)
+DEF_GEMM(gemm_f16_vnni, tile_f16, 0, n)
+
+/* Q4_0X4 x Q8_0X4A with 512-bit vectors: 4 blocks per step. The 128-bit lane j of
+ * the 16 int32 sums belongs to block j; the integer sum of each lane starts at the
+ * activation's offset correction, so it is exactly sum((q - 8) * a) over its bytes. */
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q4x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo[4], hi[4];
+        __m512 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q4_0x4 *x = (const struct quant_q4_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            __m512i q = _mm512_loadu_si512((const void *)x->qs);
+            lo[r] = _mm512_and_si512(q, m4);
+            hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d));
+            dw[r] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4a *y = (const struct quant_q8_0x4a *)(a + c * as) + g;
+            __m512i alo = _mm512_loadu_si512((const void *)y->lo);
+            __m512i ahi = _mm512_loadu_si512((const void *)y->hi);
+            __m512i corr = _mm512_loadu_si512((const void *)y->corr);
+            __m512 da = _mm512_loadu_ps(y->d);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s = _mm512_dpbusd_epi32(corr, lo[r], alo);
+                s = _mm512_dpbusd_epi32(s, hi[r], ahi);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(s), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q4_0x4_vnni, tile_q4x4, 0, n / 128)
+
+/* Q8_0X4 x Q8_0X4B: two 512-bit halves of 2 blocks each per group; weights made
+ * unsigned by w ^ 0x80 = w + 128, the activation side carrying -128 * sum(a). */
+TGT_Z static inline __attribute__((always_inline)) void
+tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *w, size_t ws,
+          const uint8_t *a, size_t as, float *out, size_t os)
+{
+    (void)dummy;
+    __m512 acc[4][4];
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    const __m512i sp0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sp1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i w0[4], w1[4];
+        __m512 d0[4], d1[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct quant_q8_0x4 *x = (const struct quant_q8_0x4 *)(w + r * ws) + g;
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x) + PF_ROWS * ws + 128, _MM_HINT_T0);
+            w0[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)x->qs), off);
+            w1[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x->qs + 64)), off);
+            __m512 d4 =
+                _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)x->d)));
+            d0[r] = _mm512_permutexvar_ps(sp0, d4);
+            d1[r] = _mm512_permutexvar_ps(sp1, d4);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const struct quant_q8_0x4b *y = (const struct quant_q8_0x4b *)(a + c * as) + g;
+            __m512i a0 = _mm512_loadu_si512((const void *)y->qs);
+            __m512i a1 = _mm512_loadu_si512((const void *)(y->qs + 64));
+            __m512i c0 = _mm512_loadu_si512((const void *)y->corr);
+            __m512i c1 = _mm512_loadu_si512((const void *)(y->corr + 16));
+            __m512 e0 = _mm512_loadu_ps(y->d);
+            __m512 e1 = _mm512_loadu_ps(y->d + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s0 = _mm512_dpbusd_epi32(c0, w0[r], a0);
+                __m512i s1 = _mm512_dpbusd_epi32(c1, w1[r], a1);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d0[r], e0), _mm512_cvtepi32_ps(s0), acc[r][c]);
+                acc[r][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d1[r], e1), _mm512_cvtepi32_ps(s1), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            out[c * os + r] = hsum_zmm(acc[r][c]);
+}
+
+DEF_GEMM(gemm_q8_0x4_vnni, tile_q8x4, 0, n / 128)
+
+quant_gemm_fn quant_simd_gemm(uint32_t t)
+{
+    switch (t) {
+    case QUANT_TYPE_Q4_0X4:
+        return gemm_q4_0x4_vnni;
+    case QUANT_TYPE_Q8_0X4:
+        return gemm_q8_0x4_vnni;
+    case GGML_TYPE_Q8_0:
+        return gemm_q8_0_vnni;
+    case GGML_TYPE_Q4_0:
+        return gemm_q4_0_vnni;
+    case GGML_TYPE_F16:
+        return gemm_f16_vnni;
+    default:
+        return NULL;
+    }
+}
+
 TGT_AVX2 static void axpy_f16_avx2(int64_t n, float a, const uint16_t *x, float *y)
 {
     __m256 av = _mm256_set1_ps(a);
@@ -294,6 +614,12 @@ quant_dot_fn quant_simd_dot(uint32_t t, int level)
 
 quant_axpy_fn quant_simd_axpy_f16(void)
 {
+    return NULL;
+}
+
+quant_gemm_fn quant_simd_gemm(uint32_t t)
+{
+    (void)t;
     return NULL;
 }
 

@@ -6,5 +6,12 @@
 
 int cli_serve(int argc, char **argv);
 int cli_devices(int argc, char **argv);
+int cli_gen_model(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_generate(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_detokenize(int argc, char **argv);
 
 #endif

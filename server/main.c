@@ -14,6 +14,13 @@ struct command {
 static const struct command commands[] = {
     {"serve", cli_serve, "run the HTTP server"},
     {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
+    {"gen-model", cli_gen_model, "write a random-weight GGUF model"},
+    {"eval", cli_eval, "print the top logits of given token ids (JSON)"},
+    {"bench", cli_bench, "measure prefill and decode tokens/s"},
+    {"generate", cli_generate, "continue a prompt (--json for ids, text, top logits)"},
+    {"info", cli_info, "describe a GGUF model file"},
+    {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
+    {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
 };
 
 static void usage(FILE *out)

@@ -21,35 +21,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define CPU_CHUNK 512
 
 /* Activation formats a mat-mul may need besides F32. */
-enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_N };
+enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_Q8_0X4A, ACT_Q8_0X4B, ACT_N };
 
 struct bk_backend {
-    const struct mdl_weights *w;
+    const struct mdl_weights *w; /* == &wc when the weights were copied */
+    struct mdl_weights wc;       /* the copy's tensors point into `blob` */
+    void *blob;                  /* weight copy in (huge-page backed) anonymous memory */
+    size_t blob_bytes;
     struct bk_params p;
     struct cpu_pool *pool;
-    uint32_t kv_dim;      /* n_head_kv * head_dim */
-    uint16_t *k_cache;    /* [n_slots][n_layer][n_ctx][kv_dim] */
-    uint16_t *v_cache;    /* same */
-    uint32_t *slot_len;   /* [n_slots] */
-    uint32_t *slot_next;  /* [n_slots] scratch for batch validation */
-    uint32_t max_cols;    /* widest activation row */
+    uint32_t kv_dim;     /* n_head_kv * head_dim */
+    uint16_t *k_cache;   /* [n_slots][n_layer][n_ctx][kv_dim] */
+    uint16_t *v_cache;   /* same */
+    uint32_t *slot_len;  /* [n_slots] */
+    uint32_t *slot_next; /* [n_slots] scratch for batch validation */
+    uint32_t max_cols;   /* widest activation row */
     /* per-chunk scratch, CPU_CHUNK tokens */
-    float *x;             /* [chunk][n_embd] residual stream */
-    float *xb;            /* [chunk][max_cols] normed input / attention output */
-    float *xb2;           /* [chunk][n_embd] */
-    float *q;             /* [chunk][n_head*head_dim] */
-    float *k;             /* [chunk][kv_dim] */
-    float *v;             /* [chunk][kv_dim] */
-    float *hb;            /* [chunk][n_ff] */
-    float *hb2;           /* [chunk][n_ff] */
-    float *rope;          /* [chunk][n_rot] cos/sin pairs */
-    void *act[ACT_N];     /* [chunk][row bytes] quantised activations */
-    float *scores;        /* [n_threads][n_ctx] */
-    uint16_t *q16;        /* [n_threads][head_dim] */
+    float *x;         /* [chunk][n_embd] residual stream */
+    float *xb;        /* [chunk][max_cols] normed input / attention output */
+    float *xb2;       /* [chunk][n_embd] */
+    float *q;         /* [chunk][n_head*head_dim] */
+    float *k;         /* [chunk][kv_dim] */
+    float *v;         /* [chunk][kv_dim] */
+    float *hb;        /* [chunk][n_ff] */
+    float *hb2;       /* [chunk][n_ff] */
+    float *rope;      /* [chunk][n_rot] cos/sin pairs */
+    void *act[ACT_N]; /* [chunk][row bytes] quantised activations */
+    float *scores;    /* [n_threads][n_ctx] */
+    uint16_t *q16;    /* [n_threads][head_dim] */
     char desc[160];
 };
 
@@ -64,6 +68,10 @@ static int act_index(uint32_t act_type)
         return ACT_Q8_0;
     case GGML_TYPE_Q8_K:
         return ACT_Q8_K;
+    case QUANT_TYPE_Q8_0X4A:
+        return ACT_Q8_0X4A;
+    case QUANT_TYPE_Q8_0X4B:
+        return ACT_Q8_0X4B;
     default:
         return -1;
     }
@@ -193,7 +201,8 @@ static void store_kv(struct bk_backend *b, uint32_t l, int n_tok, const int32_t 
 {
     const struct mdl_hparams *hp = &b->w->hp;
     for (int t = 0; t < n_tok; t++) {
-        size_t off = (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
+        size_t off =
+            (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
         for (uint32_t i = 0; i < b->kv_dim; i++) {
             b->k_cache[off + i] = quant_fp32_to_fp16(b->k[(size_t)t * b->kv_dim + i]);
             b->v_cache[off + i] = quant_fp32_to_fp16(b->v[(size_t)t * b->kv_dim + i]);
@@ -240,8 +249,8 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
 
     /* feed-forward block */
     for (int t = 0; t < n; t++)
-        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd,
-                    L->ffn_norm.data, hp->n_embd, hp->rms_eps);
+        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd, L->ffn_norm.data,
+                    hp->n_embd, hp->rms_eps);
     memset(have, 0, sizeof(have));
     set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
     set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
@@ -268,7 +277,8 @@ static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens
     const struct mdl_hparams *hp = &w->hp;
     size_t erow = quant_row_bytes(w->tok_embd.type, hp->n_embd);
     for (int t = 0; t < n; t++) {
-        quant_dequant_row(w->tok_embd.type, (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
+        quant_dequant_row(w->tok_embd.type,
+                          (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
                           b->x + (size_t)t * hp->n_embd, hp->n_embd);
         cpu_rope_table(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], hp->rope_freq_base);
     }
@@ -310,9 +320,8 @@ static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float
     float *out = logits;
     for (uint32_t i0 = 0; i0 < batch->n_tokens; i0 += CPU_CHUNK) {
         uint32_t n = batch->n_tokens - i0 < CPU_CHUNK ? batch->n_tokens - i0 : CPU_CHUNK;
-        uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0,
-                                   batch->slot + i0, batch->want_logits ? batch->want_logits + i0 : NULL,
-                                   out);
+        uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0, batch->slot + i0,
+                                   batch->want_logits ? batch->want_logits + i0 : NULL, out);
         if (out)
             out += (size_t)m * hp->n_vocab;
     }
@@ -322,11 +331,103 @@ static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
+/* The tensors of w as an array of pointers (the copy below walks them twice). */
+static size_t weight_tensors(struct mdl_weights *w, struct mdl_tensor **out, size_t cap)
+{
+    size_t n = 0;
+#define ADD(t)                                                                                     \
+    do {                                                                                           \
+        if ((t)->data && n < cap)                                                                  \
+            out[n++] = (t);                                                                        \
+    } while (0)
+    ADD(&w->tok_embd);
+    ADD(&w->output_norm);
+    if (w->output.data != w->tok_embd.data)
+        ADD(&w->output);
+    for (uint32_t l = 0; l < w->hp.n_layer; l++) {
+        struct mdl_layer *L = &w->layers[l];
+        ADD(&L->attn_norm);
+        ADD(&L->wq);
+        ADD(&L->wk);
+        ADD(&L->wv);
+        ADD(&L->wo);
+        ADD(&L->bq);
+        ADD(&L->bk);
+        ADD(&L->bv);
+        ADD(&L->ffn_norm);
+        ADD(&L->w_gate);
+        ADD(&L->w_up);
+        ADD(&L->w_down);
+    }
+#undef ADD
+    return n;
+}
+
+/* Copies the weights out of the file mapping into one anonymous block backed by
+ * transparent huge pages: decode streams every weight once per token, and with 4 KiB
+ * file pages the TLB misses cost about half the memory bandwidth. Falls back to the
+ * mapping (returns without copying) when memory is short. */
+static void copy_weights(struct bk_backend *b, const struct mdl_weights *src)
+{
+    size_t cap = 3 + 12 * (size_t)src->hp.n_layer;
+    struct mdl_tensor **ts = calloc(cap, sizeof(*ts));
+    struct mdl_layer *layers = calloc(src->hp.n_layer, sizeof(*layers));
+    if (!ts || !layers)
+        goto fail;
+    b->wc = *src;
+    memcpy(layers, src->layers, src->hp.n_layer * sizeof(*layers));
+    b->wc.layers = layers;
+    size_t n = weight_tensors(&b->wc, ts, cap);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (ts[i]->nbytes + 63) & ~(size_t)63;
+    size_t huge = (size_t)2 << 20;
+    total = (total + huge - 1) & ~(huge - 1);
+    void *blob = NULL;
+    if (posix_memalign(&blob, huge, total) != 0)
+        goto fail;
+    madvise(blob, total, MADV_HUGEPAGE);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct mdl_tensor *t = ts[i];
+        uint8_t *dst = (uint8_t *)blob + off;
+        /* mat-mul weights (not the embedding: its rows are looked up) may be regrouped
+         * for the wide kernels; the row size stays the same */
+        uint32_t rp = t == &b->wc.tok_embd ? 0 : quant_repacked_type(t->type, (int64_t)t->ne[0]);
+        if (rp && t->ne[1] > 1 &&
+            quant_row_bytes(rp, (int64_t)t->ne[0]) == quant_row_bytes(t->type, (int64_t)t->ne[0])) {
+            size_t rb = quant_row_bytes(t->type, (int64_t)t->ne[0]);
+            for (uint64_t r = 0; r < t->ne[1]; r++)
+                quant_repack_row(t->type, (const uint8_t *)t->data + r * rb, dst + r * rb,
+                                 (int64_t)t->ne[0]);
+            t->type = rp;
+        } else {
+            memcpy(dst, t->data, t->nbytes);
+        }
+        t->data = dst;
+        off += (t->nbytes + 63) & ~(size_t)63;
+    }
+    if (src->output.data == src->tok_embd.data)
+        b->wc.output = b->wc.tok_embd;
+    b->blob = blob;
+    b->blob_bytes = total;
+    b->w = &b->wc;
+    free(ts);
+    return;
+fail:
+    free(ts);
+    free(layers);
+    memset(&b->wc, 0, sizeof(b->wc));
+}
+
 static void cpu_free(struct bk_backend *b)
 {
     if (!b)
         return;
     cpu_pool_free(b->pool);
+    free(b->blob);
+    if (b->w == &b->wc)
+        free(b->wc.layers);
     free(b->k_cache);
     free(b->v_cache);
     free(b->slot_len);
@@ -364,6 +465,7 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     }
     b->w = w;
     b->p = *p;
+    copy_weights(b, w);
     b->kv_dim = hp->n_head_kv * hp->head_dim;
     uint32_t qdim = hp->n_head * hp->head_dim;
     b->max_cols = hp->n_embd;
@@ -399,7 +501,7 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     b->hb2 = xcalloc(c * hp->n_ff, sizeof(float), &fail);
     b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
     for (int i = 0; i < ACT_N; i++)
-        b->act[i] = xcalloc(c * b->max_cols, 2, &fail); /* 2 bytes/value covers F16, Q8_0, Q8_K */
+        b->act[i] = xcalloc(c * b->max_cols, 3, &fail); /* Q8_0X4B, the widest, is 3 bytes/value */
     b->scores = xcalloc((size_t)nth * p->n_ctx, sizeof(float), &fail);
     b->q16 = xcalloc((size_t)nth * hp->head_dim, sizeof(uint16_t), &fail);
     if (fail) {

@@ -99,9 +99,22 @@ struct mm_task {
 static void mm_job_rows(const struct cpu_mm *j, int64_t r0, int64_t r1, int n_tok)
 {
     quant_dot_fn dot = quant_dot(j->w->type);
+    quant_gemm_fn gemm = quant_gemm(j->w->type);
     int64_t n = (int64_t)j->w->ne[0];
     size_t row_bytes = quant_row_bytes(j->w->type, n);
     const uint8_t *wbase = j->w->data;
+    if (gemm) {
+        for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {
+            int nr = (int)(rb + MM_ROW_BLOCK < r1 ? MM_ROW_BLOCK : r1 - rb);
+            gemm(n, wbase + (size_t)rb * row_bytes, row_bytes, nr, j->act, j->act_stride, n_tok,
+                 j->out + rb, j->out_stride);
+            if (j->bias)
+                for (int t = 0; t < n_tok; t++)
+                    for (int r = 0; r < nr; r++)
+                        j->out[(size_t)t * j->out_stride + (size_t)rb + r] += j->bias[rb + r];
+        }
+        return;
+    }
     for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {
         int64_t re = rb + MM_ROW_BLOCK < r1 ? rb + MM_ROW_BLOCK : r1;
         for (int t = 0; t < n_tok; t++) {

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -22,7 +23,19 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_LIMIT (1 << 17)
+/* A waiting thread pauses for PAUSE_SPINS rounds, then yields the CPU between checks
+ * (on a machine with more runnable threads than cores the thread it waits for may be
+ * the one that needs the CPU), and a worker sleeps after SPIN_LIMIT rounds. */
+#define PAUSE_SPINS 2048
+#define SPIN_LIMIT (1 << 14)
+
+static void relax(int spins)
+{
+    if (spins < PAUSE_SPINS)
+        CPU_RELAX();
+    else
+        sched_yield();
+}
 
 struct cpu_worker {
     struct cpu_pool *pool;
@@ -50,7 +63,7 @@ static void *worker_main(void *arg)
     for (;;) {
         unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
         for (int spins = 0; g == seen && spins < SPIN_LIMIT; spins++) {
-            CPU_RELAX();
+            relax(spins);
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
         }
         if (g == seen) {
@@ -147,6 +160,6 @@ void cpu_pool_run(struct cpu_pool *p, cpu_task_fn fn, void *ctx)
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        CPU_RELAX();
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++)
+        relax(spins);
 }

@@ -31,23 +31,23 @@ typedef int (*golden_tokenize_fn)(const struct gguf_file *f, const char *text, i
 
 struct golden_stats {
     int violations;
-    int positions;       /* positions checked (prompt + greedy steps) */
-    double max_last;     /* max |diff| over last_logits */
-    double max_top;      /* max |diff| over golden top-10 entries */
-    int argmax_checked;  /* positions where rule 4 applied */
-    int set_checked;     /* positions where rule 5 applied */
-    int greedy_matched;  /* greedy steps compared under rule 6 */
+    int positions;      /* positions checked (prompt + greedy steps) */
+    double max_last;    /* max |diff| over last_logits */
+    double max_top;     /* max |diff| over golden top-10 entries */
+    int argmax_checked; /* positions where rule 4 applied */
+    int set_checked;    /* positions where rule 5 applied */
+    int greedy_matched; /* greedy steps compared under rule 6 */
 };
 
 static int golden_report_limit = 8;
 
-#define GOLDEN_VIOL(st, ...)                                                              \
-    do {                                                                                  \
-        if ((st)->violations++ < golden_report_limit) {                                   \
-            fprintf(stderr, "  golden: ");                                                \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fprintf(stderr, "\n");                                                        \
-        }                                                                                 \
+#define GOLDEN_VIOL(st, ...)                                                                       \
+    do {                                                                                           \
+        if ((st)->violations++ < golden_report_limit) {                                            \
+            fprintf(stderr, "  golden: ");                                                         \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
     } while (0)
 
 static int golden_argmax(const float *l, uint32_t n)
@@ -97,8 +97,8 @@ static void golden_check_pos(struct golden_stats *st, const float *l, uint32_t n
         if (d > st->max_top)
             st->max_top = d;
         if (!(d <= tol))
-            GOLDEN_VIOL(st, "%s: logit[%d] = %.6f, golden %.6f (tol %g)", where, id,
-                        (double)l[id], g, tol);
+            GOLDEN_VIOL(st, "%s: logit[%d] = %.6f, golden %.6f (tol %g)", where, id, (double)l[id],
+                        g, tol);
     }
     if (nt < 10)
         return;
@@ -220,7 +220,8 @@ static int golden_check_prompt(const struct bk_ops *ops, struct bk_backend *bk,
         if (s > 0) {
             int32_t prev = (int32_t)json_integer_value(
                 json_object_get(json_array_get(greedy, s - 1), "token"));
-            if (golden_forward(ops, bk, &prev, 1, n + (int)s - 1, true, logits + (size_t)n * n_vocab)) {
+            if (golden_forward(ops, bk, &prev, 1, n + (int)s - 1, true,
+                               logits + (size_t)n * n_vocab)) {
                 fprintf(stderr, "  golden: decode forward failed\n");
                 goto out;
             }

@@ -3,11 +3,32 @@
 #include "test.h"
 
 #include "golden.h"
+#include "tokenizer.h"
+
+/* Rule 2: the prompt ids as the model's own tokenizer makes them (BOS as the model
+ * adds it, special-token text not parsed). */
+static int tokenize(const struct gguf_file *f, const char *text, int32_t *ids, int max_ids)
+{
+    struct tok_vocab *v = NULL;
+    char err[256];
+    if (tok_load(&v, f, err, sizeof(err)) != 0) {
+        fprintf(stderr, "  tok_load: %s\n", err);
+        return -1;
+    }
+    int32_t *out = NULL;
+    size_t n = 0;
+    int rc = tok_encode(v, text, strlen(text), tok_add_bos(v), false, &out, &n);
+    if (rc == 0 && n <= (size_t)max_ids)
+        memcpy(ids, out, n * sizeof(int32_t));
+    free(out);
+    tok_free(v);
+    return rc == 0 && n <= (size_t)max_ids ? (int)n : -1;
+}
 
 static void check(const char *model, double tol)
 {
     struct golden_stats st;
-    int v = golden_check_model(&bk_cpu_ops, model, tol, 2, NULL, &st);
+    int v = golden_check_model(&bk_cpu_ops, model, tol, 2, tokenize, &st);
     ASSERT_INT_EQ(v, 0);
     ASSERT_TRUE(st.positions > 350); /* prompt + greedy positions of 5 prompts */
 }
