@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The Vulkan backend lives on its own branch; until it is linked in, the weak
- * reference is NULL and mdl_find_backend("vulkan") fails cleanly. */
-extern const struct bk_ops bk_vulkan_ops __attribute__((weak));
 
 struct mdl_model {
     struct gguf_file *file;
@@ -53,7 +50,7 @@ const struct bk_ops *mdl_find_backend(const char *name)
     if (!name || strcmp(name, "cpu") == 0)
         return &bk_cpu_ops;
     if (strcmp(name, "vulkan") == 0)
-        return &bk_vulkan_ops; /* NULL when not linked in */
+        return &bk_vulkan_ops;
     return NULL;
 }
 

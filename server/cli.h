@@ -11,6 +11,7 @@ int cli_serve(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_usage(int argc, char **argv);
+int cli_devices(int argc, char **argv);
 int cli_gen_model(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);

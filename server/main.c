@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"user", cli_user, "add or list users (user add NAME [--admin] [--quota N], user list)"},
     {"key", cli_key, "create, revoke or list API keys (key create USER, key revoke PREFIX)"},
     {"usage", cli_usage, "per-user token usage and cost ([--user NAME] [--since DATE])"},
+    {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
     {"gen-model", cli_gen_model, "write a random-weight GGUF model"},
     {"eval", cli_eval, "print the top logits of given token ids (JSON)"},
     {"bench", cli_bench, "measure prefill and decode tokens/s"},

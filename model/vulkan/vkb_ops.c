@@ -64,16 +64,17 @@ struct type_geom {
     uint32_t type;
     uint32_t block_elems;  /* ggml block */
     uint32_t block_bytes;
-    uint32_t sb_words;     /* device words per 32 values */
+    uint32_t q_words;      /* device quant words per 32 values */
+    uint32_t n_scales;     /* device scale floats per 32 values */
 };
 
 static const struct type_geom geoms[] = {
-    {GGML_TYPE_F32, 1, 4, VKB_SB_WORDS_F32},
-    {GGML_TYPE_F16, 1, 2, VKB_SB_WORDS_F16},
-    {GGML_TYPE_Q8_0, 32, 34, VKB_SB_WORDS_Q8_0},
-    {GGML_TYPE_Q4_0, 32, 18, VKB_SB_WORDS_Q4_0},
-    {GGML_TYPE_Q4_K, 256, 144, VKB_SB_WORDS_Q4_K},
-    {GGML_TYPE_Q6_K, 256, 210, VKB_SB_WORDS_Q6_K},
+    {GGML_TYPE_F32, 1, 4, 32, 0},
+    {GGML_TYPE_F16, 1, 2, 16, 0},
+    {GGML_TYPE_Q8_0, 32, 34, 8, 1},
+    {GGML_TYPE_Q4_0, 32, 18, 4, 1},
+    {GGML_TYPE_Q4_K, 256, 144, 4, 2},
+    {GGML_TYPE_Q6_K, 256, 210, 8, 2},
 };
 
 static const char *type_name(uint32_t type)
@@ -102,7 +103,7 @@ size_t vkb_weight_bytes(uint32_t type, uint32_t k, uint32_t n)
     const struct type_geom *g = geom_of(type);
     if (!g || k == 0 || k % 32 || k % g->block_elems)
         return 0;
-    return (size_t)n * (k / 32) * g->sb_words * 4;
+    return (size_t)n * (k / 32) * (g->q_words + g->n_scales) * 4;
 }
 
 /* Packs 32 nibble values (0..15) as Q4_0 does: byte b = v[b] | v[b+16] << 4. */
@@ -114,35 +115,36 @@ static void pack_nibbles(const uint8_t *v, uint32_t *dst)
     memcpy(dst, bytes, 16);
 }
 
-static void repack_q4_k(const uint8_t *blk, uint32_t *dst)
+/* One Q4_K super-block -> 8 sub-blocks: 4 nibble words each into q, (scale, min) into s. */
+static void repack_q4_k(const uint8_t *blk, uint32_t *q, float *s)
 {
     const float d = f16_to_f32(rd16(blk));
     const float dmin = f16_to_f32(rd16(blk + 2));
     const uint8_t *sc = blk + 4;
-    const uint8_t *q = blk + 16;
-    for (int j = 0; j < 8; j++) { /* sub-block j: 32 values */
-        uint8_t s;
-        uint8_t m;
+    const uint8_t *qs = blk + 16;
+    for (int j = 0; j < 8; j++) {
+        uint8_t sj;
+        uint8_t mj;
         if (j < 4) {
-            s = sc[j] & 63;
-            m = sc[j + 4] & 63;
+            sj = sc[j] & 63;
+            mj = sc[j + 4] & 63;
         } else {
-            s = (uint8_t)((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4));
-            m = (uint8_t)((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
+            sj = (uint8_t)((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4));
+            mj = (uint8_t)((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
         }
-        /* sub-blocks 2c and 2c+1 share the 32 bytes q[32c..]: low then high nibbles */
-        const uint8_t *qc = q + 32 * (j / 2);
+        /* sub-blocks 2c and 2c+1 share the 32 bytes qs[32c..]: low then high nibbles */
+        const uint8_t *qc = qs + 32 * (j / 2);
         uint8_t v[32];
         for (int l = 0; l < 32; l++)
             v[l] = (j & 1) ? (uint8_t)(qc[l] >> 4) : (uint8_t)(qc[l] & 0xF);
-        uint32_t *o = dst + j * VKB_SB_WORDS_Q4_K;
-        o[0] = fbits(d * s);
-        o[1] = fbits(dmin * m);
-        pack_nibbles(v, o + 2);
+        s[2 * j] = d * sj;
+        s[2 * j + 1] = dmin * mj;
+        pack_nibbles(v, q + 4 * j);
     }
 }
 
-static void repack_q6_k(const uint8_t *blk, uint32_t *dst)
+/* One Q6_K super-block -> 8 sub-blocks: 32 int8 (q - 32) into q, two scales into s. */
+static void repack_q6_k(const uint8_t *blk, uint32_t *q, float *s)
 {
     const uint8_t *ql = blk;
     const uint8_t *qh = blk + 128;
@@ -160,12 +162,9 @@ static void repack_q6_k(const uint8_t *blk, uint32_t *dst)
             y[i + 96] = (int8_t)(((l[i + 32] >> 4) | (((h[i] >> 6) & 3) << 4)) - 32);
         }
     }
-    for (int j = 0; j < 8; j++) { /* sub-block j covers scales 2j and 2j+1 */
-        uint32_t *o = dst + j * VKB_SB_WORDS_Q6_K;
-        o[0] = fbits(d * sc[2 * j]);
-        o[1] = fbits(d * sc[2 * j + 1]);
-        memcpy(o + 2, v + 32 * j, 32);
-    }
+    for (int j = 0; j < 16; j++) /* scale j covers values 16j..16j+15 */
+        s[j] = d * sc[j];
+    memcpy(q, v, 256);
 }
 
 int vkb_weight_repack(uint32_t type, uint32_t k, uint32_t n, const void *src, size_t src_bytes,
@@ -177,33 +176,35 @@ int vkb_weight_repack(uint32_t type, uint32_t k, uint32_t n, const void *src, si
     const size_t row_bytes = (size_t)(k / g->block_elems) * g->block_bytes;
     if (src_bytes < row_bytes * n)
         return -1;
-    const uint8_t *s = src;
-    uint32_t *o = dst;
-    const size_t n_blocks = (size_t)n * (k / g->block_elems);
+    const uint8_t *b = src;
+    const size_t n_sb = (size_t)n * (k / 32);                /* 32-value sub-blocks */
+    const size_t n_blocks = (size_t)n * (k / g->block_elems); /* ggml blocks */
+    uint32_t *q = dst;
+    float *s = (float *)dst + n_sb * g->q_words;             /* the scale region */
     switch (type) {
     case GGML_TYPE_F32:
     case GGML_TYPE_F16:
         memcpy(dst, src, row_bytes * n);
         return 0;
     case GGML_TYPE_Q8_0:
-        for (size_t b = 0; b < n_blocks; b++, s += 34, o += VKB_SB_WORDS_Q8_0) {
-            o[0] = fbits(f16_to_f32(rd16(s)));
-            memcpy(o + 1, s + 2, 32);
+        for (size_t i = 0; i < n_blocks; i++, b += 34) {
+            s[i] = f16_to_f32(rd16(b));
+            memcpy(q + 8 * i, b + 2, 32);
         }
         return 0;
     case GGML_TYPE_Q4_0:
-        for (size_t b = 0; b < n_blocks; b++, s += 18, o += VKB_SB_WORDS_Q4_0) {
-            o[0] = fbits(f16_to_f32(rd16(s)));
-            memcpy(o + 1, s + 2, 16);
+        for (size_t i = 0; i < n_blocks; i++, b += 18) {
+            s[i] = f16_to_f32(rd16(b));
+            memcpy(q + 4 * i, b + 2, 16);
         }
         return 0;
     case GGML_TYPE_Q4_K:
-        for (size_t b = 0; b < n_blocks; b++, s += 144, o += 8 * VKB_SB_WORDS_Q4_K)
-            repack_q4_k(s, o);
+        for (size_t i = 0; i < n_blocks; i++, b += 144)
+            repack_q4_k(b, q + 32 * i, s + 16 * i);
         return 0;
     case GGML_TYPE_Q6_K:
-        for (size_t b = 0; b < n_blocks; b++, s += 210, o += 8 * VKB_SB_WORDS_Q6_K)
-            repack_q6_k(s, o);
+        for (size_t i = 0; i < n_blocks; i++, b += 210)
+            repack_q6_k(b, q + 64 * i, s + 16 * i);
         return 0;
     default:
         return -1;
@@ -314,9 +315,9 @@ int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view
     }
     uint32_t push[8] = {w->k, w->n, m, x.off, x.stride, y.off, y.stride, flags};
     struct vkb_buf *bufs[4] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf};
+    uint32_t gx = div_up(w->n, matvec ? VKB_MV_NR : VKB_MM_NR);
     uint32_t gy = matvec ? m : div_up(m, VKB_MM_TN);
-    return vkb_rec_dispatch(c, id, bufs, 4, push, sizeof(push), div_up(w->n, VKB_MM_ROWS), gy,
-                            1, err, err_len);
+    return vkb_rec_dispatch(c, id, bufs, 4, push, sizeof(push), gx, gy, 1, err, err_len);
 }
 
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
@@ -329,7 +330,12 @@ int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_bu
         return -1;
     }
     id = (enum vkb_pipe_id)(VKB_P_GET_ROWS_F32 + (id - VKB_P_MATMUL_F32));
-    uint32_t push[5] = {w->k, m, tok_off, out.off, out.stride};
+    if (out.off % 4 || out.stride % 4) {
+        snprintf(err, err_len, "vulkan: get_rows output offset %u / stride %u not multiples of 4",
+                 out.off, out.stride);
+        return -1;
+    }
+    uint32_t push[6] = {w->k, m, tok_off, out.off, out.stride, w->n};
     struct vkb_buf *bufs[3] = {(struct vkb_buf *)&w->buf, info, out.buf};
     uint32_t lx = c->pipes[id].local_x;
     return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(w->k / 32, lx), m, 1,

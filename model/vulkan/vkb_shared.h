@@ -3,35 +3,29 @@
  * Included from C (model/vulkan/ sources) and from GLSL (shaders/ through
  * GL_GOOGLE_include_directive), so it holds only #defines: no types, no C syntax.
  *
- * Weight layout on the device ("repacked" at upload, see vkb_forward.c): every type
- * is a sequence of 32-value sub-blocks, each a whole number of 32-bit words, so the
- * shaders read nothing but aligned uint words on every device (no 8/16-bit storage
- * extensions needed):
- *   F32   32 words of float bits
- *   F16   16 words, two halves each (element 2i in the low half)
- *   Q8_0  word 0 scale (f32), 8 words of int8 (element 4w+b in byte b of word w)
- *   Q4_0  word 0 scale (f32), 4 words of nibbles: byte b holds element b in its
- *         low nibble and element b+16 in its high nibble; value = q - 8
- *   Q4_K  word 0 scale d*sc (f32), word 1 min dmin*m (f32), 4 nibble words as Q4_0;
- *         value = scale*q - min
- *   Q6_K  word 0 scale of elements 0-15, word 1 scale of 16-31 (f32, d*sc),
- *         8 words of int8 (q - 32)
+ * Weight layout on the device ("repacked" at upload by vkb_ops.c): a matrix of n rows
+ * is n*k/32 sub-blocks of 32 values. All their quants come first, each sub-block's a
+ * whole number of 16-byte vectors, then all their scales as floats (so shaders read
+ * only aligned 16-byte and 4-byte words, on every device, with no 8/16-bit storage
+ * extension):
+ *   type  quant words  scales  value
+ *   F32   32 (floats)  0       q
+ *   F16   16 (halves)  0       q
+ *   Q8_0   8 (int8)    1: d    d*q
+ *   Q4_0   4 (nibbles) 1: d    d*(q-8)
+ *   Q4_K   4 (nibbles) 2: s,m  s*q - m        (s = d*sc, m = dmin*m of the super-block)
+ *   Q6_K   8 (int8)    2: s0,s1 s0*q (values 0-15), s1*q (16-31)   (q already minus 32)
+ * Nibble words: byte b of the 16 holds value b in its low and value b+16 in its high
+ * nibble (Q4_0's own order). int8 words: value 4w+b in byte b of word w.
  */
 #ifndef VKB_SHARED_H
 #define VKB_SHARED_H
 
-/* Words per 32-value sub-block for each weight type. */
-#define VKB_SB_WORDS_F32 32
-#define VKB_SB_WORDS_F16 16
-#define VKB_SB_WORDS_Q8_0 9
-#define VKB_SB_WORDS_Q4_0 5
-#define VKB_SB_WORDS_Q4_K 6
-#define VKB_SB_WORDS_Q6_K 10
-
-/* Mat-mul: one invocation computes one output row for VKB_MM_TN tokens (mat-mat
- * variants) or one token (mat-vec variants); VKB_MM_ROWS rows per workgroup. */
+/* Mat-mul: a workgroup (one subgroup) computes VKB_MM_NR rows for VKB_MM_TN tokens
+ * (mat-mat variants) or VKB_MV_NR rows for one token (mat-vec variants). */
 #define VKB_MM_TN 8
-#define VKB_MM_ROWS 32
+#define VKB_MM_NR 8
+#define VKB_MV_NR 4
 
 /* Largest head dimension the attention kernel holds in registers. */
 #define VKB_HEAD_DIM_MAX 256

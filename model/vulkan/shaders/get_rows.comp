@@ -4,35 +4,39 @@
 #version 450
 #include "common.glsl"
 
-layout(binding = 0) readonly buffer Wt { uint w[]; };
+layout(binding = 0) readonly buffer Wq { uvec4 wq[]; };
+layout(binding = 0) readonly buffer Ws { float ws[]; };
 layout(binding = 1) readonly buffer Info { int info[]; };
-layout(binding = 2) writeonly buffer Out { float o[]; };
+layout(binding = 2) writeonly buffer Out { vec4 o4[]; };
 
 layout(push_constant) uniform Push {
     uint k;          // row length
     uint m;          // tokens
     uint tok_off;    // token ids at info[tok_off + j]
-    uint out_off;
-    uint out_stride;
+    uint out_off;    // multiple of 4
+    uint out_stride; // multiple of 4
+    uint n;          // rows of W
 } p;
 
 #include "dequant.glsl"
 
 void main()
 {
-    uint sb = gl_GlobalInvocationID.x;
-    uint j = gl_GlobalInvocationID.y;
-    uint nsb = p.k / 32u;
+    const uint sb = gl_GlobalInvocationID.x;
+    const uint j = gl_GlobalInvocationID.y;
+    const uint nsb = p.k / 32u;
     if (sb >= nsb || j >= p.m)
         return;
-    uint row = uint(info[p.tok_off + j]);
-    uint wb = (row * nsb + sb) * SBW;
-    uint ob = p.out_off + j * p.out_stride + sb * 32u;
-    for (uint g = 0u; g < 8u; g++) {
-        vec4 v = dq_group(wb, g);
-        o[ob + 4u * g] = v.x;
-        o[ob + 4u * g + 1u] = v.y;
-        o[ob + 4u * g + 2u] = v.z;
-        o[ob + 4u * g + 3u] = v.w;
+    const uint row = uint(info[p.tok_off + j]);
+    mat4 qa;
+    mat4 qb;
+    float s0;
+    float s1;
+    float mn;
+    sb_load(row * nsb + sb, p.n * nsb, qa, qb, s0, s1, mn);
+    const uint ob = (p.out_off + j * p.out_stride + sb * 32u) >> 2;
+    for (uint g = 0u; g < 4u; g++) {
+        o4[ob + g] = s0 * qa[g] - mn;
+        o4[ob + 4u + g] = s1 * qb[g] - mn;
     }
 }

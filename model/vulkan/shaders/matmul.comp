@@ -1,19 +1,23 @@
 // variants: matvec_f32=-DT_F32,-DMATVEC matvec_f16=-DT_F16,-DMATVEC matvec_q8_0=-DT_Q8_0,-DMATVEC matvec_q4_0=-DT_Q4_0,-DMATVEC matvec_q4_k=-DT_Q4_K,-DMATVEC matvec_q6_k=-DT_Q6_K,-DMATVEC matmul_f32=-DT_F32 matmul_f16=-DT_F16 matmul_q8_0=-DT_Q8_0 matmul_q4_0=-DT_Q4_0 matmul_q4_k=-DT_Q4_K matmul_q6_k=-DT_Q6_K
 // matmul.comp - y[t][row] (+)= W[row] . x[t] (+ bias[row]), dequantizing W on the fly.
 //
-// One invocation owns one output row and TN tokens (TN = 1 for the mat-vec variants
-// used in decode, VKB_MM_TN for prefill): it walks its row sub-block by sub-block,
-// unpacks 4 weights at a time and dots them with the same 4 activations of each of
-// its tokens. The activations of a workgroup's tokens are the same for every lane,
-// so they are uniform loads (one load per SIMD vector on CPU devices such as
-// lavapipe, a broadcast from cache on GPUs), and each weight word is read once per
-// TN tokens. No shared memory and no barriers: lavapipe runs a workgroup as plain
-// SIMD loops. Every token's sum is formed in the same order in both variants, so a
-// row's result does not depend on the batch it is computed in.
+// One workgroup is one subgroup and owns NR rows and TN tokens (mat-vec variants:
+// NR = VKB_MV_NR, TN = 1, used for decode; mat-mat: VKB_MM_NR x VKB_MM_TN, used for
+// prefill). The lanes split the row: lane l takes 32-value sub-blocks l, l+L, ...,
+// loads the activations of that sub-block for its TN tokens once, then unpacks each
+// of its NR rows' sub-block once and dots it with all TN tokens; the lanes' partial
+// sums are combined with subgroupAdd. No shared memory and no barriers, which is what
+// a CPU device such as lavapipe runs fastest (neighbouring lanes read neighbouring
+// sub-blocks); on GPUs it is the classic "one subgroup per row" mat-vec.
+// Batch invariance: a (row, token) sum is formed in the same order in every variant
+// (the same lane partition and per-lane order, then one subgroupAdd), so a token's
+// result does not depend on the batch it is computed in.
 #version 450
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
-layout(binding = 0) readonly buffer Wt { uint w[]; };
+layout(binding = 0) readonly buffer Wq { uvec4 wq[]; };
+layout(binding = 0) readonly buffer Ws { float ws[]; };
 layout(binding = 1) readonly buffer X { vec4 x4[]; };
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
@@ -33,115 +37,84 @@ layout(push_constant) uniform Push {
 
 #ifdef MATVEC
 #define TN 1
+#define NR VKB_MV_NR
 #else
 #define TN VKB_MM_TN
+#define NR VKB_MM_NR
 #endif
+
+float dot16(mat4 a, mat4 b)
+{
+    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3]);
+}
+
+// One sub-block's contribution to a (row, token) sum, per weight type.
+float sb_dot(mat4 qa, mat4 qb, float s0, float s1, float mn, mat4 xa, mat4 xb)
+{
+    const float p0 = dot16(qa, xa);
+    const float p1 = dot16(qb, xb);
+#if defined(T_Q6_K)
+    return s0 * p0 + s1 * p1;
+#elif defined(T_Q4_K)
+    const vec4 sx = xa[0] + xa[1] + xa[2] + xa[3] + xb[0] + xb[1] + xb[2] + xb[3];
+    return s0 * (p0 + p1) - mn * (sx.x + sx.y + sx.z + sx.w);
+#elif defined(T_F32) || defined(T_F16)
+    return p0 + p1;
+#else
+    return s0 * (p0 + p1);
+#endif
+}
 
 void main()
 {
-    const uint row = gl_GlobalInvocationID.x;
-    if (row >= p.n)
-        return;
+    const uint lane = gl_LocalInvocationID.x;
+    const uint nl = gl_WorkGroupSize.x;
+    const uint r0 = gl_WorkGroupID.x * NR;
     const uint t0 = gl_WorkGroupID.y * TN;
-    uint xb[TN];
-    float acc[TN];
-    for (uint t = 0u; t < TN; t++) {
-        xb[t] = (p.x_off + min(t0 + t, p.m - 1u) * p.x_stride) >> 2;
-        acc[t] = 0.0;
-    }
     const uint nsb = p.k >> 5;
-    uint wb = row * nsb * SBW;
-    for (uint sb = 0u; sb < nsb; sb++, wb += SBW) {
-        const uint xo = sb * 8u;
-#if defined(T_F32) || defined(T_F16)
-        float part[TN];
-        for (uint t = 0u; t < TN; t++)
-            part[t] = 0.0;
-        for (uint g = 0u; g < 8u; g++) {
-            vec4 wv = dq_group(wb, g);
-            for (uint t = 0u; t < TN; t++)
-                part[t] += dot(wv, x4[xb[t] + xo + g]);
-        }
-        for (uint t = 0u; t < TN; t++)
-            acc[t] += part[t];
-#elif defined(T_Q8_0)
-        float part[TN];
-        for (uint t = 0u; t < TN; t++)
-            part[t] = 0.0;
-        for (uint g = 0u; g < 8u; g++) {
-            vec4 wv = i8x4(w[wb + 1u + g]);
-            for (uint t = 0u; t < TN; t++)
-                part[t] += dot(wv, x4[xb[t] + xo + g]);
-        }
-        const float d = uintBitsToFloat(w[wb]);
-        for (uint t = 0u; t < TN; t++)
-            acc[t] += d * part[t];
-#elif defined(T_Q4_0)
-        float part[TN];
-        for (uint t = 0u; t < TN; t++)
-            part[t] = 0.0;
-        for (uint j = 0u; j < 4u; j++) {
-            const uint q = w[wb + 1u + j];
-            vec4 lo = u4x4(q, 0u) - 8.0;
-            vec4 hi = u4x4(q, 4u) - 8.0;
-            for (uint t = 0u; t < TN; t++)
-                part[t] += dot(lo, x4[xb[t] + xo + j]) + dot(hi, x4[xb[t] + xo + 4u + j]);
-        }
-        const float d = uintBitsToFloat(w[wb]);
-        for (uint t = 0u; t < TN; t++)
-            acc[t] += d * part[t];
-#elif defined(T_Q4_K)
-        float part[TN];
-        float sx[TN];
-        for (uint t = 0u; t < TN; t++) {
-            part[t] = 0.0;
-            sx[t] = 0.0;
-        }
-        for (uint j = 0u; j < 4u; j++) {
-            const uint q = w[wb + 2u + j];
-            vec4 lo = u4x4(q, 0u);
-            vec4 hi = u4x4(q, 4u);
-            for (uint t = 0u; t < TN; t++) {
-                vec4 a = x4[xb[t] + xo + j];
-                vec4 b = x4[xb[t] + xo + 4u + j];
-                part[t] += dot(lo, a) + dot(hi, b);
-                sx[t] += dot(a + b, vec4(1.0));
-            }
-        }
-        const float d = uintBitsToFloat(w[wb]);
-        const float mn = uintBitsToFloat(w[wb + 1u]);
-        for (uint t = 0u; t < TN; t++)
-            acc[t] += d * part[t] - mn * sx[t];
-#elif defined(T_Q6_K)
-        float p0[TN];
-        float p1[TN];
-        for (uint t = 0u; t < TN; t++) {
-            p0[t] = 0.0;
-            p1[t] = 0.0;
-        }
-        for (uint g = 0u; g < 4u; g++) {
-            vec4 wa = i8x4(w[wb + 2u + g]);
-            vec4 wc = i8x4(w[wb + 6u + g]);
-            for (uint t = 0u; t < TN; t++) {
-                p0[t] += dot(wa, x4[xb[t] + xo + g]);
-                p1[t] += dot(wc, x4[xb[t] + xo + 4u + g]);
-            }
-        }
-        const float s0 = uintBitsToFloat(w[wb]);
-        const float s1 = uintBitsToFloat(w[wb + 1u]);
-        for (uint t = 0u; t < TN; t++)
-            acc[t] += s0 * p0[t] + s1 * p1[t];
-#endif
+    const uint n_blk = p.n * nsb;
+    uint xb[TN];
+    uint brow[NR];
+    float acc[NR][TN];
+    [[unroll]] for (uint t = 0u; t < TN; t++)
+        xb[t] = (p.x_off + min(t0 + t, p.m - 1u) * p.x_stride) >> 2;
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        brow[r] = min(r0 + r, p.n - 1u) * nsb;
+        [[unroll]] for (uint t = 0u; t < TN; t++)
+            acc[r][t] = 0.0;
     }
-    for (uint t = 0u; t < TN; t++) {
-        if (t0 + t >= p.m)
-            break;
-        const uint yi = p.y_off + (t0 + t) * p.y_stride + row;
-        float v = acc[t];
-        if ((p.flags & VKB_MM_BIAS) != 0u)
-            v += bias[row];
-        if ((p.flags & VKB_MM_ACCUMULATE) != 0u)
-            v += y[yi];
-        y[yi] = v;
+    for (uint sb = lane; sb < nsb; sb += nl) {
+        mat4 xa[TN];
+        mat4 xc[TN];
+        [[unroll]] for (uint t = 0u; t < TN; t++) {
+            const uint o = xb[t] + sb * 8u;
+            xa[t] = mat4(x4[o], x4[o + 1u], x4[o + 2u], x4[o + 3u]);
+            xc[t] = mat4(x4[o + 4u], x4[o + 5u], x4[o + 6u], x4[o + 7u]);
+        }
+        [[unroll]] for (uint r = 0u; r < NR; r++) {
+            mat4 qa;
+            mat4 qb;
+            float s0;
+            float s1;
+            float mn;
+            sb_load(brow[r] + sb, n_blk, qa, qb, s0, s1, mn);
+            [[unroll]] for (uint t = 0u; t < TN; t++)
+                acc[r][t] += sb_dot(qa, qb, s0, s1, mn, xa[t], xc[t]);
+        }
+    }
+    [[unroll]] for (uint r = 0u; r < NR; r++) {
+        [[unroll]] for (uint t = 0u; t < TN; t++) {
+            const float v = subgroupAdd(acc[r][t]);
+            const uint row = r0 + r;
+            if (lane == 0u && row < p.n && t0 + t < p.m) {
+                const uint yi = p.y_off + (t0 + t) * p.y_stride + row;
+                float o = v;
+                if ((p.flags & VKB_MM_BIAS) != 0u)
+                    o += bias[row];
+                if ((p.flags & VKB_MM_ACCUMULATE) != 0u)
+                    o += y[yi];
+                y[yi] = o;
+            }
+        }
     }
 }

@@ -376,17 +376,18 @@ static void test_get_rows_all_types(void)
         struct vkb_buf ib;
         struct vkb_buf ob;
         ASSERT_INT_EQ(buf_from(&ib, info, sizeof(info), VKB_MEM_HOST), 0);
-        ASSERT_INT_EQ(buf_from(&ob, NULL, 5 * (k + 1) * sizeof(float), VKB_MEM_DEVICE), 0);
+        const uint32_t os = k + 4; /* output rows at offset 4, stride k + 4 */
+        ASSERT_INT_EQ(buf_from(&ob, NULL, 5 * os * sizeof(float), VKB_MEM_DEVICE), 0);
         ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
-        ASSERT_INT_EQ(vkb_op_get_rows(ctx, &w, &ib, 0, vw(&ob, 1, k + 1), 5, err, sizeof(err)), 0);
+        ASSERT_INT_EQ(vkb_op_get_rows(ctx, &w, &ib, 0, vw(&ob, 4, os), 5, err, sizeof(err)), 0);
         ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
-        float *o = malloc(5 * (k + 1) * sizeof(float));
-        ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, 5 * (k + 1) * sizeof(float), err, sizeof(err)), 0);
+        float *o = malloc(5 * os * sizeof(float));
+        ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, 5 * os * sizeof(float), err, sizeof(err)), 0);
         for (int j = 0; j < 5; j++)
             for (uint32_t i = 0; i < k; i++)
-                if (o[1 + j * (k + 1) + i] != rm.deq[(size_t)info[j] * k + i])
+                if (o[4 + j * os + i] != rm.deq[(size_t)info[j] * k + i])
                     TEST_FAIL_("%s get_rows token %d elem %u: %.9g vs %.9g", wt->name, j, i,
-                               o[1 + j * (k + 1) + i], rm.deq[(size_t)info[j] * k + i]);
+                               o[4 + j * os + i], rm.deq[(size_t)info[j] * k + i]);
         free(o);
         vkb_buf_free(ctx, &ib);
         vkb_buf_free(ctx, &ob);
