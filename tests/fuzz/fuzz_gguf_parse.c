@@ -15,6 +15,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static const uint8_t *buf_lo, *buf_hi;
+static volatile uint8_t fuzz_gguf_sink; /* keeps the touches below from being optimized away */
 
 static void in_buf(const void *p, uint64_t len)
 {
@@ -24,11 +25,10 @@ static void in_buf(const void *p, uint64_t len)
 
 static void touch(const void *p, uint64_t len)
 {
-    static volatile uint8_t sink;
     in_buf(p, len);
     if (len) {
-        sink ^= ((const uint8_t *)p)[0];
-        sink ^= ((const uint8_t *)p)[len - 1];
+        fuzz_gguf_sink ^= ((const uint8_t *)p)[0];
+        fuzz_gguf_sink ^= ((const uint8_t *)p)[len - 1];
     }
 }
 
