@@ -1,6 +1,10 @@
 # Convenience entry points; the build itself is CMake (CMakeLists.txt).
 #   make run    install dependencies, build, start the server on 127.0.0.1:8080
 #   make test   install dependencies, build with -Werror, run every test (ctest)
+#   make asan   the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
+#   make fuzz   build the libFuzzer targets with clang (build-fuzz) and run each for
+#               FUZZ_SECONDS (default 60); new corpus entries go to build-fuzz/corpus/,
+#               crashes to build-fuzz/crashes/<target>/ (copy them to tests/regress/<target>/)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -25,5 +29,26 @@ test: build
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCHATD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TARGETS = fuzz_gguf_parse fuzz_gguf_load fuzz_tokenize fuzz_detokenize \
+	fuzz_request_json fuzz_sse_utf8 fuzz_ids fuzz_template
+
+fuzz: setup
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCHATD_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
+	    dict=; case $$t in fuzz_gguf_*) dict=-dict=tests/fuzz/gguf.dict;; \
+	        fuzz_template) dict=-dict=tests/fuzz/template.dict;; esac; \
+	    regress=; if [ -d tests/regress/$$t ]; then regress=tests/regress/$$t; fi; \
+	    seeds=; if [ -d tests/fuzz/corpus/$$t ]; then seeds=tests/fuzz/corpus/$$t; fi; \
+	    echo "== $$t: $(FUZZ_SECONDS) s"; \
+	    ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=1 \
+	        -rss_limit_mb=256 -malloc_limit_mb=128 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
+	        $(FUZZ_BUILD)/corpus/$$t $$seeds $$regress; \
+	done
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -422,11 +422,13 @@ static json_t *context_json(const struct gen *g)
                      (json_int_t)g->n_prompt, "n_ctx", (json_int_t)g->n_ctx);
 }
 
-/* Stores the reply (sessions) and the usage row, once. `status` is the message status. */
-static void store_result(struct gen *g, enum store_msg_status status)
+/* Stores the reply (sessions) and the usage row, once. `status` is the message status.
+ * Returns 0, or -1 when the database refused the write (disk full, read-only): the
+ * caller must not acknowledge the reply as if it were billed. */
+static int store_result(struct gen *g, enum store_msg_status status)
 {
     if (g->stored)
-        return;
+        return 0;
     g->stored = true;
     uint32_t cached = g->job ? g->job->n_cached : 0;
     struct store_price fb = {0};
@@ -474,10 +476,12 @@ static void store_result(struct gen *g, enum store_msg_status status)
     } else {
         rc = store_usage_record(g->srv->store, &u, &row);
     }
-    if (rc != 0)
+    if (rc != 0) {
         log_error("usage store failed request_id=%s error=\"%s\"", g->request_id, store_errmsg());
-    else
-        srv_meter_add(g->srv, g->user_id, &row);
+        return -1;
+    }
+    srv_meter_add(g->srv, g->user_id, &row);
+    return 0;
 }
 
 static void gen_free(struct gen *g)
@@ -537,7 +541,10 @@ static int respond_full(struct http_req *r, struct gen *g)
 {
     while (!pump(g, 1000, UINT32_MAX))
         ;
-    store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE);
+    if (store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE) != 0)
+        return http_send_error(r, 503, "server_error", NULL, "storage_unavailable",
+                               "the reply could not be stored (the database is unavailable); "
+                               "it was not billed; try again");
     if (g->failed)
         return http_send_error(r, 500, "server_error", NULL, "generation_failed", "%s", g->error);
     json_t *j = full_response(g);
@@ -617,8 +624,14 @@ static void queue_deltas(struct stream *s)
 static void queue_end(struct stream *s)
 {
     struct gen *g = s->g;
-    store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE);
-    if (g->failed) {
+    if (store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE) != 0) {
+        /* the deltas went out, but the reply is not stored nor billed: say so instead of
+         * finishing normally */
+        sse_json(s, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
+                              "the reply could not be stored (the database is unavailable); "
+                              "it was not billed; try again",
+                              "type", "server_error", "param", "code", "storage_unavailable"));
+    } else if (g->failed) {
         sse_json(s, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", g->error, "type",
                               "server_error", "param", "code", "generation_failed"));
     } else {
@@ -682,7 +695,7 @@ static void stream_free(void *cls)
         bool finished;
         uint32_t n = eng_wait(g->job, g->consumed, 0, &finished);
         consume(g, n);
-        store_result(g, STORE_MSG_PARTIAL);
+        (void)store_result(g, STORE_MSG_PARTIAL); /* logged; the client is gone */
     }
     strbuf_free(&s->out);
     gen_free(g);
