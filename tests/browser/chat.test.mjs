@@ -31,7 +31,8 @@ async function sendMessage(text) {
 }
 
 before(async () => {
-    srv = await startServer();
+    // prices per million tokens: 2 (uncached input), 1 (cached input), 8 (output)
+    srv = await startServer(['--input-miss-micros', '2000000', '--input-hit-micros', '1000000', '--output-micros', '8000000']);
     br = await launchBrowser();
     page = await openPage(br.context, srv.url, { settings: { max_tokens: 24 } });
     await page.goto(srv.url + '/');
@@ -68,6 +69,9 @@ test('send a message and see the reply stream in', async () => {
     const meta = lastAssistant().locator('.meta');
     await page.waitForFunction(() => /cost \d/.test(document.querySelector('#messages .msg.assistant:last-child .meta').textContent));
     assert.match(await meta.textContent(), /prompt \d+ · cached \d+ · completion 24/);
+    // 24 output tokens alone cost 24 * 8 = 192 micro-USD
+    const cost = Number(/cost ([\d.]+) USD/.exec(await meta.textContent())[1]);
+    assert.ok(cost >= 0.000192 && cost < 0.01, `cost ${cost}`);
     assert.equal(await page.isVisible('#send'), true);
     // the new chat is in the sidebar, open, and in the URL
     const id = await currentId();
@@ -173,7 +177,7 @@ test('reload shows the history; two chats in the sidebar switch correctly', asyn
     assert.equal(await page.locator('#messages .msg.user').count(), 1);
     assert.equal(await page.textContent('#messages .msg.user .bubble'), 'Tell me a very long story');
     assert.equal(await page.getAttribute('#messages .msg.assistant', 'data-state'), 'stopped');
-    assert.match(await page.textContent('#messages .msg.assistant .meta'), /stopped/);
+    assert.match(await page.textContent('#messages .msg.assistant .meta'), /^\d+ tokensstopped$/);
 
     const items = page.locator('#sessions li');
     assert.equal(await items.count(), 2);

@@ -33,6 +33,10 @@ function freePort() {
     });
 }
 
+// chatd reads CHATD_<OPTION> variables as options (and rejects unknown ones): the test
+// servers get none of them, whatever the caller's environment holds.
+const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATD_')));
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts `chatd serve` with extra args; resolves once /health answers 200. */
@@ -43,7 +47,7 @@ export async function startServer(extra = [], { dir } = {}) {
         const port = await freePort();
         const args = ['serve', '--model', modelPath, '--port', String(port), '--db', db, '--threads', '1',
             '--parallel', '2', ...extra];
-        const proc = spawn(chatdBin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const proc = spawn(chatdBin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
         let log = '';
         proc.stdout.on('data', (d) => { log += d; });
         proc.stderr.on('data', (d) => { log += d; });
@@ -77,7 +81,7 @@ export async function startServer(extra = [], { dir } = {}) {
 
 /** Runs a chatd subcommand against db; returns its stdout. */
 export function chatdCli(args, db) {
-    return execFileSync(chatdBin, [...args, '--db', db], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(chatdBin, [...args, '--db', db], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
 }
 
 /** Launches headless Chromium on a fresh profile directory; returns {context, close}. */

@@ -317,9 +317,10 @@ async function openSession(id) {
             renderReply(v, true);
             const status = m.status === 'complete' ? 'done' : m.status === 'partial' ? 'stopped' : m.status;
             v.el.dataset.state = status;
-            v.meta.replaceChildren(h('span', { text: `${fmtInt(m.n_tokens)} tokens` }),
-                status === 'stopped' ? h('span', { class: 'tag', text: 'stopped' }) : null,
-                status === 'error' ? h('span', { class: 'tag error', text: 'error' }) : null);
+            const meta = [h('span', { text: `${fmtInt(m.n_tokens)} tokens` })];
+            if (status === 'stopped') meta.push(h('span', { class: 'tag', text: 'stopped' }));
+            if (status === 'error') meta.push(h('span', { class: 'tag error', text: 'error' }));
+            v.meta.replaceChildren(...meta);
         }
     }
     if (!box.children.length) box.append(h('div', { class: 'empty', text: 'No messages yet.' }));
