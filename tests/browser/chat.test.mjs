@@ -5,7 +5,7 @@
 // and run in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, setSettings, artifactPath, sleep } from './harness.mjs';
+import { startServer, launchBrowser, openPage, setSettings, artifactPath, sleep, watchStreaming, streamSeen } from './harness.mjs';
 
 let srv;
 let br;
@@ -32,9 +32,10 @@ async function sendMessage(text) {
 
 before(async () => {
     // prices per million tokens: 2 (uncached input), 1 (cached input), 8 (output)
-    srv = await startServer(['--input-miss-micros', '2000000', '--input-hit-micros', '1000000', '--output-micros', '8000000']);
+    // a 2048-token window leaves room for replies long enough to stop mid-stream
+    srv = await startServer(['--ctx-size', '2048', '--input-miss-micros', '2000000', '--input-hit-micros', '1000000', '--output-micros', '8000000']);
     br = await launchBrowser();
-    page = await openPage(br.context, srv.url, { settings: { max_tokens: 24 } });
+    page = await openPage(br.context, srv.url, { settings: { max_tokens: 12 } });
     await page.goto(srv.url + '/');
     await page.waitForSelector('body[data-ready="1"]');
 });
@@ -49,36 +50,35 @@ test('the page shows the model facts and an empty chat', async () => {
     assert.match(info, /tiny-qwen2-q8_0/);
     assert.match(info, /6\.5M/);
     assert.match(info, /Q8_0/);
-    assert.match(info, /512 tokens/);
-    assert.match(await page.textContent('#ctx-text'), /0 \/ 512 tokens/);
+    assert.match(info, /2,048 tokens/);
+    assert.match(await page.textContent('#ctx-text'), /0 \/ 2,048 tokens/);
     assert.equal(await page.locator('#sessions li').count(), 0);
 });
 
 test('send a message and see the reply stream in', async () => {
+    await setSettings(page, { max_tokens: 48 });
+    await watchStreaming(page);
     await sendMessage('Hello there');
-    // text is visible while the reply is still streaming
-    await page.waitForFunction(() => {
-        const all = document.querySelectorAll('#messages .msg.assistant');
-        const el = all[all.length - 1];
-        return el && el.dataset.state === 'streaming' && el.querySelector('.bubble').textContent.trim().length > 0;
-    }, null, { timeout: 30000 });
+    await page.waitForFunction(() => window.__seen.text > 0, null, { timeout: 30000 });
     assert.equal(await page.isVisible('#stop'), true);
     await waitState(['done']);
+    await setSettings(page, { max_tokens: 12 });
     const text = await lastAssistant().locator('.bubble').textContent();
     assert.ok(text.trim().length > 0);
+    assert.ok((await streamSeen(page)).text >= 2, 'the text did not grow while streaming');
     const meta = lastAssistant().locator('.meta');
     await page.waitForFunction(() => /cost \d/.test(document.querySelector('#messages .msg.assistant:last-child .meta').textContent));
-    assert.match(await meta.textContent(), /prompt \d+ · cached \d+ · completion 24/);
-    // 24 output tokens alone cost 24 * 8 = 192 micro-USD
+    assert.match(await meta.textContent(), /prompt \d+ · cached \d+ · completion 48/);
+    // 48 output tokens alone cost 48 * 8 = 384 micro-USD
     const cost = Number(/cost ([\d.]+) USD/.exec(await meta.textContent())[1]);
-    assert.ok(cost >= 0.000192 && cost < 0.01, `cost ${cost}`);
+    assert.ok(cost >= 0.000384 && cost < 0.01, `cost ${cost}`);
     assert.equal(await page.isVisible('#send'), true);
     // the new chat is in the sidebar, open, and in the URL
     const id = await currentId();
     assert.match(id, /\S/);
     assert.equal(await page.locator(`#sessions li[data-id="${id}"].active`).count(), 1);
     await page.waitForFunction(() => /Chat total: \d+ tokens/.test(document.querySelector('#session-total').textContent));
-    assert.match(await page.textContent('#ctx-text'), /^[1-9]\d* \/ 512 tokens/);
+    assert.match(await page.textContent('#ctx-text'), /^[1-9]\d* \/ 2,048 tokens/);
     // what the page showed is what the server stored
     const msgs = (await api(`/v1/sessions/${id}/messages`)).body.data;
     assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant']);
@@ -101,7 +101,7 @@ test('Shift+Enter is a newline; Enter while composing (IME) does not send', asyn
         return a.defaultPrevented || b.defaultPrevented;
     });
     assert.equal(prevented, false);
-    await sleep(300);
+    await sleep(150);
     assert.equal(await page.locator('#messages .msg.user').count(), before);
     assert.equal(await page.inputValue('#input'), 'line one\nline two');
     await page.fill('#input', '');
@@ -120,7 +120,7 @@ test('HTML typed by the user is shown as text', async () => {
 test('HTML written by the model is shown as text', async () => {
     // Force the model to write only the tokens '<', 'b', '>', '</', 'img', ' src', '=', 'x'.
     const bias = { 27: 100, 65: 100, 29: 100, 3556: 100, 9600: 100, 12351: 100, 28: 100, 87: 100 };
-    await setSettings(page, { max_tokens: 24, extra: { logit_bias: bias, seed: 7 } });
+    await setSettings(page, { max_tokens: 12, extra: { logit_bias: bias, seed: 7 } });
     await sendMessage('write some html');
     await waitState(['done']);
     const id = await currentId();
@@ -133,13 +133,13 @@ test('HTML written by the model is shown as text', async () => {
     const norm = (s) => s.replace(/[\s>]/g, '');
     assert.equal(norm(await bubble.textContent()), norm(stored));
     assert.equal(await page.evaluate(() => window.__xss), undefined);
-    await setSettings(page, { max_tokens: 24 });
+    await setSettings(page, { max_tokens: 12 });
 });
 
 test('Stop ends a long reply mid-stream', async () => {
     await page.click('#new-chat');
     await page.waitForFunction(() => location.hash === '' && document.querySelector('#chat-title').textContent === 'New chat');
-    await setSettings(page, { max_tokens: 400 });
+    await setSettings(page, { max_tokens: 1500 });
     await sendMessage('Tell me a very long story');
     await page.waitForFunction(() => {
         const all = document.querySelectorAll('#messages .msg.assistant');
@@ -151,10 +151,10 @@ test('Stop ends a long reply mid-stream', async () => {
     assert.equal(await page.isVisible('#send'), true);
     assert.equal(await page.isVisible('#stop'), false);
     const shown = await lastAssistant().locator('.bubble').textContent();
-    await sleep(700);
+    await sleep(400);
     assert.equal(await lastAssistant().locator('.bubble').textContent(), shown, 'text kept growing after Stop');
     assert.match(await lastAssistant().locator('.meta').textContent(), /stopped/);
-    // the server stored a partial reply, well short of 400 tokens
+    // the server stored a partial reply, well short of 1500 tokens
     const id = await currentId();
     let last;
     for (let i = 0; i < 40; i++) {
@@ -165,8 +165,8 @@ test('Stop ends a long reply mid-stream', async () => {
     }
     assert.equal(last.role, 'assistant');
     assert.equal(last.status, 'partial');
-    assert.ok(last.n_tokens < 400, `n_tokens ${last.n_tokens}`);
-    await setSettings(page, { max_tokens: 24 });
+    assert.ok(last.n_tokens < 1500, `n_tokens ${last.n_tokens}`);
+    await setSettings(page, { max_tokens: 12 });
 });
 
 test('reload shows the history; two chats in the sidebar switch correctly', async () => {
@@ -193,14 +193,14 @@ test('reload shows the history; two chats in the sidebar switch correctly', asyn
 });
 
 test('the context gauge and the notice when old turns are dropped', async () => {
-    // 450 reserved for the reply leaves 62 prompt tokens: the earlier turns must go.
-    await setSettings(page, { max_tokens: 450 });
+    // 1988 reserved for the reply leaves 60 prompt tokens: the earlier turns must go.
+    await setSettings(page, { max_tokens: 1988 });
     await sendMessage('again');
     await page.waitForFunction(() => /dropped to fit/.test(document.querySelector('#notice').textContent), null, { timeout: 30000 });
     assert.equal(await page.isVisible('#notice'), true);
     await page.click('#stop');
     await waitState(['stopped', 'done'], 5000);
-    await setSettings(page, { max_tokens: 24 });
+    await setSettings(page, { max_tokens: 12 });
     assert.match(await page.getAttribute('#ctx-bar', 'aria-valuenow'), /^\d+$/);
 });
 

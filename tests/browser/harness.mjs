@@ -136,3 +136,23 @@ export function artifactPath(name) {
 }
 
 export { readFileSync, sleep };
+
+/** Installs an observer that notes whether the newest reply ever showed text (or a
+ * thinking block) while it was still streaming; read it with streamSeen(page). */
+export async function watchStreaming(page) {
+    await page.evaluate(() => {
+        window.__seen = { text: 0, thinking: 0 };
+        const check = () => {
+            const all = document.querySelectorAll('#messages .msg.assistant');
+            const el = all[all.length - 1];
+            if (!el || el.dataset.state !== 'streaming') return;
+            if (el.querySelector('.bubble').textContent.replace('…', '').trim()) window.__seen.text++;
+            const t = el.querySelector('.thinking');
+            if (t && !t.hidden && t.open && t.querySelector('.thinking-body').textContent) window.__seen.thinking++;
+        };
+        new MutationObserver(check).observe(document.getElementById('messages'),
+            { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+}
+
+export const streamSeen = (page) => page.evaluate(() => window.__seen);

@@ -155,7 +155,7 @@ test('text survives: rendered text equals the source minus markup', () => {
 
 test('pathological input renders quickly and safely', () => {
     const inputs = [
-        '*'.repeat(50000), '**a'.repeat(20000), '_'.repeat(50000), '`'.repeat(30000), '['.repeat(30000),
+        '*'.repeat(30000), '**a'.repeat(20000), '_'.repeat(30000), '`'.repeat(30000), '['.repeat(30000),
         '[a]('.repeat(20000), '> '.repeat(20000) + 'x', '- '.repeat(20000) + 'x', '~~a'.repeat(20000),
         'http://'.repeat(10000), '*a '.repeat(20000), '|'.repeat(20000) + '\n|---|\n', ('`a'.repeat(100) + '\n').repeat(200),
         Array.from({ length: 300 }, (_, i) => '`'.repeat(i + 1) + 'x').join(' '),

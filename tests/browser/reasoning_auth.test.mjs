@@ -8,7 +8,7 @@
 //   right key then works; a user over quota sees the 429 message.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, chatdCli } from './harness.mjs';
+import { startServer, launchBrowser, openPage, chatdCli, watchStreaming, streamSeen } from './harness.mjs';
 
 let br;
 
@@ -36,7 +36,7 @@ describe('a thinking model', () => {
     let page;
     before(async () => {
         srv = await startServer(['--chat-template', 'deepseek-r1']);
-        page = await openPage(br.context, srv.url, { settings: { max_tokens: 16 } });
+        page = await openPage(br.context, srv.url, { settings: { max_tokens: 32 } });
         await page.goto(srv.url + '/');
         await page.waitForSelector('body[data-ready="1"]');
     });
@@ -47,14 +47,12 @@ describe('a thinking model', () => {
 
     test('the reasoning shows in a thinking block above the answer', async () => {
         assert.match(await page.textContent('#model-info'), /thinks/);
+        await watchStreaming(page);
         await send(page, 'Why is the sky blue?');
-        // visible while streaming
-        await page.waitForFunction(() => {
-            const el = document.querySelector('#messages .msg.assistant');
-            const t = el && el.querySelector('.thinking');
-            return t && !t.hidden && t.open && el.querySelector('.thinking-body').textContent.length > 0;
-        }, null, { timeout: 30000 });
+        // the thinking block is open and filling while the reply streams
+        await page.waitForFunction(() => window.__seen.thinking > 0, null, { timeout: 30000 });
         await waitDone(page);
+        assert.ok((await streamSeen(page)).thinking >= 2, 'the thinking block did not grow while streaming');
         const order = await page.$eval('#messages .msg.assistant', (el) =>
             [...el.children].filter((c) => !c.hidden).map((c) => c.className));
         assert.deepEqual(order.slice(0, 2), ['thinking', 'bubble markdown']);
@@ -141,10 +139,8 @@ describe('--auth keys', () => {
 
     test('no key at all asks for one', async () => {
         const page = await openPage(br.context, srv.url);
-        await page.evaluate(() => localStorage.clear()).catch(() => {});
+        await page.addInitScript(() => localStorage.removeItem('chatd.apiKey'));
         await page.goto(srv.url + '/');
-        await page.evaluate(() => localStorage.removeItem('chatd.apiKey'));
-        await page.reload();
         await page.waitForSelector('#key-dialog[open]');
         assert.match(await page.textContent('#key-message'), /needs an API key \(401: missing API key/);
         await page.close();
