@@ -103,6 +103,19 @@ export async function launchBrowser() {
     };
 }
 
+let shared = null;
+
+/** One Chromium for every browser test of this process (launching is the slow part). */
+export async function sharedBrowser() {
+    if (!shared) shared = launchBrowser();
+    return shared;
+}
+
+export async function closeSharedBrowser() {
+    if (shared) await (await shared).close();
+    shared = null;
+}
+
 /** A new page that records page errors and any request leaving the chatd origin. */
 export async function openPage(context, base, { settings, apiKey } = {}) {
     const page = await context.newPage();

@@ -388,7 +388,15 @@ function renderReply(v, final) {
     if (r.reasoning) {
         v.thinking.hidden = false;
         v.thinkingBody.textContent = r.reasoning;
-        if (!final && !r.content) v.thinking.open = true;
+        // open while the model thinks; folded once the answer starts (unless there is none)
+        if (!r.content && !v.autoOpened && !final) {
+            v.thinking.open = true;
+            v.autoOpened = true;
+        } else if (r.content && v.autoOpened) {
+            v.thinking.open = false;
+            v.autoOpened = false;
+        }
+        if (final && !r.content) v.thinking.open = true;
         v.summary.textContent = final || r.content ? 'Thinking' : 'Thinking…';
     }
     v.bubble.replaceChildren(renderMarkdown(r.content, document));

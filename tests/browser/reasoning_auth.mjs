@@ -1,4 +1,4 @@
-// reasoning_auth.test.mjs - two more servers, one browser:
+// reasoning_auth.mjs - two more servers, in the shared browser:
 // - a thinking model: tiny-qwen2 served with the deepseek-r1 chat template, whose
 //   generation prompt opens a <think> block, so chatd streams reasoning_content; the page
 //   must show it in a "thinking" block above the answer, live and after a reload. A
@@ -8,17 +8,10 @@
 //   right key then works; a user over quota sees the 429 message.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, chatdCli, watchStreaming, streamSeen } from './harness.mjs';
+import { startServer, sharedBrowser, openPage, chatdCli, watchStreaming, streamSeen, artifactPath } from './harness.mjs';
 
 let br;
 
-before(async () => {
-    br = await launchBrowser();
-});
-
-after(async () => {
-    if (br) await br.close();
-});
 
 const waitDone = (page, states = ['done']) => page.waitForFunction((s) => {
     const all = document.querySelectorAll('#messages .msg.assistant');
@@ -35,6 +28,7 @@ describe('a thinking model', () => {
     let srv;
     let page;
     before(async () => {
+        br = await sharedBrowser();
         srv = await startServer(['--chat-template', 'deepseek-r1']);
         page = await openPage(br.context, srv.url, { settings: { max_tokens: 32 } });
         await page.goto(srv.url + '/');
@@ -95,6 +89,7 @@ describe('a thinking model', () => {
         assert.equal(await last.locator('.bubble pre code').textContent(), 'int x = 1 < 2;');
         assert.match(await last.locator('.meta').textContent(), /prompt 20 · cached 5 · completion 11/);
         assert.match(await page.textContent('#ctx-text'), /^31 \/ 512 tokens/);
+        await page.screenshot({ path: artifactPath('thinking.png') });
         assert.deepEqual(page.errors, []);
     });
 });
@@ -104,6 +99,7 @@ describe('--auth keys', () => {
     let key;
     let poorKey;
     before(async () => {
+        br = await sharedBrowser();
         srv = await startServer(['--auth', 'keys']);
         chatdCli(['user', 'add', 'alice'], srv.db);
         key = chatdCli(['key', 'create', 'alice'], srv.db).trim();
