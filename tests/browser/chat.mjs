@@ -244,6 +244,24 @@ describe('open mode', () => {
         assert.equal(await page.isVisible('#messages'), true);
     });
 
+    test('settings: saved to localStorage, bad JSON refused', async () => {
+        await page.click('#show-settings');
+        await page.waitForSelector('#settings-dialog[open]');
+        assert.equal(await page.inputValue('#set-max-tokens'), '12');
+        await page.fill('#set-extra', '[1, 2');
+        await page.click('#settings-form button.primary');
+        assert.equal(await page.isVisible('#settings-dialog'), true);
+        assert.match(await page.textContent('#settings-error'), /JSON object/);
+        await page.fill('#set-extra', '{"top_k": 5}');
+        await page.fill('#set-max-tokens', '20');
+        await page.click('#settings-form button.primary');
+        await page.waitForSelector('#settings-dialog', { state: 'hidden' });
+        const saved = await page.evaluate(() => JSON.parse(localStorage.getItem('chatd.settings')));
+        assert.equal(saved.max_tokens, 20);
+        assert.deepEqual(saved.extra, { top_k: 5 });
+        await setSettings(page, { max_tokens: 12 });
+    });
+
     test('screenshot of the main view; nothing left the origin', async () => {
         await page.click('#notice .close').catch(() => {});
         const id = await currentId();

@@ -67,6 +67,9 @@ export async function startServer(extra = [], { dir } = {}) {
                                 if (!exited) proc.kill('SIGKILL');
                             }
                             if (!dir) rmSync(tmp, { recursive: true, force: true });
+                            // a sanitizer build of chatd reports here
+                            const bad = /ERROR: \w+Sanitizer|runtime error:/.exec(log);
+                            if (bad) throw new Error('chatd sanitizer report:\n' + log.slice(bad.index, bad.index + 4000));
                         },
                     };
                 }
