@@ -385,6 +385,8 @@ function addAssistant() {
 
 function renderReply(v, final) {
     const r = v.reply;
+    if (v.final) return; // a frame scheduled during the stream must not undo the last render
+    v.final = final;
     if (r.reasoning) {
         v.thinking.hidden = false;
         v.thinkingBody.textContent = r.reasoning;
