@@ -687,6 +687,10 @@ $('composer').addEventListener('submit', (e) => {
     send();
 });
 $('stop').addEventListener('click', stopStream);
+document.addEventListener('keydown', (e) => {
+    // Escape stops a running reply (dialogs take their own Escape first)
+    if (e.key === 'Escape' && state.controller && !document.querySelector('dialog[open]')) stopStream();
+});
 $('new-chat').addEventListener('click', () => {
     if (location.hash) location.hash = '';
     else newChat();
