@@ -531,6 +531,8 @@ async function finishMeta(v, outcome, requestId) {
     const parts = [];
     if (r.error) {
         v.bubble.append(h('div', { class: 'error', text: `Error: ${r.error.message || 'generation failed'}` }));
+    } else if (outcome === 'stopped' && !r.content.trim() && !r.reasoning) {
+        v.bubble.append(h('span', { class: 'hint', text: '(stopped before any text)' }));
     }
     if (r.usage) {
         const u = r.usage;
