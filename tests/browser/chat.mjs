@@ -199,7 +199,7 @@ describe('open mode', () => {
         await sendMessage('again');
         await page.waitForFunction(() => /dropped to fit/.test(document.querySelector('#notice').textContent), null, { timeout: 30000 });
         assert.equal(await page.isVisible('#notice'), true);
-        await page.click('#stop');
+        await page.keyboard.press('Escape'); // Esc stops too
         await waitState(['stopped', 'done'], 5000);
         await setSettings(page, { max_tokens: 12 });
         assert.match(await page.getAttribute('#ctx-bar', 'aria-valuenow'), /^\d+$/);

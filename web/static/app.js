@@ -385,6 +385,8 @@ function addAssistant() {
 
 function renderReply(v, final) {
     const r = v.reply;
+    if (v.final) return; // a frame scheduled during the stream must not undo the last render
+    v.final = final;
     if (r.reasoning) {
         v.thinking.hidden = false;
         v.thinkingBody.textContent = r.reasoning;
@@ -529,6 +531,8 @@ async function finishMeta(v, outcome, requestId) {
     const parts = [];
     if (r.error) {
         v.bubble.append(h('div', { class: 'error', text: `Error: ${r.error.message || 'generation failed'}` }));
+    } else if (outcome === 'stopped' && !r.content.trim() && !r.reasoning) {
+        v.bubble.append(h('span', { class: 'hint', text: '(stopped before any text)' }));
     }
     if (r.usage) {
         const u = r.usage;
@@ -685,6 +689,10 @@ $('composer').addEventListener('submit', (e) => {
     send();
 });
 $('stop').addEventListener('click', stopStream);
+document.addEventListener('keydown', (e) => {
+    // Escape stops a running reply (dialogs take their own Escape first)
+    if (e.key === 'Escape' && state.controller && !document.querySelector('dialog[open]')) stopStream();
+});
 $('new-chat').addEventListener('click', () => {
     if (location.hash) location.hash = '';
     else newChat();
