@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Concurrent streams over HTTP, chatd and (optionally) the reference peer's server, one
+# after the other on the same GGUF file and the same slot count, with the same client:
+#   bench/run_concurrency.sh MODEL.gguf [PEER_SERVER_BINARY] [LEVELS] [TOKENS] [THREADS]
+# Prints, per server, aggregate decode tokens/s and client-side TTFT / inter-token
+# latency percentiles at each concurrency level (build/bench/chat_bench concurrency).
+set -euo pipefail
+model=${1:?usage: run_concurrency.sh MODEL.gguf [PEER_SERVER] [LEVELS] [TOKENS] [THREADS]}
+peer=${2:-}
+levels=${3:-1,2,4,8,16}
+tokens=${4:-64}
+threads=${5:-2}
+here=$(cd "$(dirname "$0")/.." && pwd)
+chatd=${CHATD:-$here/build/chatd}
+client=$here/build/bench/chat_bench
+slots=$(echo "$levels" | tr ',' '\n' | sort -n | tail -1)
+tmp=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+
+wait_up() {
+    for _ in $(seq 600); do
+        curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2
+    return 1
+}
+
+port=$((20000 + RANDOM % 20000))
+echo "== chatd ($(basename "$model"), $slots slots, $threads threads, $tokens tokens per stream)"
+"$chatd" serve --model "$model" --port $port --db "$tmp/bench.db" --parallel "$slots" \
+    --threads "$threads" --ctx-size 1024 --backend "${BACKEND:-cpu}" --log-level warn &
+pid=$!
+wait_up $port
+"$client" concurrency --url "http://127.0.0.1:$port" --levels "$levels" --tokens "$tokens"
+kill $pid; wait $pid 2>/dev/null || true
+
+if [ -n "$peer" ] && [ -x "$peer" ]; then
+    port=$((port + 1))
+    echo "== reference peer server ($(basename "$peer"), same model, $slots slots)"
+    "$peer" -m "$model" --host 127.0.0.1 --port $port -np "$slots" -c $((slots * 1024)) \
+        -t "$threads" >"$tmp/peer.log" 2>&1 &
+    pid=$!
+    wait_up $port
+    "$client" concurrency --url "http://127.0.0.1:$port" --levels "$levels" --tokens "$tokens"
+    kill $pid; wait $pid 2>/dev/null || true
+fi
