@@ -251,8 +251,10 @@ static int quota_admit(struct gen *g, uint32_t *max_tokens)
                  (long long)u.token_quota, (long long)used, (long long)reserved, g->n_prompt);
         return -1;
     }
-    if ((int64_t)*max_tokens > left)
+    if ((int64_t)*max_tokens > left) {
         *max_tokens = (uint32_t)left;
+        g->quota_capped = true;
+    }
     g->reserved_tokens = g->n_prompt + *max_tokens;
     srv_quota_reserve(g->srv, g->user_id, g->reserved_tokens);
     return 0;
@@ -517,9 +519,18 @@ static json_t *message_json(const struct gen *g)
     return m;
 }
 
+/* Why a reply stopped at "length" when the user's quota, not max_tokens, ended it. */
+static void add_finish_detail(const struct gen *g, json_t *choice)
+{
+    if (g->quota_capped && g->finish_reason && strcmp(g->finish_reason, "length") == 0)
+        json_object_set_new(choice, "finish_detail",
+                            json_string("the monthly token quota is used up; the reply was cut there"));
+}
+
 static json_t *full_response(struct gen *g)
 {
     json_t *choice = json_pack("{s:i, s:s}", "index", 0, "finish_reason", g->finish_reason);
+    add_finish_detail(g, choice);
     if (g->q.chat) {
         json_object_set_new(choice, "message", message_json(g));
     } else {
@@ -568,6 +579,8 @@ struct stream {
     bool done;       /* [DONE] queued */
     double last_ms;
     size_t sent_content, sent_reasoning;
+    uint64_t *bytes_out;  /* the request's byte count for its log line; only the reader
+                             touches it, and MHD never calls the reader after completion */
 };
 
 static double now_ms(void)
@@ -637,6 +650,7 @@ static void queue_end(struct stream *s)
     } else {
         json_t *last = chunk(g, json_object(), g->finish_reason);
         json_object_set_new(last, "context", context_json(g));
+        add_finish_detail(g, json_array_get(json_object_get(last, "choices"), 0));
         sse_json(s, last);
         if (g->q.include_usage)
             sse_json(s, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", g->id, "object",
@@ -680,6 +694,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         n = max;
     memcpy(buf, s->out.data + s->off, n);
     s->off += n;
+    *s->bytes_out += n;
     s->last_ms = now_ms();
     return (ssize_t)n;
 }
@@ -711,6 +726,7 @@ static int respond_stream(struct http_req *r, struct gen *g)
     }
     s->g = g;
     s->last_ms = now_ms();
+    s->bytes_out = &r->bytes_out;
     char dropped[16];
     snprintf(dropped, sizeof(dropped), "%d", g->dropped_messages);
     http_add_header(r, "X-Context-Dropped-Messages", dropped);

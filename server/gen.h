@@ -49,6 +49,7 @@ struct gen {
     uint32_t n_ctx;
     int dropped_messages;
     int64_t reserved_tokens;   /* quota reservation held until the end */
+    bool quota_capped;         /* max_tokens was cut to what the quota leaves */
 
     struct eng_job *job;
 
