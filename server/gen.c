@@ -828,9 +828,18 @@ static int load_session(struct http_req *r, struct gen *g, struct store_session 
 static int save_new_messages(struct gen *g)
 {
     for (size_t i = 0; i < g->q.n_msgs; i++) {
-        struct store_msg_in m = {.role = g->q.msgs[i].role, .content = g->q.msgs[i].content,
-                                 .status = STORE_MSG_COMPLETE};
-        if (store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL) != 0)
+        int32_t *ids = NULL;
+        size_t n = 0;
+        const char *c = g->q.msgs[i].content;
+        /* the message's own tokens, for the session's token meter */
+        if (tok_encode(g->sm->tok, c, strlen(c), false, false, &ids, &n) != 0)
+            n = 0;
+        struct store_msg_in m = {.role = g->q.msgs[i].role, .content = c, .token_ids = ids,
+                                 .n_token_ids = n, .n_tokens = (int64_t)n,
+                                 .fingerprint = g->sm->fingerprint, .status = STORE_MSG_COMPLETE};
+        int rc = store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL);
+        free(ids);
+        if (rc != 0)
             return -1;
     }
     return 0;

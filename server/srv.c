@@ -174,6 +174,9 @@ int api_metrics(struct http_req *r)
 
 /* ---- session meter ---- */
 
+/* The session's token meter: per-turn token counts, how full the window is, and which
+ * stored messages the next request would drop (an estimate from the stored counts: the
+ * template's own tokens are not counted). */
 json_t *srv_session_meter(struct srv *s, int64_t user_id, const struct store_session *sess)
 {
     const struct srv_model *sm = srv_find_model(s, sess->model);
@@ -192,11 +195,23 @@ json_t *srv_session_meter(struct srv *s, int64_t user_id, const struct store_ses
                                                (json_int_t)msgs[i].n_tokens, "status",
                                                store_status_name(msgs[i].status)));
     }
-    store_messages_free(msgs, n);
     uint32_t n_ctx = eng_n_ctx(sm->eng);
-    return json_pack("{s:o, s:I, s:I, s:f, s:b, s:s}", "turns", turns, "stored_tokens",
+    int64_t reserve = s->cfg->default_max_tokens < n_ctx / 4 ? s->cfg->default_max_tokens : n_ctx / 4;
+    int64_t budget = (int64_t)n_ctx - reserve, left = total;
+    json_t *drop = json_array();
+    if (total > budget) {
+        int64_t target = budget * s->cfg->context_target_fill / 100;
+        for (size_t i = 0; i < n && left > target; i++) {
+            if (strcmp(msgs[i].role, "system") == 0)
+                continue;
+            left -= msgs[i].n_tokens;
+            json_array_append_new(drop, json_integer(msgs[i].seq));
+        }
+    }
+    store_messages_free(msgs, n);
+    return json_pack("{s:o, s:I, s:I, s:f, s:o, s:b, s:s}", "turns", turns, "stored_tokens",
                      (json_int_t)total, "n_ctx", (json_int_t)n_ctx, "context_fill",
-                     n_ctx ? (double)total / n_ctx : 0.0, "kv_resident",
+                     n_ctx ? (double)total / n_ctx : 0.0, "would_drop", drop, "kv_resident",
                      eng_is_resident(sm->eng, user_id, sess->id), "model", sm->id);
 }
 

@@ -237,6 +237,18 @@ static void test_history_overflow_drops_oldest(void)
     json_t *r = turn(sid, "short", 4, &st);
     ASSERT_INT_EQ(st, 200);
     json_decref(r);
+    /* the meter: per-turn counts, the window, what the next request drops, KV residency */
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/sessions/%s", sid);
+    json_t *sess = req("GET", path, NULL, &st);
+    json_t *meter = json_object_get(sess, "meter");
+    ASSERT_INT_EQ(json_integer_value(json_object_get(meter, "n_ctx")), 512);
+    ASSERT_TRUE(json_integer_value(json_object_get(meter, "stored_tokens")) > 384); /* 512 - 128 reserved */
+    ASSERT_TRUE(json_array_size(json_object_get(meter, "would_drop")) > 0);
+    ASSERT_TRUE(json_is_true(json_object_get(meter, "kv_resident")));
+    json_t *t0 = json_array_get(json_object_get(meter, "turns"), 0);
+    ASSERT_TRUE(json_integer_value(json_object_get(t0, "n_tokens")) > 60);
+    json_decref(sess);
     /* a single message larger than the window is refused */
     char big[8192];
     n = 0;
