@@ -518,19 +518,15 @@ static int exec_for(struct rctx *R, struct scope *S, const struct tn *n)
         }
         src = kept;
     }
-    if (src->n == 0) {
-        if (!n->c)
-            return FLOW_NORMAL;
-        it->n = 0;
-        rc = exec_body(R, it, n->c);
-        return rc < 0 ? rc : FLOW_NORMAL;
-    }
     struct tv_loop *loop = tl_alloc(R, sizeof(*loop));
     if (!loop)
         return tl_nomem(R, n->line);
     loop->items = src;
     struct tv lv = {.kind = TV_LOOP, .u.loop = loop};
     static const struct tv loop_name = {.kind = TV_STR, .len = 4, .u.s = "loop"};
+    /* jinja2 runs the else block unless some iteration got to the end of the body:
+     * an iteration left by break or continue does not count */
+    bool completed = false;
     for (size_t i = 0; i < src->n; i++) {
         if ((rc = tl_count_iteration(R, n->line)) < 0)
             return rc;
@@ -542,10 +538,28 @@ static int exec_for(struct rctx *R, struct scope *S, const struct tn *n)
         rc = exec_body(R, it, n->b);
         if (rc < 0)
             return rc;
+        if (rc == FLOW_NORMAL)
+            completed = true;
         if (rc == FLOW_BREAK)
             break;
     }
+    if (!completed && n->c) {
+        it->n = 0; /* the else block sees the enclosing scope, not this loop */
+        return exec_body(R, it, n->c); /* a break here belongs to an outer loop */
+    }
     return FLOW_NORMAL;
+}
+
+/* Set-block and filter-block bodies run in their own scope, as in jinja2: what they
+ * set is gone afterwards. */
+static int capture_scoped(struct rctx *R, struct scope *S, const struct tn *body, struct tv *out, int line)
+{
+    struct scope *inner = tl_alloc(R, sizeof(*inner));
+    if (!inner)
+        return tl_nomem(R, line);
+    memset(inner, 0, sizeof(*inner));
+    inner->parent = S;
+    return capture(R, inner, body, out, line);
 }
 
 static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
@@ -570,13 +584,13 @@ static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
             return rc;
         return assign(R, S, n->d, v, n->line);
     case TN_SETBLOCK:
-        if ((rc = capture(R, S, n->b, &v, n->line)) < 0)
+        if ((rc = capture_scoped(R, S, n->b, &v, n->line)) < 0)
             return rc;
         if (n->e && (rc = tl_apply_filter_chain(R, n->e, v, &v)) < 0)
             return rc;
         return assign(R, S, n->d, v, n->line);
     case TN_FILTERBLOCK:
-        if ((rc = capture(R, S, n->b, &v, n->line)) < 0)
+        if ((rc = capture_scoped(R, S, n->b, &v, n->line)) < 0)
             return rc;
         if ((rc = tl_apply_filter_chain(R, n->e, v, &v)) < 0)
             return rc;
@@ -672,8 +686,8 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     R.err = err;
     R.err_len = err_len;
     R.max_out = p->max_output_bytes ? p->max_output_bytes : (size_t)32 << 20;
-    R.arena.cap_bytes = p->max_memory_bytes ? p->max_memory_bytes : (size_t)256 << 20;
-    R.max_steps = p->max_steps ? p->max_steps : 50000000u;
+    R.arena.cap_bytes = p->max_memory_bytes ? p->max_memory_bytes : (size_t)64 << 20;
+    R.max_steps = p->max_steps ? p->max_steps : 10000000u;
     R.max_iters = p->max_loop_iterations ? p->max_loop_iterations : 1000000u;
     struct scope root;
     memset(&root, 0, sizeof(root));

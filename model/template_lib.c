@@ -2365,6 +2365,8 @@ static int f_unique(struct rctx *R, struct tv v, struct targs *a, struct tv *out
             return R->err_code;
         if (fold(R, k, cs && tv_truthy(*cs), &k, line) < 0)
             return R->err_code;
+        if (k.kind == TV_LIST || k.kind == TV_DICT || k.kind == TV_NS) /* jinja2 uses a set */
+            return tl_fail(R, TMPL_EEVAL, line, "unhashable type: '%s'", type_name(k));
         bool dup = false;
         for (size_t j = 0; j < ns && !dup; j++)
             dup = values_eq(seen[j], k);

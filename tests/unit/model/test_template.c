@@ -208,6 +208,12 @@ static void test_loops(void)
     ASSERT_STR_EQ(R("{% for a in [1,2] %}{% for b in [3,4] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}"),
                   "121122");
     ASSERT_STR_EQ(R("{% for x in none %}{% endfor %}"), "ERR:line 1: 'NoneType' object is not iterable");
+    /* jinja2 runs for-else unless an iteration reached the end of the body */
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% if x == 1 %}{% break %}{% endif %}{% else %}E{% endfor %}"), "E");
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% if x == 2 %}{% break %}{% endif %}{% else %}E{% endfor %}"), "");
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% continue %}{% else %}E{% endfor %}"), "E");
+    ASSERT_STR_EQ(R("{% for x in [] %}{% else %}{{ loop is defined }}{% endfor %}"), "False");
+    ASSERT_STR_EQ(R("{% for i in [1] %}{% for j in [] %}{% else %}{{ loop.index }}{% endfor %}{% endfor %}"), "1");
 }
 
 static void test_scoping(void)
@@ -224,6 +230,9 @@ static void test_scoping(void)
     ASSERT_STR_EQ(R("{% set x | upper %}ab{% endset %}{{ x }}"), "AB");
     ASSERT_STR_EQ(R("{% filter upper %}hi {{ 'there' }}{% endfilter %}"), "HI THERE");
     ASSERT_STR_EQ(R("{% filter trim %}  x  {% endfilter %}|"), "x|");
+    /* set-block and filter-block bodies have their own scope */
+    ASSERT_STR_EQ(R("{% set y %}{% set x = 1 %}{% endset %}{{ x is defined }}"), "False");
+    ASSERT_STR_EQ(R("{% set x = 0 %}{% filter upper %}{{ x }}{% set x = 1 %}{{ x }}{% endfilter %}{{ x }}"), "010");
     ASSERT_STR_EQ(R("{% set v = 1 %}{% set x = 2 %}{{ x.y is defined }}"), "False");
 }
 
