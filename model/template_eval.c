@@ -32,6 +32,8 @@ int tl_fail(struct rctx *R, int code, int line, const char *fmt, ...)
     if (R->err_code)
         return R->err_code;
     R->err_code = code;
+    if (line <= 0)
+        line = R->line;
     if (!R->err || R->err_len == 0)
         return code;
     int n = 0;
@@ -158,6 +160,7 @@ static int exec_body(struct rctx *R, struct scope *S, const struct tn *n);
 
 static int step(struct rctx *R, int line)
 {
+    R->line = line;
     if (++R->steps > R->max_steps)
         return tl_fail(R, TMPL_ELIMIT, line, "template ran for more than %llu steps",
                        (unsigned long long)R->max_steps);

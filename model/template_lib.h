@@ -26,6 +26,7 @@ struct rctx {
     uint64_t iters;
     uint64_t max_iters;
     int depth;
+    int line;           /* template line being evaluated, for errors raised deep down */
     int err_code;
     char *err;
     size_t err_len;

@@ -420,6 +420,16 @@ static void test_limits(void)
     ASSERT_STR_CONTAINS(err, "output larger than 100 bytes");
     tmpl_free(t);
 
+    const char *wide = "a\nb\n{% for i in range(100) %}{{ 'x' * 100 }}{% endfor %}";
+    t = tmpl_new(wide, strlen(wide), err, sizeof(err));
+    ASSERT_TRUE(t != NULL);
+    p = tmpl_default_params();
+    p.max_output_bytes = 1000;
+    rc = tmpl_render(t, &p, &out, NULL, err, sizeof(err));
+    ASSERT_INT_EQ(rc, TMPL_ELIMIT);
+    ASSERT_STR_EQ(err, "line 3: output larger than 1000 bytes");
+    tmpl_free(t);
+
     const char *grow = "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}";
     t = tmpl_new(grow, strlen(grow), err, sizeof(err));
     ASSERT_TRUE(t != NULL);
