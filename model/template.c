@@ -913,33 +913,36 @@ static struct tn *parse_filter_expr(struct parser *P, struct tn *n)
     }
 }
 
-/* Items of a list/tuple/dict literal up to the closing bracket. */
-static struct tn *parse_seq(struct parser *P, const char *close, bool dict, int *count)
+/* Items of a list/tuple/dict literal up to the closing bracket, into *items (NULL
+ * when there are none). Returns 0, or -1 on a syntax error. */
+static int parse_seq(struct parser *P, const char *close, bool dict, struct tn **items)
 {
     struct tn *head = NULL, *tail = NULL;
-    *count = 0;
+    int count = 0;
+    *items = NULL;
     while (!is_op(P, close)) {
-        if (*count > 0 && expect_op(P, ",") < 0)
-            return NULL;
+        if (count > 0 && expect_op(P, ",") < 0)
+            return -1;
         if (is_op(P, close))
             break;
         struct tn *item = parse_expr(P);
         if (!item)
-            return NULL;
+            return -1;
         if (dict) {
             struct tn *pair = node(P, TN_PAIR, item->line);
             if (!pair || expect_op(P, ":") < 0)
-                return NULL;
+                return -1;
             pair->a = item;
             if (!(pair->b = parse_expr(P)))
-                return NULL;
+                return -1;
             item = pair;
         }
         list_add(&head, &tail, item);
-        ++*count;
+        count++;
     }
     advance(P);
-    return head ? head : (struct tn *)P; /* non-NULL marker for "empty, no error" */
+    *items = head;
+    return 0;
 }
 
 static struct tn *parse_primary(struct parser *P)
@@ -1009,24 +1012,20 @@ static struct tn *parse_primary(struct parser *P)
         n = node(P, TN_TUPLE, t->line);
         if (!n)
             goto out;
-        int count;
-        struct tn *rest = parse_seq(P, ")", false, &count);
-        if (!rest) {
+        if (parse_seq(P, ")", false, &first->next) < 0) {
             n = NULL;
             goto out;
         }
-        first->next = count ? rest : NULL;
         n->a = first;
     } else if (tok_is(t, TK_OP, "[") || tok_is(t, TK_OP, "{")) {
         bool dict = tok_is(t, TK_OP, "{");
         advance(P);
-        int count;
-        struct tn *items = parse_seq(P, dict ? "}" : "]", dict, &count);
-        if (!items)
+        struct tn *items;
+        if (parse_seq(P, dict ? "}" : "]", dict, &items) < 0)
             goto out;
         n = node(P, dict ? TN_DICT : TN_LIST, t->line);
         if (n)
-            n->a = count ? items : NULL;
+            n->a = items;
     } else {
         perr(P, t->line, "unexpected %s in expression", tok_desc(t, buf, sizeof(buf)));
     }
