@@ -85,26 +85,31 @@ static bool all_chars(struct tv s, int kind)
     if (s.len == 0)
         return false;
     bool cased = false;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.u.s[i];
+    for (size_t i = 0; i < s.len;) {
+        size_t l = 1;
+        while (i + l < s.len && ((unsigned char)s.u.s[i + l] & 0xc0) == 0x80)
+            l++;
+        uint32_t c = tl_u8_decode(s.u.s + i, l);
+        bool is_up = tl_cp_lower(c) != c, is_low = tl_cp_upper(c) != c || c == 0xdf;
+        i += l;
         switch (kind) {
         case M_ISDIGIT:
             if (c < '0' || c > '9')
                 return false;
             break;
         case M_ISALPHA:
-            if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+            if (!is_up && !is_low)
                 return false;
             break;
         case M_ISUPPER:
-            if (c >= 'a' && c <= 'z')
+            if (is_low)
                 return false;
-            cased |= c >= 'A' && c <= 'Z';
+            cased |= is_up;
             break;
         case M_ISLOWER:
-            if (c >= 'A' && c <= 'Z')
+            if (is_up)
                 return false;
-            cased |= c >= 'a' && c <= 'z';
+            cased |= is_low;
             break;
         }
     }
@@ -197,15 +202,8 @@ static int call_method(struct rctx *R, struct tv_func *f, struct targs *a, struc
         return tl_case_map(R, s, 0, out, line);
     case M_TITLE:
         return tl_case_map(R, s, 3, out, line);
-    case M_CAPITALIZE: {
-        struct tv low;
-        if (tl_case_map(R, s, 0, &low, line) < 0)
-            return R->err_code;
-        if (low.len && low.u.s[0] >= 'a' && low.u.s[0] <= 'z')
-            ((char *)low.u.s)[0] = (char)(low.u.s[0] & ~0x20);
-        *out = low;
-        return 0;
-    }
+    case M_CAPITALIZE:
+        return tl_case_map(R, s, 2, out, line);
     case M_FIND:
     case M_COUNT: {
         if (tl_want_str(R, a0, methods[f->id].name, line) < 0)
@@ -1116,14 +1114,9 @@ static int f_string_op(struct rctx *R, enum filter id, struct tv v, struct targs
     case F_UPPER:
         return tl_case_map(R, s, 1, out, line);
     case F_TITLE:
-        return tl_case_map(R, s, 3, out, line);
-    case F_CAPITALIZE: {
-        if (tl_case_map(R, s, 0, out, line) < 0)
-            return R->err_code;
-        if (out->len && out->u.s[0] >= 'a' && out->u.s[0] <= 'z')
-            ((char *)out->u.s)[0] = (char)(out->u.s[0] & ~0x20);
-        return 0;
-    }
+        return tl_case_map(R, s, 4, out, line);
+    case F_CAPITALIZE:
+        return tl_case_map(R, s, 2, out, line);
     case F_REPLACE: {
         struct tv *old = tl_arg(a, 0, "old"), *new = tl_arg(a, 1, "new"), *cnt = tl_arg(a, 2, "count");
         struct tv o, nw;

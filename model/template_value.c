@@ -153,6 +153,26 @@ static size_t u8_offset(const char *s, size_t n, size_t idx)
     return n;
 }
 
+static size_t put_utf8_len(uint32_t cp)
+{
+    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+static void put_utf8(char *o, uint32_t cp)
+{
+    size_t l = put_utf8_len(cp);
+    if (l == 1) {
+        o[0] = (char)cp;
+        return;
+    }
+    static const unsigned char lead[] = {0, 0, 0xc0, 0xe0, 0xf0};
+    for (size_t k = l - 1; k > 0; k--) {
+        o[k] = (char)(0x80 | (cp & 0x3f));
+        cp >>= 6;
+    }
+    o[0] = (char)(lead[l] | cp);
+}
+
 static size_t u8_char_len(const char *s, size_t n, size_t i)
 {
     size_t j = i + 1;
@@ -1059,30 +1079,99 @@ int tl_str_new(struct rctx *R, size_t n, char **p, int line)
     return 0;
 }
 
+/* Simple case mapping for ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic:
+ * the scripts where it keeps the UTF-8 length. Other characters are left as they
+ * are (Python would also map, e.g., Armenian or Georgian). */
+uint32_t tl_cp_upper(uint32_t c)
+{
+    if (c >= 'a' && c <= 'z')
+        return c - 32;
+    if (c < 0x80)
+        return c;
+    if ((c >= 0xe0 && c <= 0xfe && c != 0xf7) || (c >= 0x3b1 && c <= 0x3c9 && c != 0x3c2) ||
+        (c >= 0x430 && c <= 0x44f))
+        return c - 0x20;
+    if (c == 0xff)
+        return 0x178;
+    if (c == 0xb5)
+        return 0x39c;
+    if (c == 0x3c2)
+        return 0x3a3;
+    if (c >= 0x450 && c <= 0x45f)
+        return c - 0x50;
+    if (((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) && (c & 1))
+        return c - 1;
+    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) && !(c & 1))
+        return c - 1;
+    return c;
+}
+
+uint32_t tl_cp_lower(uint32_t c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c + 32;
+    if (c < 0x80)
+        return c;
+    if ((c >= 0xc0 && c <= 0xde && c != 0xd7) || (c >= 0x391 && c <= 0x3a9 && c != 0x3a2) ||
+        (c >= 0x410 && c <= 0x42f))
+        return c + 0x20;
+    if (c == 0x178)
+        return 0xff;
+    if (c >= 0x400 && c <= 0x40f)
+        return c + 0x50;
+    if (((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) && !(c & 1))
+        return c + 1;
+    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) && (c & 1))
+        return c + 1;
+    return c;
+}
+
+/* Decodes the character at s[i] (length l); invalid sequences give U+FFFD. */
+uint32_t tl_u8_decode(const char *s, size_t l)
+{
+    unsigned char c = (unsigned char)s[0];
+    if (l == 1)
+        return c < 0x80 ? c : 0xfffd;
+    uint32_t cp = l == 2 ? c & 0x1fu : l == 3 ? c & 0x0fu : c & 0x07u;
+    for (size_t k = 1; k < l; k++)
+        cp = (cp << 6) | ((unsigned char)s[k] & 0x3fu);
+    return cp;
+}
+
+static bool title_boundary(uint32_t c)
+{
+    /* jinja2's |title starts a word after -, whitespace, ( { [ < */
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || c == ' ' ||
+           (c >= 0x09 && c <= 0x0d);
+}
+
 int tl_case_map(struct rctx *R, struct tv s, int mode, struct tv *out, int line)
 {
-    /* mode: 0 lower, 1 upper, 2 capitalize, 3 title */
+    /* mode: 0 lower, 1 upper, 2 capitalize, 3 str.title, 4 jinja2's |title */
     char *p;
     if (tl_str_new(R, s.len, &p, line) < 0)
         return R->err_code;
     bool word_start = true;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.u.s[i];
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        bool up;
-        if (mode == 0)
-            up = false;
-        else if (mode == 1)
-            up = true;
-        else if (mode == 2)
-            up = i == 0;
-        else
-            up = word_start;
-        if (alpha)
-            c = up ? (char)(c & ~0x20) : (char)(c | 0x20);
+    size_t k = 0;
+    for (size_t i = 0; i < s.len;) {
+        size_t l = u8_char_len(s.u.s, s.len, i);
+        uint32_t c = tl_u8_decode(s.u.s + i, l);
+        bool up = mode == 1 || (mode == 2 && i == 0) || (mode >= 3 && word_start);
+        uint32_t m = up ? tl_cp_upper(c) : tl_cp_lower(c);
+        bool cased = tl_cp_upper(c) != c || tl_cp_lower(c) != c || c == 0xdf;
         if (mode == 3)
-            word_start = !alpha && !((unsigned char)c >= 0x80);
-        p[i] = c;
+            word_start = !cased;
+        else if (mode == 4)
+            word_start = title_boundary(c);
+        if (c == 0xdf && up) {
+            memcpy(p + k, "SS", 2); /* Python: 'ß'.upper() == 'SS', same byte length */
+        } else if (m != c && put_utf8_len(m) == l) {
+            put_utf8(p + k, m);
+        } else {
+            memcpy(p + k, s.u.s + i, l);
+        }
+        k += l;
+        i += l;
     }
     *out = tv_str(p, s.len);
     return 0;

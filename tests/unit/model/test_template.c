@@ -324,6 +324,9 @@ static void test_filters(void)
                   "[1, 3] [1, 3, 4] ['a', 'b']");
     ASSERT_STR_EQ(R("{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent(2, first=true) }}|{{ 'x\n'|indent }}"),
                   "a\n  b\n\n  c|  a\n  b|x\n");
+    ASSERT_STR_EQ(R("{{ 'h\xc3\xa9llo w\xc3\xb6rld'|upper }}|{{ '\xc3\x89" "COLE \xd0\x9c\xd0\x98\xd0\xa0'|lower }}|"
+                    "{{ \"it's a-b\"|title }}|{{ \"it's a-b\".title() }}|{{ 'stra\xc3\x9f' 'e'|upper }}"),
+                  "H\xc3\x89LLO W\xc3\x96RLD|\xc3\xa9" "cole \xd0\xbc\xd0\xb8\xd1\x80|It's A-B|It'S A-B|STRASSE");
     ASSERT_STR_EQ(R("{{ '<a href=\"x\">&</a>'|e }} {{ '<b>'|safe }}"), "&lt;a href=&#34;x&#34;&gt;&amp;&lt;/a&gt; <b>");
     ASSERT_STR_EQ(R("{{ {'b': 1, 'a': 2}|dictsort }} {{ ['b', 'A', 'c']|max }} {{ [3, 1]|min }}"),
                   "[('a', 2), ('b', 1)] c 1");
