@@ -674,8 +674,14 @@ int tl_write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct tl_j
 
 /* ------------------------------------------------------------------ comparison */
 
-bool tv_equal(struct tv a, struct tv b)
+/* Value equality; containers nested deeper than TV_EQ_MAX_DEPTH (only a hostile
+ * template builds those) compare unequal instead of recursing further. */
+#define TV_EQ_MAX_DEPTH 100
+
+static bool equal_depth(struct tv a, struct tv b, int depth)
 {
+    if (depth > TV_EQ_MAX_DEPTH)
+        return false;
     if (tv_is_num(a) && tv_is_num(b)) {
         if (a.kind == TV_FLOAT || b.kind == TV_FLOAT)
             return tv_as_float(a) == tv_as_float(b);
@@ -696,7 +702,7 @@ bool tv_equal(struct tv a, struct tv b)
         if (a.u.l->n != b.u.l->n)
             return false;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!tv_equal(a.u.l->items[i], b.u.l->items[i]))
+            if (!equal_depth(a.u.l->items[i], b.u.l->items[i], depth + 1))
                 return false;
         return true;
     case TV_DICT:
@@ -704,7 +710,7 @@ bool tv_equal(struct tv a, struct tv b)
             return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             struct tv *o = tl_dict_find(b.u.d, a.u.d->keys[i]);
-            if (!o || !tv_equal(a.u.d->vals[i], *o))
+            if (!o || !equal_depth(a.u.d->vals[i], *o, depth + 1))
                 return false;
         }
         return true;
@@ -717,6 +723,11 @@ bool tv_equal(struct tv a, struct tv b)
     default:
         return false;
     }
+}
+
+bool tv_equal(struct tv a, struct tv b)
+{
+    return equal_depth(a, b, 0);
 }
 
 /* Python ordering: *out < 0, 0, > 0. Numbers, strings and sequences only. */
