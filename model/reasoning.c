@@ -54,6 +54,8 @@ void rsn_free(struct rsn_splitter *s)
 
 static void drop(struct rsn_splitter *s, size_t k)
 {
+    if (k == 0)
+        return;
     memmove(s->hold, s->hold + k, s->n - k);
     s->n -= k;
 }
@@ -163,8 +165,10 @@ int rsn_feed(struct rsn_splitter *s, const char *text, size_t len, rsn_emit_fn e
         s->hold = h;
         s->cap = cap;
     }
-    memcpy(s->hold + s->n, text, len);
-    s->n += len;
+    if (len > 0) {
+        memcpy(s->hold + s->n, text, len);
+        s->n += len;
+    }
     process(s, false, emit, user);
     return 0;
 }

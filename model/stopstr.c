@@ -86,9 +86,11 @@ static int release(struct stop_matcher *m, size_t k, const char **emit, size_t *
 {
     if (reserve(&m->out, &m->out_cap, k ? k : 1) < 0)
         return -1;
-    memcpy(m->out, m->buf, k);
-    memmove(m->buf, m->buf + k, m->n - k);
-    m->n -= k;
+    if (k > 0) {
+        memcpy(m->out, m->buf, k);
+        memmove(m->buf, m->buf + k, m->n - k);
+        m->n -= k;
+    }
     *emit = m->out;
     *emit_len = k;
     return 0;
@@ -140,8 +142,10 @@ int stop_feed(struct stop_matcher *m, const char *text, size_t len, const char *
         return 1;
     if (len > SIZE_MAX - m->n || reserve(&m->buf, &m->cap, m->n + len) < 0)
         return -1;
-    memcpy(m->buf + m->n, text, len);
-    m->n += len;
+    if (len > 0) {
+        memcpy(m->buf + m->n, text, len);
+        m->n += len;
+    }
 
     size_t pos = 0, idx = 0;
     bool found = find_match(m, &pos, &idx);

@@ -56,8 +56,8 @@ struct tmpl_params {
     int64_t now_unix;             /* clock for strftime_now (UTC); 0 means the current time */
     /* Limits; 0 means the default. */
     size_t max_output_bytes;      /* default 32 MiB */
-    size_t max_memory_bytes;      /* values built while rendering; default 256 MiB */
-    uint64_t max_steps;           /* evaluated nodes; default 50 million */
+    size_t max_memory_bytes;      /* values built while rendering; default 64 MiB */
+    uint64_t max_steps;           /* evaluated nodes; default 10 million */
     uint64_t max_loop_iterations; /* over the whole render; default 1 million */
 };
 

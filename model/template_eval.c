@@ -32,6 +32,8 @@ int tl_fail(struct rctx *R, int code, int line, const char *fmt, ...)
     if (R->err_code)
         return R->err_code;
     R->err_code = code;
+    if (line <= 0)
+        line = R->line;
     if (!R->err || R->err_len == 0)
         return code;
     int n = 0;
@@ -158,6 +160,7 @@ static int exec_body(struct rctx *R, struct scope *S, const struct tn *n);
 
 static int step(struct rctx *R, int line)
 {
+    R->line = line;
     if (++R->steps > R->max_steps)
         return tl_fail(R, TMPL_ELIMIT, line, "template ran for more than %llu steps",
                        (unsigned long long)R->max_steps);
@@ -518,19 +521,15 @@ static int exec_for(struct rctx *R, struct scope *S, const struct tn *n)
         }
         src = kept;
     }
-    if (src->n == 0) {
-        if (!n->c)
-            return FLOW_NORMAL;
-        it->n = 0;
-        rc = exec_body(R, it, n->c);
-        return rc < 0 ? rc : FLOW_NORMAL;
-    }
     struct tv_loop *loop = tl_alloc(R, sizeof(*loop));
     if (!loop)
         return tl_nomem(R, n->line);
     loop->items = src;
     struct tv lv = {.kind = TV_LOOP, .u.loop = loop};
     static const struct tv loop_name = {.kind = TV_STR, .len = 4, .u.s = "loop"};
+    /* jinja2 runs the else block unless some iteration got to the end of the body:
+     * an iteration left by break or continue does not count */
+    bool completed = false;
     for (size_t i = 0; i < src->n; i++) {
         if ((rc = tl_count_iteration(R, n->line)) < 0)
             return rc;
@@ -542,10 +541,28 @@ static int exec_for(struct rctx *R, struct scope *S, const struct tn *n)
         rc = exec_body(R, it, n->b);
         if (rc < 0)
             return rc;
+        if (rc == FLOW_NORMAL)
+            completed = true;
         if (rc == FLOW_BREAK)
             break;
     }
+    if (!completed && n->c) {
+        it->n = 0; /* the else block sees the enclosing scope, not this loop */
+        return exec_body(R, it, n->c); /* a break here belongs to an outer loop */
+    }
     return FLOW_NORMAL;
+}
+
+/* Set-block and filter-block bodies run in their own scope, as in jinja2: what they
+ * set is gone afterwards. */
+static int capture_scoped(struct rctx *R, struct scope *S, const struct tn *body, struct tv *out, int line)
+{
+    struct scope *inner = tl_alloc(R, sizeof(*inner));
+    if (!inner)
+        return tl_nomem(R, line);
+    memset(inner, 0, sizeof(*inner));
+    inner->parent = S;
+    return capture(R, inner, body, out, line);
 }
 
 static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
@@ -570,13 +587,13 @@ static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
             return rc;
         return assign(R, S, n->d, v, n->line);
     case TN_SETBLOCK:
-        if ((rc = capture(R, S, n->b, &v, n->line)) < 0)
+        if ((rc = capture_scoped(R, S, n->b, &v, n->line)) < 0)
             return rc;
         if (n->e && (rc = tl_apply_filter_chain(R, n->e, v, &v)) < 0)
             return rc;
         return assign(R, S, n->d, v, n->line);
     case TN_FILTERBLOCK:
-        if ((rc = capture(R, S, n->b, &v, n->line)) < 0)
+        if ((rc = capture_scoped(R, S, n->b, &v, n->line)) < 0)
             return rc;
         if ((rc = tl_apply_filter_chain(R, n->e, v, &v)) < 0)
             return rc;
@@ -672,8 +689,8 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     R.err = err;
     R.err_len = err_len;
     R.max_out = p->max_output_bytes ? p->max_output_bytes : (size_t)32 << 20;
-    R.arena.cap_bytes = p->max_memory_bytes ? p->max_memory_bytes : (size_t)256 << 20;
-    R.max_steps = p->max_steps ? p->max_steps : 50000000u;
+    R.arena.cap_bytes = p->max_memory_bytes ? p->max_memory_bytes : (size_t)64 << 20;
+    R.max_steps = p->max_steps ? p->max_steps : 10000000u;
     R.max_iters = p->max_loop_iterations ? p->max_loop_iterations : 1000000u;
     struct scope root;
     memset(&root, 0, sizeof(root));

@@ -1,6 +1,5 @@
 /* template_lib.h - private to the template interpreter: the render context shared by
- * template_eval.c (statements, expressions) and template_lib.c (value operations,
- * filters, tests, methods, globals). Not part of the model/ interface. */
+ * template_eval.c (statements, expressions) and template_lib.c (value operations, * filters, tests, methods, globals). Not part of the model/ interface. */
 #ifndef CHATD_TEMPLATE_LIB_H
 #define CHATD_TEMPLATE_LIB_H
 
@@ -27,6 +26,7 @@ struct rctx {
     uint64_t iters;
     uint64_t max_iters;
     int depth;
+    int line;           /* template line being evaluated, for errors raised deep down */
     int err_code;
     char *err;
     size_t err_len;
@@ -93,5 +93,48 @@ int tl_iterable(struct rctx *R, struct tv v, struct tv *out, int line);
 bool tl_global(struct rctx *R, struct tv name, struct tv *out);
 /* Appends Python's str(v) to b. */
 int tl_write_str(struct rctx *R, struct sbuf *b, struct tv v, int line);
+
+/* ---- shared by template_value.c and template_lib.c ---- */
+struct tl_json_opts {
+    bool ascii;
+    bool sort_keys;
+    int indent;          /* -1: none */
+    struct tv item_sep;  /* strings */
+    struct tv key_sep;
+};
+
+bool tv_is_cstr(struct tv s, const char *p);
+const char *tv_type_name(struct tv v);
+bool tv_is_num(struct tv v);
+bool tv_is_intlike(struct tv v);
+int64_t tv_as_int(struct tv v);
+double tv_as_float(struct tv v);
+bool tv_is_seq(struct tv v);
+size_t tl_u8_count(const char *s, size_t n);
+size_t tl_space_len(const char *p, size_t n);
+int tl_list_value(struct rctx *R, size_t cap, enum tv_kind kind, struct tv *out, int line);
+bool tv_equal(struct tv a, struct tv b);
+struct tv *tl_dict_find(struct tv_dict *d, struct tv key);
+int tl_to_str(struct rctx *R, struct tv v, struct tv *out, int line);
+int tl_write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct tl_json_opts *o, int level, int line);
+int tl_order(struct rctx *R, struct tv a, struct tv b, int *out, int line, int depth);
+int tl_contains(struct rctx *R, struct tv container, struct tv item, bool *out, int line);
+int tl_concat(struct rctx *R, struct tv a, struct tv b, struct tv *out, int line);
+int tl_repeat(struct rctx *R, struct tv seq, int64_t times, struct tv *out, int line);
+struct tv *tl_arg(struct targs *a, int i, const char *name);
+int tl_want_str(struct rctx *R, struct tv *v, const char *what, int line);
+int tl_want_int(struct rctx *R, struct tv *v, const char *what, int line);
+int tl_str_new(struct rctx *R, size_t n, char **p, int line);
+uint32_t tl_cp_upper(uint32_t c);
+uint32_t tl_cp_lower(uint32_t c);
+uint32_t tl_u8_decode(const char *s, size_t l);
+int tl_case_map(struct rctx *R, struct tv s, int mode, struct tv *out, int line);
+struct tv tl_strip(struct tv s, const struct tv *chars, bool left, bool right);
+int tl_split(struct rctx *R, struct tv s, struct tv *sep, int64_t maxsplit, bool from_right, struct tv *out, int line);
+int tl_replace(struct rctx *R, struct tv s, struct tv old, struct tv new, int64_t count, struct tv *out, int line);
+int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int line);
+struct tv tv_float(double f);
+struct tv tv_none(void);
+struct tv tv_undef(void);
 
 #endif

@@ -124,6 +124,7 @@ static void test_budget(void)
     memset(&got, 0, sizeof(got));
     struct rsn_splitter *s = rsn_new(false);
     ASSERT_TRUE(!rsn_in_reasoning(s));
+    rsn_feed(s, "", 0, on_emit, &got); /* empty pieces are fine, even first */
     rsn_feed(s, "<think>", 7, on_emit, &got);
     ASSERT_TRUE(rsn_in_reasoning(s));
     rsn_feed(s, "long thought  ", 14, on_emit, &got);

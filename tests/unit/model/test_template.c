@@ -208,6 +208,12 @@ static void test_loops(void)
     ASSERT_STR_EQ(R("{% for a in [1,2] %}{% for b in [3,4] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}"),
                   "121122");
     ASSERT_STR_EQ(R("{% for x in none %}{% endfor %}"), "ERR:line 1: 'NoneType' object is not iterable");
+    /* jinja2 runs for-else unless an iteration reached the end of the body */
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% if x == 1 %}{% break %}{% endif %}{% else %}E{% endfor %}"), "E");
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% if x == 2 %}{% break %}{% endif %}{% else %}E{% endfor %}"), "");
+    ASSERT_STR_EQ(R("{% for x in [1, 2] %}{% continue %}{% else %}E{% endfor %}"), "E");
+    ASSERT_STR_EQ(R("{% for x in [] %}{% else %}{{ loop is defined }}{% endfor %}"), "False");
+    ASSERT_STR_EQ(R("{% for i in [1] %}{% for j in [] %}{% else %}{{ loop.index }}{% endfor %}{% endfor %}"), "1");
 }
 
 static void test_scoping(void)
@@ -224,6 +230,9 @@ static void test_scoping(void)
     ASSERT_STR_EQ(R("{% set x | upper %}ab{% endset %}{{ x }}"), "AB");
     ASSERT_STR_EQ(R("{% filter upper %}hi {{ 'there' }}{% endfilter %}"), "HI THERE");
     ASSERT_STR_EQ(R("{% filter trim %}  x  {% endfilter %}|"), "x|");
+    /* set-block and filter-block bodies have their own scope */
+    ASSERT_STR_EQ(R("{% set y %}{% set x = 1 %}{% endset %}{{ x is defined }}"), "False");
+    ASSERT_STR_EQ(R("{% set x = 0 %}{% filter upper %}{{ x }}{% set x = 1 %}{{ x }}{% endfilter %}{{ x }}"), "010");
     ASSERT_STR_EQ(R("{% set v = 1 %}{% set x = 2 %}{{ x.y is defined }}"), "False");
 }
 
@@ -315,6 +324,9 @@ static void test_filters(void)
                   "[1, 3] [1, 3, 4] ['a', 'b']");
     ASSERT_STR_EQ(R("{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent(2, first=true) }}|{{ 'x\n'|indent }}"),
                   "a\n  b\n\n  c|  a\n  b|x\n");
+    ASSERT_STR_EQ(R("{{ 'h\xc3\xa9llo w\xc3\xb6rld'|upper }}|{{ '\xc3\x89" "COLE \xd0\x9c\xd0\x98\xd0\xa0'|lower }}|"
+                    "{{ \"it's a-b\"|title }}|{{ \"it's a-b\".title() }}|{{ 'stra\xc3\x9f' 'e'|upper }}"),
+                  "H\xc3\x89LLO W\xc3\x96RLD|\xc3\xa9" "cole \xd0\xbc\xd0\xb8\xd1\x80|It's A-B|It'S A-B|STRASSE");
     ASSERT_STR_EQ(R("{{ '<a href=\"x\">&</a>'|e }} {{ '<b>'|safe }}"), "&lt;a href=&#34;x&#34;&gt;&amp;&lt;/a&gt; <b>");
     ASSERT_STR_EQ(R("{{ {'b': 1, 'a': 2}|dictsort }} {{ ['b', 'A', 'c']|max }} {{ [3, 1]|min }}"),
                   "[('a', 2), ('b', 1)] c 1");
@@ -409,6 +421,16 @@ static void test_limits(void)
     rc = tmpl_render(t, &p, &out, NULL, err, sizeof(err));
     ASSERT_INT_EQ(rc, TMPL_ELIMIT);
     ASSERT_STR_CONTAINS(err, "output larger than 100 bytes");
+    tmpl_free(t);
+
+    const char *wide = "a\nb\n{% for i in range(100) %}{{ 'x' * 100 }}{% endfor %}";
+    t = tmpl_new(wide, strlen(wide), err, sizeof(err));
+    ASSERT_TRUE(t != NULL);
+    p = tmpl_default_params();
+    p.max_output_bytes = 1000;
+    rc = tmpl_render(t, &p, &out, NULL, err, sizeof(err));
+    ASSERT_INT_EQ(rc, TMPL_ELIMIT);
+    ASSERT_STR_EQ(err, "line 3: output larger than 1000 bytes");
     tmpl_free(t);
 
     const char *grow = "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}";
