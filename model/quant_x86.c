@@ -261,6 +261,9 @@ TGT_Z static inline float hsum_zmm(__m512 v)
  * time, so each tile touches the same spot 12 rows further on; at 1024 columns that is
  * 7-13 KiB ahead, a few hundred nanoseconds of decode. */
 #define PF_ROWS 12
+#ifndef PF_ROWS_F16
+#define PF_ROWS_F16 4
+#endif
 #define TILE_INLINE TGT_VNNI static inline __attribute__((always_inline))
 
 TILE_INLINE void tile_q8(const int R, const int C, const int q4, int64_t nb, const uint8_t *w,
@@ -329,7 +332,7 @@ TILE_INLINE void tile_f16(const int R, const int C, const int dummy, int64_t n, 
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             if ((k & 31) == 0)
-                _mm_prefetch((const char *)(w + (r + PF_ROWS) * ws) + 2 * k, _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + (r + PF_ROWS_F16) * ws) + 2 * k, _MM_HINT_T0);
             wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + r * ws) + k / 16));
         }
 #pragma GCC unroll 4
