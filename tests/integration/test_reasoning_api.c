@@ -152,6 +152,24 @@ static void test_session_keeps_reasoning_apart(void)
     json_decref(j);
 }
 
+/* max_reasoning_tokens ends the thought (the model is made to write </think>) after the
+ * budget; what follows is content. */
+static void test_reasoning_budget(void)
+{
+    long st;
+    json_t *body = json_pack("{s:[{s:s, s:s}], s:f, s:i, s:i, s:b}", "messages", "role", "user",
+                             "content", "Think briefly.", "temperature", 0.0, "max_tokens", 12,
+                             "max_reasoning_tokens", 3, "ignore_eos", 1);
+    json_t *j = post("/v1/chat/completions", body, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_t *d = json_object_get(json_object_get(j, "usage"), "completion_tokens_details");
+    /* three thought tokens, then the forced </think> (counted with the thought) */
+    ASSERT_TRUE(json_integer_value(json_object_get(d, "reasoning_tokens")) <= 4);
+    ASSERT_TRUE(strlen(msg_field(j, "reasoning_content")) > 0);
+    ASSERT_TRUE(strlen(msg_field(j, "content")) > 0);
+    json_decref(j);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/chatd-reasoning-XXXXXX";
@@ -181,6 +199,7 @@ int main(void)
     RUN(test_stream_reasoning_then_content);
     RUN(test_format_none);
     RUN(test_session_keeps_reasoning_apart);
+    RUN(test_reasoning_budget);
     itest_stop(&srv);
     itest_cleanup(&srv);
     unlink(tmpl);
