@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -320,30 +321,89 @@ static int open_store(struct srv *s, char *err, size_t err_len)
     return 0;
 }
 
+/* Bytes of memory available to new allocations (MemAvailable), or 0 if unknown. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+/* Opens one model after checking that it fits: the CPU backend keeps its own copy of the
+ * weights beside the mapping, so a model needs about its file size again. */
+static int open_one(struct srv *s, const char *path, const char *given_id, char *err, size_t err_len)
+{
+    struct srv_model *sm = &s->models[s->n_models];
+    char id[128];
+    if (given_id && *given_id)
+        snprintf(id, sizeof(id), "%s", given_id);
+    else
+        model_id_from_path(path, id, sizeof(id));
+    if (srv_find_model(s, id)) {
+        snprintf(err, err_len, "models: the id '%s' is used twice", id);
+        return -1;
+    }
+    struct stat st;
+    uint64_t avail = mem_available();
+    if (stat(path, &st) == 0 && avail && (uint64_t)st.st_size > avail) {
+        snprintf(err, err_len, "model %s needs about %llu MiB but only %llu MiB of memory are available",
+                 id, (unsigned long long)(st.st_size >> 20), (unsigned long long)(avail >> 20));
+        return -1;
+    }
+    if (srv_model_open(sm, path, id, s->cfg, err, err_len) != 0)
+        return -1;
+    s->n_models++;
+    const struct mdl_hparams *hp = mdl_hparams(sm->mdl);
+    uint64_t kv_slot = 2ull * hp->n_layer * mdl_n_ctx(sm->mdl) * hp->n_head_kv * hp->head_dim * 2;
+    log_info("model id=%s path=%s arch=%s params=%llu type=%s n_ctx=%u slots=%lld backend=%s template=%s "
+             "kv_bytes_per_slot=%llu kv_bytes_total=%llu",
+             sm->id, path, mdl_arch_name(sm->mdl), (unsigned long long)mdl_n_params(sm->mdl),
+             mdl_weight_type(sm->mdl), mdl_n_ctx(sm->mdl), (long long)s->cfg->parallel,
+             mdl_backend_ops(sm->mdl)->name, sm->template_name, (unsigned long long)kv_slot,
+             (unsigned long long)(kv_slot * (uint64_t)s->cfg->parallel));
+    return 0;
+}
+
+/* The `models` list: "PATH,ID=PATH,..." (the first is the default). */
+static int open_model_list(struct srv *s, char *err, size_t err_len)
+{
+    char *list = strdup(s->cfg->models), *save = NULL;
+    size_t n = 1;
+    for (const char *p = list; p && *p; p++)
+        n += *p == ',';
+    s->models = calloc(n, sizeof(*s->models));
+    int rc = list && s->models ? 0 : -1;
+    for (char *e = strtok_r(list, ",", &save); e && rc == 0; e = strtok_r(NULL, ",", &save)) {
+        while (*e == ' ')
+            e++;
+        char *eq = strchr(e, '=');
+        if (eq)
+            *eq = 0;
+        rc = open_one(s, eq ? eq + 1 : e, eq ? e : NULL, err, err_len);
+    }
+    free(list);
+    if (rc == 0 && s->n_models == 0) {
+        snprintf(err, err_len, "models: the list is empty");
+        rc = -1;
+    }
+    return rc;
+}
+
 static int open_models(struct srv *s, char *err, size_t err_len)
 {
+    if (s->cfg->models[0])
+        return open_model_list(s, err, err_len);
     char *path = resolve_model(s->cfg, err, err_len);
     if (!path)
         return -1;
     s->models = calloc(1, sizeof(*s->models));
-    if (!s->models) {
-        free(path);
-        return -1;
-    }
-    char id[128];
-    if (s->cfg->model_id[0])
-        snprintf(id, sizeof(id), "%s", s->cfg->model_id);
-    else
-        model_id_from_path(path, id, sizeof(id));
-    int rc = srv_model_open(&s->models[0], path, id, s->cfg, err, err_len);
-    if (rc == 0) {
-        s->n_models = 1;
-        const struct srv_model *sm = &s->models[0];
-        log_info("model id=%s path=%s arch=%s params=%llu type=%s n_ctx=%u slots=%lld backend=%s template=%s",
-                 sm->id, path, mdl_arch_name(sm->mdl), (unsigned long long)mdl_n_params(sm->mdl),
-                 mdl_weight_type(sm->mdl), mdl_n_ctx(sm->mdl), (long long)s->cfg->parallel,
-                 mdl_backend_ops(sm->mdl)->name, sm->template_name);
-    }
+    int rc = s->models ? open_one(s, path, s->cfg->model_id, err, err_len) : -1;
     free(path);
     return rc;
 }
