@@ -34,6 +34,8 @@ enum vkb_pipe_id {
     VKB_P_ATTN,
     VKB_P_SILU_MUL,
     VKB_P_ADD,
+    VKB_P_QUANT_Q8_0,
+    VKB_P_QUANT_Q8_K,
     VKB_P_COUNT
 };
 
@@ -148,10 +150,26 @@ struct vkb_view {
     uint32_t stride;
 };
 
-/* y[t][row] (+)= W[row] . x[t] (+ bias[row]) for t < m; flags VKB_MM_*. bias may be NULL. */
+/* Activations quantized by vkb_op_quant_q8: int8 blocks and their scales. */
+struct vkb_xq {
+    struct vkb_buf *q;    /* [m][k/4] words */
+    struct vkb_buf *s;    /* [m][k/32] floats */
+};
+
+/* Whether mat-muls with weights of this type read quantized activations, and whether
+ * the reference quantizes them as Q8_K (K-quants) rather than Q8_0. */
+bool vkb_type_is_quant(uint32_t type);
+bool vkb_type_is_kquant(uint32_t type);
+/* Quantizes m rows of k activations into xq, as the reference does for quantized
+ * weights: Q8_0 blocks of 32 (k_quant false), or Q8_K blocks of 256 (k_quant true,
+ * k a multiple of 256). */
+int vkb_op_quant_q8(struct vkb_ctx *c, struct vkb_view x, uint32_t k, uint32_t m, bool k_quant,
+                    const struct vkb_xq *xq, char *err, size_t err_len);
+/* y[t][row] (+)= W[row] . x[t] (+ bias[row]) for t < m; flags VKB_MM_*. bias may be NULL.
+ * Quantized weight types read xq (x quantized by vkb_op_quant_q8), float types x. */
 int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view x,
-                  struct vkb_view y, uint32_t m, struct vkb_buf *bias, uint32_t flags,
-                  char *err, size_t err_len);
+                  const struct vkb_xq *xq, struct vkb_view y, uint32_t m, struct vkb_buf *bias,
+                  uint32_t flags, char *err, size_t err_len);
 /* out[j] = rows tokens[j] of the embedding matrix (ints at info[tok_off + j]), j < m. */
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
                     uint32_t tok_off, struct vkb_view out, uint32_t m, char *err,

@@ -19,6 +19,8 @@
  *   att = attention(q, cache); x += att Wo           (mat-mul accumulate flag)
  *   h = rmsnorm(x) * ffn_norm
  *   ff = [h Wgate | h Wup]; ff_gate = silu(gate) * up; x += ff_gate Wdown
+ * Every mat-mul input that meets quantized weights is first quantized to int8 blocks
+ * (vkb_op_quant_q8), as the reference does.
  * then the final norm of only the rows whose logits are wanted and the output matrix.
  */
 #include "vkb.h"
@@ -72,6 +74,9 @@ struct bk_backend {
     struct vkb_buf hout;      /* [L][n_embd] final norm of wanted rows */
     struct vkb_buf logits;    /* [L][n_vocab] */
     struct vkb_buf logits_host; /* readback copy when logits is not mapped */
+    struct vkb_buf xq_q;      /* [T][k_max/4] int8 activations for quantized weights */
+    struct vkb_buf xq_s;      /* [T][k_max/32] their scales */
+    struct vkb_xq xq;
     uint32_t *slot_len;       /* [n_slots] positions held */
     char err[256];
 };
@@ -168,6 +173,13 @@ static int activations_init(struct bk_backend *b, char *err, size_t err_len)
         vkb_buf_new(c, &b->hout, L * b->hp.n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &b->logits, L * b->hp.n_vocab * f, VKB_MEM_DEVICE, err, err_len) < 0)
         return -1;
+    uint32_t kmax = b->hp.n_embd > b->q_dim ? b->hp.n_embd : b->q_dim;
+    kmax = kmax > b->hp.n_ff ? kmax : b->hp.n_ff;
+    if (vkb_buf_new(c, &b->xq_q, T * kmax, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->xq_s, T * (kmax / 32) * f, VKB_MEM_DEVICE, err, err_len) < 0)
+        return -1;
+    b->xq.q = &b->xq_q;
+    b->xq.s = &b->xq_s;
     if (!b->logits.map &&
         vkb_buf_new(c, &b->logits_host, L * b->hp.n_vocab * f, VKB_MEM_HOST, err, err_len) < 0)
         return -1;
@@ -255,9 +267,10 @@ static void vk_free(struct bk_backend *b)
             for (int j = 0; j < 7; j++)
                 vkb_buf_free(c, bs[j]);
         }
-        struct vkb_buf *act[10] = {&b->rope_tab, &b->info, &b->x, &b->h, &b->qkv, &b->att,
-                                   &b->ff, &b->hout, &b->logits, &b->logits_host};
-        for (int j = 0; j < 10; j++)
+        struct vkb_buf *act[12] = {&b->rope_tab, &b->info, &b->x, &b->h, &b->qkv, &b->att,
+                                   &b->ff, &b->hout, &b->logits, &b->logits_host, &b->xq_q,
+                                   &b->xq_s};
+        for (int j = 0; j < 12; j++)
             vkb_buf_free(c, act[j]);
         vkb_ctx_close(c);
     }
@@ -273,6 +286,27 @@ static struct vkb_view view(struct vkb_buf *buf, uint32_t off, uint32_t stride)
     return (struct vkb_view){.buf = buf, .off = off, .stride = stride};
 }
 
+/* Quantizes the mat-mul input x (m rows of k) when one of its n_w consumers has
+ * quantized weights (as Q8_K when all of those are K-quants), then adds a barrier. */
+static int quantize_for(struct bk_backend *b, struct vkb_view x, uint32_t k, uint32_t m,
+                        const struct vkb_weight *const *ws, int n_w)
+{
+    bool need = false;
+    bool all_k = k % 256 == 0;
+    for (int i = 0; i < n_w; i++) {
+        if (vkb_type_is_quant(ws[i]->type)) {
+            need = true;
+            all_k &= vkb_type_is_kquant(ws[i]->type);
+        }
+    }
+    if (!need)
+        return 0;
+    if (vkb_op_quant_q8(b->c, x, k, m, all_k, &b->xq, b->err, sizeof(b->err)) < 0)
+        return -1;
+    vkb_rec_barrier(b->c);
+    return 0;
+}
+
 /* Records the layers of one chunk of m tokens (inputs already in b->info). */
 static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
 {
@@ -286,14 +320,22 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
     struct vkb_view h = view(&b->h, 0, E);
     uint32_t bias = l->has_bias ? VKB_MM_BIAS : 0u;
 
+    const struct vkb_weight *qkv_w[3] = {&l->wq, &l->wk, &l->wv};
+    const struct vkb_weight *ffn_w[2] = {&l->gate, &l->up};
+    const struct vkb_weight *wo_w[1] = {&l->wo};
+    const struct vkb_weight *down_w[1] = {&l->down};
+    struct vkb_xq *xq = &b->xq;
+
     if (vkb_op_rmsnorm(c, x, &l->attn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->wq, h, view(&b->qkv, 0, b->qkv_dim), m, l->has_bias ? &l->bq : NULL,
-                      bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wk, h, view(&b->qkv, b->q_dim, b->qkv_dim), m,
+    if (quantize_for(b, h, E, m, qkv_w, 3) < 0)
+        return -1;
+    if (vkb_op_matmul(c, &l->wq, h, xq, view(&b->qkv, 0, b->qkv_dim), m,
+                      l->has_bias ? &l->bq : NULL, bias, err, el) < 0 ||
+        vkb_op_matmul(c, &l->wk, h, xq, view(&b->qkv, b->q_dim, b->qkv_dim), m,
                       l->has_bias ? &l->bk : NULL, bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wv, h, view(&b->qkv, b->q_dim + b->kv_dim, b->qkv_dim), m,
+        vkb_op_matmul(c, &l->wv, h, xq, view(&b->qkv, b->q_dim + b->kv_dim, b->qkv_dim), m,
                       l->has_bias ? &l->bv : NULL, bias, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
@@ -317,23 +359,26 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
                     view(&b->att, 0, b->q_dim), m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), x, m, NULL, VKB_MM_ACCUMULATE, err,
-                      el) < 0)
+    if (quantize_for(b, view(&b->att, 0, b->q_dim), b->q_dim, m, wo_w, 1) < 0 ||
+        vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), xq, x, m, NULL, VKB_MM_ACCUMULATE,
+                      err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
     if (vkb_op_rmsnorm(c, x, &l->ffn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->gate, h, view(&b->ff, 0, 2 * F), m, NULL, 0, err, el) < 0 ||
-        vkb_op_matmul(c, &l->up, h, view(&b->ff, F, 2 * F), m, NULL, 0, err, el) < 0)
+    if (quantize_for(b, h, E, m, ffn_w, 2) < 0 ||
+        vkb_op_matmul(c, &l->gate, h, xq, view(&b->ff, 0, 2 * F), m, NULL, 0, err, el) < 0 ||
+        vkb_op_matmul(c, &l->up, h, xq, view(&b->ff, F, 2 * F), m, NULL, 0, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
     if (vkb_op_silu_mul(c, view(&b->ff, 0, 2 * F), view(&b->ff, F, 2 * F), view(&b->ff, 0, 2 * F),
                         F, m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), x, m, NULL, VKB_MM_ACCUMULATE, err,
-                      el) < 0)
+    if (quantize_for(b, view(&b->ff, 0, 2 * F), F, m, down_w, 1) < 0 ||
+        vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), xq, x, m, NULL, VKB_MM_ACCUMULATE,
+                      err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
     return 0;
@@ -372,8 +417,10 @@ static int run_chunk(struct bk_backend *b, const struct bk_batch *batch, uint32_
                            INFO_OUT, err, el) < 0)
             goto fail;
         vkb_rec_barrier(c);
-        if (vkb_op_matmul(c, wout, view(&b->hout, 0, hp->n_embd), view(&b->logits, 0, hp->n_vocab),
-                          n_out, NULL, 0, err, el) < 0)
+        const struct vkb_weight *out_w[1] = {wout};
+        if (quantize_for(b, view(&b->hout, 0, hp->n_embd), hp->n_embd, n_out, out_w, 1) < 0 ||
+            vkb_op_matmul(c, wout, view(&b->hout, 0, hp->n_embd), &b->xq,
+                          view(&b->logits, 0, hp->n_vocab), n_out, NULL, 0, err, el) < 0)
             goto fail;
         if (!b->logits.map) {
             vkb_rec_barrier(c);

@@ -296,9 +296,35 @@ static int pipe_for_type(uint32_t type, bool matvec, enum vkb_pipe_id *out)
     return -1;
 }
 
+bool vkb_type_is_quant(uint32_t type)
+{
+    return type != GGML_TYPE_F32 && type != GGML_TYPE_F16;
+}
+
+bool vkb_type_is_kquant(uint32_t type)
+{
+    return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K;
+}
+
+int vkb_op_quant_q8(struct vkb_ctx *c, struct vkb_view x, uint32_t k, uint32_t m, bool k_quant,
+                    const struct vkb_xq *xq, char *err, size_t err_len)
+{
+    const uint32_t blk = k_quant ? 256 : 32;
+    const enum vkb_pipe_id id = k_quant ? VKB_P_QUANT_Q8_K : VKB_P_QUANT_Q8_0;
+    if (k % blk || x.off % 4 || x.stride % 4) {
+        snprintf(err, err_len, "vulkan: quant_q8 of rows of %u at offset %u, stride %u", k,
+                 x.off, x.stride);
+        return -1;
+    }
+    uint32_t push[4] = {k, m, x.off, x.stride};
+    struct vkb_buf *bufs[3] = {x.buf, xq->q, xq->s};
+    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(k / blk, c->pipes[id].local_x),
+                            m, 1, err, err_len);
+}
+
 int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view x,
-                  struct vkb_view y, uint32_t m, struct vkb_buf *bias, uint32_t flags,
-                  char *err, size_t err_len)
+                  const struct vkb_xq *xq, struct vkb_view y, uint32_t m, struct vkb_buf *bias,
+                  uint32_t flags, char *err, size_t err_len)
 {
     /* Mat-vec for up to 3 tokens, tiles of VKB_MM_TN beyond: both give identical
      * numbers, so the choice only affects speed. */
@@ -313,11 +339,16 @@ int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view
         snprintf(err, err_len, "vulkan: mat-mul bias flag without a bias");
         return -1;
     }
+    if (vkb_type_is_quant(w->type) && !xq) {
+        snprintf(err, err_len, "vulkan: mat-mul with quantized weights needs quantized activations");
+        return -1;
+    }
     uint32_t push[8] = {w->k, w->n, m, x.off, x.stride, y.off, y.stride, flags};
-    struct vkb_buf *bufs[4] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf};
+    struct vkb_buf *bufs[6] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf,
+                               xq ? xq->q : x.buf, xq ? xq->s : x.buf};
     uint32_t gx = div_up(w->n, matvec ? VKB_MV_NR : VKB_MM_NR);
     uint32_t gy = matvec ? m : div_up(m, VKB_MM_TN);
-    return vkb_rec_dispatch(c, id, bufs, 4, push, sizeof(push), gx, gy, 1, err, err_len);
+    return vkb_rec_dispatch(c, id, bufs, 6, push, sizeof(push), gx, gy, 1, err, err_len);
 }
 
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,

@@ -32,18 +32,18 @@ struct pipe_desc {
 };
 
 static const struct pipe_desc pipe_table[VKB_P_COUNT] = {
-    [VKB_P_MATVEC_F32] = {"matvec_f32", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_F16] = {"matvec_f16", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q8_0] = {"matvec_q8_0", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q4_0] = {"matvec_q4_0", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q4_K] = {"matvec_q4_k", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q6_K] = {"matvec_q6_k", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_F32] = {"matmul_f32", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_F16] = {"matmul_f16", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q8_0] = {"matmul_q8_0", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q4_0] = {"matmul_q4_0", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q4_K] = {"matmul_q4_k", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q6_K] = {"matmul_q6_k", 4, 32, SUBGROUP},
+    [VKB_P_MATVEC_F32] = {"matvec_f32", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_F16] = {"matvec_f16", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q8_0] = {"matvec_q8_0", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q4_0] = {"matvec_q4_0", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q4_K] = {"matvec_q4_k", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q6_K] = {"matvec_q6_k", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_F32] = {"matmul_f32", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_F16] = {"matmul_f16", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q8_0] = {"matmul_q8_0", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q4_0] = {"matmul_q4_0", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q4_K] = {"matmul_q4_k", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q6_K] = {"matmul_q6_k", 6, 32, SUBGROUP},
     [VKB_P_GET_ROWS_F32] = {"get_rows_f32", 3, 24, SUBGROUP},
     [VKB_P_GET_ROWS_F16] = {"get_rows_f16", 3, 24, SUBGROUP},
     [VKB_P_GET_ROWS_Q8_0] = {"get_rows_q8_0", 3, 24, SUBGROUP},
@@ -56,6 +56,8 @@ static const struct pipe_desc pipe_table[VKB_P_COUNT] = {
     [VKB_P_ATTN] = {"attn", 5, 44, SUBGROUP},
     [VKB_P_SILU_MUL] = {"silu_mul", 3, 32, VKB_EW_LOCAL},
     [VKB_P_ADD] = {"add", 2, 24, VKB_EW_LOCAL},
+    [VKB_P_QUANT_Q8_0] = {"quant_q8_0", 3, 16, SUBGROUP},
+    [VKB_P_QUANT_Q8_K] = {"quant_q8_k", 3, 16, SUBGROUP},
 };
 
 #define DESC_POOL_SETS 4096u
@@ -153,7 +155,7 @@ int vkb_pipelines_create(struct vkb_ctx *c, char *err, size_t err_len)
 {
     VkDescriptorPoolSize ps = {
         .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = DESC_POOL_SETS * 5,
+        .descriptorCount = DESC_POOL_SETS * 6,
     };
     VkDescriptorPoolCreateInfo dpci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,

@@ -256,23 +256,82 @@ static float *rnd_vec(size_t n, float lo, float hi)
 
 /* ---- tests ---- */
 
-/* y = W x for m tokens on the device, through mat-vec (m < 4) or tiled mat-mat. */
+/* The reference's Q8_K activation quantization of 256 values at v, in place. */
+static float quantize_q8k_ref(float *v)
+{
+    float amax = 0;
+    float vmax = 0;
+    for (int i = 0; i < 256; i++) {
+        if (fabsf(v[i]) > amax) {
+            amax = fabsf(v[i]);
+            vmax = v[i];
+        }
+    }
+    float s = amax != 0 ? -127.0f / vmax : 0.0f;
+    float d = amax != 0 ? 1.0f / s : 0.0f;
+    for (int i = 0; i < 256; i++) {
+        float q = nearbyintf(s * v[i]);
+        v[i] = d * (q > 127 ? 127 : q);
+    }
+    return fabsf(d);
+}
+
+/* The reference's activation quantization (Q8_0 blocks, scale rounded to F16; Q8_K
+ * for K-quant weights): x replaced by its dequantized value in place, for rows of k
+ * at stride xs from offset 4. */
+static void quantize_ref(float *x, uint32_t k, uint32_t xs, uint32_t m, bool kq, float *dmax)
+{
+    *dmax = 0;
+    for (uint32_t t = 0; t < m; t++) {
+        for (uint32_t b = 0; kq && b < k; b += 256) {
+            float d = quantize_q8k_ref(x + 4 + (size_t)t * xs + b);
+            *dmax = d > *dmax ? d : *dmax;
+        }
+        for (uint32_t b = 0; !kq && b < k; b += 32) {
+            float *v = x + 4 + (size_t)t * xs + b;
+            float amax = 0;
+            for (int i = 0; i < 32; i++)
+                amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+            float d = amax / 127.0f;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            float d16 = round_f16(d);
+            *dmax = d16 > *dmax ? d16 : *dmax;
+            for (int i = 0; i < 32; i++)
+                v[i] = d16 * roundf(v[i] * id);
+        }
+    }
+}
+
+/* y = W x for m tokens on the device, through mat-vec (m < 4) or tiled mat-mat;
+ * quantized weight types first quantize x on the device (vkb_op_quant_q8). */
 static int run_matmul(const struct vkb_weight *w, struct vkb_buf *xb, uint32_t m, float *y,
                       struct vkb_buf *bias, uint32_t flags, const float *y0)
 {
     struct vkb_buf yb;
+    struct vkb_buf qb;
+    struct vkb_buf sb;
+    struct vkb_xq xq = {&qb, &sb};
     size_t yn = (size_t)m * (w->n + 3);
-    if (buf_from(&yb, y0, yn * sizeof(float), VKB_MEM_DEVICE) < 0)
+    if (buf_from(&yb, y0, yn * sizeof(float), VKB_MEM_DEVICE) < 0 ||
+        buf_from(&qb, NULL, (size_t)m * w->k, VKB_MEM_DEVICE) < 0 ||
+        buf_from(&sb, NULL, (size_t)m * w->k / 32 * sizeof(float), VKB_MEM_DEVICE) < 0)
         return -1;
     int rc = vkb_rec_begin(ctx, err, sizeof(err));
+    if (rc == 0 && vkb_type_is_quant(w->type)) {
+        rc = vkb_op_quant_q8(ctx, vw(xb, 4, w->k + 8), w->k, m, vkb_type_is_kquant(w->type), &xq,
+                             err, sizeof(err));
+        vkb_rec_barrier(ctx);
+    }
     if (rc == 0)
-        rc = vkb_op_matmul(ctx, w, vw(xb, 4, w->k + 8), vw(&yb, 1, w->n + 3), m, bias, flags, err,
-                           sizeof(err));
+        rc = vkb_op_matmul(ctx, w, vw(xb, 4, w->k + 8), &xq, vw(&yb, 1, w->n + 3), m, bias, flags,
+                           err, sizeof(err));
     if (rc == 0)
         rc = vkb_rec_submit(ctx, err, sizeof(err));
     if (rc == 0)
         rc = vkb_buf_read(ctx, &yb, 0, y, yn * sizeof(float), err, sizeof(err));
     vkb_buf_free(ctx, &yb);
+    vkb_buf_free(ctx, &qb);
+    vkb_buf_free(ctx, &sb);
     return rc;
 }
 
@@ -296,6 +355,14 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
     float *y1 = malloc(yn * sizeof(float));
     float *y3 = malloc(yn * sizeof(float));
     float *ym = malloc(yn * sizeof(float));
+    /* quantized weights meet quantized activations: compare with the same rounding;
+     * allow a rare one-step difference of a rounded activation (division ulps) */
+    float dmax = 0;
+    float wmax = 0;
+    if (vkb_type_is_quant(wt->type))
+        quantize_ref(x, k, xs, M, vkb_type_is_kquant(wt->type), &dmax);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        wmax = fabsf(rm.deq[i]) > wmax ? fabsf(rm.deq[i]) : wmax;
     ASSERT_INT_EQ(run_matmul(&w, &xb, 1, y1, NULL, 0, NULL), 0);
     ASSERT_INT_EQ(run_matmul(&w, &xb, 3, y3, &bb, VKB_MM_BIAS, NULL), 0);
     ASSERT_INT_EQ(run_matmul(&w, &xb, M, ym, &bb, VKB_MM_BIAS | VKB_MM_ACCUMULATE, y0), 0);
@@ -309,7 +376,7 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
                 s += p;
                 sa += fabs(p);
             }
-            double tol = 2e-6 * sa + 1e-6;
+            double tol = 2e-6 * sa + 1e-6 + 2.0 * dmax * wmax;
             size_t yi = 1 + (size_t)tk * (n + 3) + r;
             double want = s + bias[r] + y0[yi];
             double d = fabs(ym[yi] - want) / tol;
