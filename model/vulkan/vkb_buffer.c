@@ -36,7 +36,8 @@ int vkb_buf_new(struct vkb_ctx *c, struct vkb_buf *b, VkDeviceSize size, enum vk
     if (size == 0)
         size = 4;
     if (size > c->props.limits.maxStorageBufferRange) {
-        snprintf(err, err_len, "vulkan: buffer of %llu bytes exceeds the device's storage buffer range (%u)",
+        snprintf(err, err_len,
+                 "vulkan: buffer of %llu bytes exceeds the device's storage buffer range (%u)",
                  (unsigned long long)size, c->props.limits.maxStorageBufferRange);
         return -1;
     }

@@ -43,48 +43,53 @@ struct vkb_layer {
     struct vkb_weight gate, up, down;
     struct vkb_buf bq, bk, bv;
     bool has_bias;
-    struct vkb_buf kc;        /* [n_slots][n_ctx][kv_dim] F16 */
+    struct vkb_buf kc; /* [n_slots][n_ctx][kv_dim] F16 */
     struct vkb_buf vc;
 };
 
 /* Offsets (in ints) of the per-token inputs in the info buffer. */
-enum { INFO_TOK = 0, INFO_POS = VKB_MAX_TOKENS, INFO_SLOT = 2 * VKB_MAX_TOKENS,
-       INFO_OUT = 3 * VKB_MAX_TOKENS, INFO_INTS = 4 * VKB_MAX_TOKENS };
+enum {
+    INFO_TOK = 0,
+    INFO_POS = VKB_MAX_TOKENS,
+    INFO_SLOT = 2 * VKB_MAX_TOKENS,
+    INFO_OUT = 3 * VKB_MAX_TOKENS,
+    INFO_INTS = 4 * VKB_MAX_TOKENS
+};
 
 struct bk_backend {
     struct vkb_ctx *c;
     struct mdl_hparams hp;
     uint32_t n_slots;
     uint32_t n_ctx;
-    uint32_t q_dim;           /* n_head * head_dim */
-    uint32_t kv_dim;          /* n_head_kv * head_dim */
-    uint32_t qkv_dim;         /* q_dim + 2 * kv_dim */
+    uint32_t q_dim;   /* n_head * head_dim */
+    uint32_t kv_dim;  /* n_head_kv * head_dim */
+    uint32_t qkv_dim; /* q_dim + 2 * kv_dim */
     struct vkb_weight tok_embd;
     struct vkb_weight output; /* unused when tied */
     bool output_tied;
     struct vkb_buf output_norm;
-    struct vkb_layer *layers; /* [n_layer] */
-    struct vkb_buf rope_tab;  /* [n_ctx][n_rot/2] (cos, sin) */
-    struct vkb_buf info;      /* host-visible ints, see INFO_* */
-    struct vkb_buf x;         /* [T][n_embd] residual stream */
-    struct vkb_buf h;         /* [T][n_embd] normed */
-    struct vkb_buf qkv;       /* [T][qkv_dim] */
-    struct vkb_buf att;       /* [T][q_dim] */
-    struct vkb_buf ff;        /* [T][2 * n_ff] gate | up */
-    struct vkb_buf hout;      /* [L][n_embd] final norm of wanted rows */
-    struct vkb_buf logits;    /* [L][n_vocab] */
+    struct vkb_layer *layers;   /* [n_layer] */
+    struct vkb_buf rope_tab;    /* [n_ctx][n_rot/2] (cos, sin) */
+    struct vkb_buf info;        /* host-visible ints, see INFO_* */
+    struct vkb_buf x;           /* [T][n_embd] residual stream */
+    struct vkb_buf h;           /* [T][n_embd] normed */
+    struct vkb_buf qkv;         /* [T][qkv_dim] */
+    struct vkb_buf att;         /* [T][q_dim] */
+    struct vkb_buf ff;          /* [T][2 * n_ff] gate | up */
+    struct vkb_buf hout;        /* [L][n_embd] final norm of wanted rows */
+    struct vkb_buf logits;      /* [L][n_vocab] */
     struct vkb_buf logits_host; /* readback copy when logits is not mapped */
-    struct vkb_buf xq_q;      /* [T][k_max/4] int8 activations for quantized weights */
-    struct vkb_buf xq_s;      /* [T][k_max/32] their scales */
+    struct vkb_buf xq_q;        /* [T][k_max/4] int8 activations for quantized weights */
+    struct vkb_buf xq_s;        /* [T][k_max/32] their scales */
     struct vkb_xq xq;
-    uint32_t *slot_len;       /* [n_slots] positions held */
+    uint32_t *slot_len; /* [n_slots] positions held */
     char err[256];
 };
 
 /* ---- init ---- */
 
-static int upload_f32(struct vkb_ctx *c, struct vkb_buf *b, const struct mdl_tensor *t,
-                      uint64_t n, const char *what, char *err, size_t err_len)
+static int upload_f32(struct vkb_ctx *c, struct vkb_buf *b, const struct mdl_tensor *t, uint64_t n,
+                      const char *what, char *err, size_t err_len)
 {
     if (t->type != GGML_TYPE_F32 || t->ne[0] * t->ne[1] != n || t->nbytes < n * 4 || !t->data) {
         snprintf(err, err_len, "vulkan: %s must be F32 with %llu values", what,
@@ -101,8 +106,8 @@ static int upload_matrix(struct vkb_ctx *c, struct vkb_weight *w, const struct m
 {
     if (t->ne[0] != k || t->ne[1] != n || !t->data) {
         snprintf(err, err_len, "vulkan: %s has shape %llu x %llu, expected %llu x %llu", what,
-                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                 (unsigned long long)k, (unsigned long long)n);
+                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)k,
+                 (unsigned long long)n);
         return -1;
     }
     if (vkb_weight_upload(c, w, t, err, err_len) < 0) {
@@ -115,12 +120,13 @@ static int upload_matrix(struct vkb_ctx *c, struct vkb_weight *w, const struct m
 
 static int check_hparams(const struct mdl_hparams *hp, char *err, size_t err_len)
 {
-    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv ||
-        hp->head_dim == 0 || hp->head_dim % 2 || hp->head_dim > VKB_HEAD_DIM_MAX ||
-        hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_embd % 32 || hp->n_ff % 32 ||
-        (hp->n_head * hp->head_dim) % 32 || hp->n_vocab == 0 || hp->n_layer == 0) {
+    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim == 0 ||
+        hp->head_dim % 2 || hp->head_dim > VKB_HEAD_DIM_MAX || hp->n_rot > hp->head_dim ||
+        hp->n_rot % 2 || hp->n_embd % 32 || hp->n_ff % 32 || (hp->n_head * hp->head_dim) % 32 ||
+        hp->n_vocab == 0 || hp->n_layer == 0) {
         snprintf(err, err_len,
-                 "vulkan: unsupported shape (n_embd %u, n_ff %u, %u heads / %u kv, head_dim %u, n_rot %u)",
+                 "vulkan: unsupported shape (n_embd %u, n_ff %u, %u heads / %u kv, head_dim %u, "
+                 "n_rot %u)",
                  hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot);
         return -1;
     }
@@ -138,15 +144,15 @@ static int layer_init(struct bk_backend *b, struct vkb_layer *l, const struct md
         upload_matrix(c, &l->wk, &m->wk, hp->n_embd, b->kv_dim, "attn_k", err, err_len) < 0 ||
         upload_matrix(c, &l->wv, &m->wv, hp->n_embd, b->kv_dim, "attn_v", err, err_len) < 0 ||
         upload_matrix(c, &l->wo, &m->wo, b->q_dim, hp->n_embd, "attn_output", err, err_len) < 0 ||
-        upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err, err_len) < 0 ||
+        upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err, err_len) <
+            0 ||
         upload_matrix(c, &l->up, &m->w_up, hp->n_embd, hp->n_ff, "ffn_up", err, err_len) < 0 ||
         upload_matrix(c, &l->down, &m->w_down, hp->n_ff, hp->n_embd, "ffn_down", err, err_len) < 0)
         return -1;
     l->has_bias = m->bq.data != NULL;
-    if (l->has_bias &&
-        (upload_f32(c, &l->bq, &m->bq, b->q_dim, "attn_q.bias", err, err_len) < 0 ||
-         upload_f32(c, &l->bk, &m->bk, b->kv_dim, "attn_k.bias", err, err_len) < 0 ||
-         upload_f32(c, &l->bv, &m->bv, b->kv_dim, "attn_v.bias", err, err_len) < 0))
+    if (l->has_bias && (upload_f32(c, &l->bq, &m->bq, b->q_dim, "attn_q.bias", err, err_len) < 0 ||
+                        upload_f32(c, &l->bk, &m->bk, b->kv_dim, "attn_k.bias", err, err_len) < 0 ||
+                        upload_f32(c, &l->bv, &m->bv, b->kv_dim, "attn_v.bias", err, err_len) < 0))
         return -1;
     VkDeviceSize kv_bytes = (VkDeviceSize)b->n_slots * b->n_ctx * b->kv_dim * 2;
     if (vkb_buf_new(c, &l->kc, kv_bytes, VKB_MEM_DEVICE, err, err_len) < 0 ||
@@ -228,8 +234,8 @@ static int vk_init(struct bk_backend **out, const struct mdl_weights *w, const s
     if (vkb_ctx_open(&b->c, p->device, err, err_len) < 0)
         goto fail;
     const struct mdl_hparams *hp = &w->hp;
-    if (upload_matrix(b->c, &b->tok_embd, &w->tok_embd, hp->n_embd, hp->n_vocab, "token_embd",
-                      err, err_len) < 0 ||
+    if (upload_matrix(b->c, &b->tok_embd, &w->tok_embd, hp->n_embd, hp->n_vocab, "token_embd", err,
+                      err_len) < 0 ||
         upload_f32(b->c, &b->output_norm, &w->output_norm, hp->n_embd, "output_norm", err,
                    err_len) < 0)
         goto fail;
@@ -263,13 +269,14 @@ static void vk_free(struct bk_backend *b)
             struct vkb_weight *ws[7] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
             for (int j = 0; j < 7; j++)
                 vkb_weight_free(c, ws[j]);
-            struct vkb_buf *bs[7] = {&l->attn_norm, &l->ffn_norm, &l->bq, &l->bk, &l->bv, &l->kc, &l->vc};
+            struct vkb_buf *bs[7] = {&l->attn_norm, &l->ffn_norm, &l->bq, &l->bk,
+                                     &l->bv,        &l->kc,       &l->vc};
             for (int j = 0; j < 7; j++)
                 vkb_buf_free(c, bs[j]);
         }
-        struct vkb_buf *act[12] = {&b->rope_tab, &b->info, &b->x, &b->h, &b->qkv, &b->att,
-                                   &b->ff, &b->hout, &b->logits, &b->logits_host, &b->xq_q,
-                                   &b->xq_s};
+        struct vkb_buf *act[12] = {&b->rope_tab, &b->info,        &b->x,    &b->h,
+                                   &b->qkv,      &b->att,         &b->ff,   &b->hout,
+                                   &b->logits,   &b->logits_host, &b->xq_q, &b->xq_s};
         for (int j = 0; j < 12; j++)
             vkb_buf_free(c, act[j]);
         vkb_ctx_close(c);
@@ -339,20 +346,29 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
                       l->has_bias ? &l->bv : NULL, bias, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_rope_args ra = {.n_heads = hp->n_head + hp->n_head_kv, .head_dim = hp->head_dim,
-                               .n_rot = hp->n_rot, .neox = hp->rope_neox, .pos_off = INFO_POS};
+    struct vkb_rope_args ra = {.n_heads = hp->n_head + hp->n_head_kv,
+                               .head_dim = hp->head_dim,
+                               .n_rot = hp->n_rot,
+                               .neox = hp->rope_neox,
+                               .pos_off = INFO_POS};
     if (vkb_op_rope(c, view(&b->qkv, 0, b->qkv_dim), &b->rope_tab, &b->info, &ra, m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_kv_args ka = {.kv_dim = b->kv_dim, .n_ctx = b->n_ctx, .k_off = b->q_dim,
-                             .v_off = b->q_dim + b->kv_dim, .pos_off = INFO_POS,
+    struct vkb_kv_args ka = {.kv_dim = b->kv_dim,
+                             .n_ctx = b->n_ctx,
+                             .k_off = b->q_dim,
+                             .v_off = b->q_dim + b->kv_dim,
+                             .pos_off = INFO_POS,
                              .slot_off = INFO_SLOT};
     if (vkb_op_kv_write(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &ka, m, err,
                         el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_attn_args aa = {.n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
-                               .head_dim = hp->head_dim, .n_ctx = b->n_ctx, .pos_off = INFO_POS,
+    struct vkb_attn_args aa = {.n_head = hp->n_head,
+                               .n_head_kv = hp->n_head_kv,
+                               .head_dim = hp->head_dim,
+                               .n_ctx = b->n_ctx,
+                               .pos_off = INFO_POS,
                                .slot_off = INFO_SLOT,
                                .scale = 1.0f / sqrtf((float)hp->head_dim)};
     if (vkb_op_attn(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &aa,
@@ -360,8 +376,8 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
         return -1;
     vkb_rec_barrier(c);
     if (quantize_for(b, view(&b->att, 0, b->q_dim), b->q_dim, m, wo_w, 1) < 0 ||
-        vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), xq, x, m, NULL, VKB_MM_ACCUMULATE,
-                      err, el) < 0)
+        vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
+                      el) < 0)
         return -1;
     vkb_rec_barrier(c);
     if (vkb_op_rmsnorm(c, x, &l->ffn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
@@ -377,8 +393,8 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
         return -1;
     vkb_rec_barrier(c);
     if (quantize_for(b, view(&b->ff, 0, 2 * F), F, m, down_w, 1) < 0 ||
-        vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), xq, x, m, NULL, VKB_MM_ACCUMULATE,
-                      err, el) < 0)
+        vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
+                      el) < 0)
         return -1;
     vkb_rec_barrier(c);
     return 0;

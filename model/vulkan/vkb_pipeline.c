@@ -71,8 +71,8 @@ static const struct vkb_spirv *find_spirv(const char *name)
     return NULL;
 }
 
-static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_desc *d,
-                       char *err, size_t err_len)
+static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_desc *d, char *err,
+                       size_t err_len)
 {
     const struct vkb_spirv *sp = find_spirv(d->spirv);
     if (!sp) {
@@ -130,13 +130,14 @@ static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_
     };
     VkComputePipelineCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {
-            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = mod,
-            .pName = "main",
-            .pSpecializationInfo = &si,
-        },
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = mod,
+                .pName = "main",
+                .pSpecializationInfo = &si,
+            },
         .layout = p->layout,
     };
     r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &pci, NULL, &p->pipe);
@@ -243,7 +244,8 @@ int vkb_rec_dispatch(struct vkb_ctx *c, enum vkb_pipe_id id, struct vkb_buf *con
     VkDescriptorBufferInfo bi[DESC_MAX_BINDINGS];
     VkWriteDescriptorSet w[DESC_MAX_BINDINGS];
     for (uint32_t i = 0; i < n_bufs; i++) {
-        bi[i] = (VkDescriptorBufferInfo){.buffer = bufs[i]->buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        bi[i] =
+            (VkDescriptorBufferInfo){.buffer = bufs[i]->buf, .offset = 0, .range = VK_WHOLE_SIZE};
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -266,17 +268,17 @@ void vkb_rec_barrier(struct vkb_ctx *c)
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_READ_BIT,
+        .dstAccessMask =
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
     };
     vkCmdPipelineBarrier(c->cmd,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         0, 1, &mb, 0, NULL, 0, NULL);
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
 }
 
-void vkb_rec_copy(struct vkb_ctx *c, struct vkb_buf *src, VkDeviceSize src_off,
-                  struct vkb_buf *dst, VkDeviceSize dst_off, VkDeviceSize n)
+void vkb_rec_copy(struct vkb_ctx *c, struct vkb_buf *src, VkDeviceSize src_off, struct vkb_buf *dst,
+                  VkDeviceSize dst_off, VkDeviceSize n)
 {
     VkBufferCopy reg = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
     vkCmdCopyBuffer(c->cmd, src->buf, dst->buf, 1, &reg);

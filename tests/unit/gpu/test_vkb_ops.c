@@ -85,8 +85,8 @@ struct wtype {
 };
 
 static const struct wtype wtypes[] = {
-    {GGML_TYPE_F32, "F32", 1, 4},   {GGML_TYPE_F16, "F16", 1, 2},
-    {GGML_TYPE_Q8_0, "Q8_0", 32, 34}, {GGML_TYPE_Q4_0, "Q4_0", 32, 18},
+    {GGML_TYPE_F32, "F32", 1, 4},       {GGML_TYPE_F16, "F16", 1, 2},
+    {GGML_TYPE_Q8_0, "Q8_0", 32, 34},   {GGML_TYPE_Q4_0, "Q4_0", 32, 18},
     {GGML_TYPE_Q4_K, "Q4_K", 256, 144}, {GGML_TYPE_Q6_K, "Q6_K", 256, 210},
 };
 
@@ -238,7 +238,8 @@ static int buf_from(struct vkb_buf *b, const void *data, size_t bytes, enum vkb_
 {
     if (vkb_buf_new(ctx, b, bytes, kind, err, sizeof(err)) < 0)
         return -1;
-    return data ? vkb_buf_upload(ctx, b, 0, data, bytes, err, sizeof(err)) : vkb_buf_zero(ctx, b, err, sizeof(err));
+    return data ? vkb_buf_upload(ctx, b, 0, data, bytes, err, sizeof(err))
+                : vkb_buf_zero(ctx, b, err, sizeof(err));
 }
 
 static struct vkb_view vw(struct vkb_buf *b, uint32_t off, uint32_t stride)
@@ -401,7 +402,8 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
     ASSERT_INT_EQ(run_matmul(&w, &xb, 5, yz, NULL, 0, NULL), 0);
     for (uint32_t r = 0; r < n; r++)
         if (memcmp(&yz[1 + r], &y1[1 + r], sizeof(float)) != 0)
-            TEST_FAIL_("%s row %u: mat-vec %.9g != mat-mat %.9g", wt->name, r, y1[1 + r], yz[1 + r]);
+            TEST_FAIL_("%s row %u: mat-vec %.9g != mat-mat %.9g", wt->name, r, y1[1 + r],
+                       yz[1 + r]);
     free(yz);
     vkb_buf_free(ctx, &xb);
     vkb_buf_free(ctx, &bb);
@@ -436,7 +438,8 @@ static void test_get_rows_all_types(void)
         const uint32_t n = 11;
         struct rmat rm;
         rmat_make(&rm, wt, k, n);
-        struct mdl_tensor t = {.type = wt->type, .ne = {k, n}, .data = rm.bytes, .nbytes = rm.nbytes};
+        struct mdl_tensor t = {
+            .type = wt->type, .ne = {k, n}, .data = rm.bytes, .nbytes = rm.nbytes};
         struct vkb_weight w;
         ASSERT_INT_EQ(vkb_weight_upload(ctx, &w, &t, err, sizeof(err)), 0);
         int32_t info[5] = {7, 0, 10, 3, 7};
@@ -479,10 +482,12 @@ static void test_rmsnorm(void)
     ASSERT_INT_EQ(buf_from(&ob, NULL, 2 * m * n * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, info, sizeof(info), VKB_MEM_HOST), 0);
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
-    ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, 0, n), n, m, 1e-5f, NULL, -1,
-                                 err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, 0, n), n, m, 1e-5f, NULL, -1, err,
+                                 sizeof(err)),
+                  0);
     ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, m * n, n), n, 2, 1e-5f, &ib, 2,
-                                 err, sizeof(err)), 0);
+                                 err, sizeof(err)),
+                  0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
     float o[600];
     ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, sizeof(o), err, sizeof(err)), 0);
@@ -525,7 +530,8 @@ static void check_rope(bool neox)
     ASSERT_INT_EQ(buf_from(&xb, x, m * stride * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&tb, tab, (size_t)n_ctx * hd * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, pos, sizeof(pos), VKB_MEM_HOST), 0);
-    struct vkb_rope_args a = {.n_heads = nh, .head_dim = hd, .n_rot = hd, .neox = neox, .pos_off = 0};
+    struct vkb_rope_args a = {
+        .n_heads = nh, .head_dim = hd, .n_rot = hd, .neox = neox, .pos_off = 0};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_rope(ctx, vw(&xb, 0, stride), &tb, &ib, &a, m, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
@@ -591,19 +597,26 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
     ASSERT_INT_EQ(buf_from(&vc, NULL, (size_t)n_slots * n_ctx * kvd * 2, VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, info, 2 * m * sizeof(int32_t), VKB_MEM_HOST), 0);
     ASSERT_INT_EQ(buf_from(&ob, NULL, (size_t)m * qd * sizeof(float), VKB_MEM_DEVICE), 0);
-    struct vkb_kv_args ka = {.kv_dim = kvd, .n_ctx = n_ctx, .k_off = qd, .v_off = qd + kvd,
-                             .pos_off = 0, .slot_off = m};
-    struct vkb_attn_args aa = {.n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd,
-                               .n_ctx = n_ctx, .pos_off = 0, .slot_off = m,
+    struct vkb_kv_args ka = {
+        .kv_dim = kvd, .n_ctx = n_ctx, .k_off = qd, .v_off = qd + kvd, .pos_off = 0, .slot_off = m};
+    struct vkb_attn_args aa = {.n_head = n_head,
+                               .n_head_kv = n_head_kv,
+                               .head_dim = hd,
+                               .n_ctx = n_ctx,
+                               .pos_off = 0,
+                               .slot_off = m,
                                .scale = 1.0f / sqrtf((float)hd)};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
-    ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)),
+                  0);
     vkb_rec_barrier(ctx);
-    ASSERT_INT_EQ(vkb_op_attn(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &aa, vw(&ob, 0, qd), m, err,
-                              sizeof(err)), 0);
+    ASSERT_INT_EQ(
+        vkb_op_attn(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &aa, vw(&ob, 0, qd), m, err, sizeof(err)),
+        0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
     float *o = malloc((size_t)m * qd * sizeof(float));
-    ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, (size_t)m * qd * sizeof(float), err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, (size_t)m * qd * sizeof(float), err, sizeof(err)),
+                  0);
     double *sc = malloc(n_ctx * sizeof(double));
     for (uint32_t j = 0; j < m; j++) {
         uint32_t pos = (uint32_t)info[j];
@@ -627,7 +640,9 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
             for (uint32_t i = 0; i < hd; i++) {
                 double v = 0;
                 for (uint32_t p = 0; p <= pos; p++)
-                    v += sc[p] * round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
+                    v +=
+                        sc[p] *
+                        round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
                 v /= sum;
                 float got = o[(size_t)j * qd + h * hd + i];
                 if (!(fabs(got - v) <= 1e-5 * (1 + fabs(v))))
@@ -674,7 +689,8 @@ static void test_silu_mul_add(void)
     ASSERT_INT_EQ(buf_from(&yb, y, m * n * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_silu_mul(ctx, vw(&gb, 0, 2 * n), vw(&gb, n, 2 * n), vw(&gb, 0, 2 * n), n,
-                                  m, err, sizeof(err)), 0);
+                                  m, err, sizeof(err)),
+                  0);
     vkb_rec_barrier(ctx);
     ASSERT_INT_EQ(vkb_op_add(ctx, vw(&gb, 0, 2 * n), vw(&yb, 0, n), n, m, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
@@ -695,9 +711,9 @@ static void test_silu_mul_add(void)
 
 static void test_repack_rejects_bad_sizes(void)
 {
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q4_K, 96, 4), 0);  /* not a multiple of 256 */
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 40, 4), 0);  /* not a multiple of 32 */
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q5_0, 64, 4), 0);  /* unsupported type */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q4_K, 96, 4), 0); /* not a multiple of 256 */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 40, 4), 0); /* not a multiple of 32 */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q5_0, 64, 4), 0); /* unsupported type */
     ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 64, 3), 3 * 2 * 9 * 4);
     uint8_t src[34];
     uint32_t dst[18];
