@@ -14,8 +14,9 @@ int cli_devices(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: chatd devices\n\nLists Vulkan devices (index for --device N), their type,\n"
-                   "memory and subgroup size, and the choice of --backend auto.\n");
+            printf(
+                "usage: chatd devices\n\nLists Vulkan devices (index for --device N), their type,\n"
+                "memory and subgroup size, and the choice of --backend auto.\n");
             return 0;
         }
         fprintf(stderr, "chatd devices: unknown option '%s'\n", argv[i]);

@@ -36,15 +36,15 @@ int vkb_buf_new(struct vkb_ctx *c, struct vkb_buf *b, VkDeviceSize size, enum vk
     if (size == 0)
         size = 4;
     if (size > c->props.limits.maxStorageBufferRange) {
-        snprintf(err, err_len, "vulkan: buffer of %llu bytes exceeds the device's storage buffer range (%u)",
+        snprintf(err, err_len,
+                 "vulkan: buffer of %llu bytes exceeds the device's storage buffer range (%u)",
                  (unsigned long long)size, c->props.limits.maxStorageBufferRange);
         return -1;
     }
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                  VK_BUFFER_USAGE_TRANSFER_DST_BIT,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };

@@ -66,22 +66,32 @@ static int physical_devices(VkInstance inst, VkPhysicalDevice *devs, uint32_t ma
 static const char *type_name(VkPhysicalDeviceType t)
 {
     switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete";
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated";
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual";
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "cpu";
-    default: return "other";
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+        return "discrete";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+        return "integrated";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+        return "virtual";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+        return "cpu";
+    default:
+        return "other";
     }
 }
 
 static int type_rank(VkPhysicalDeviceType t)
 {
     switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 4;
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 3;
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 1;
-    default: return 0;
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+        return 4;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+        return 3;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+        return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -157,7 +167,8 @@ int vkb_pick_auto(char *why, size_t why_len)
             return 1;
         }
     }
-    snprintf(why, why_len, "no discrete or integrated GPU (first Vulkan device: %s, %s); using the CPU backend",
+    snprintf(why, why_len,
+             "no discrete or integrated GPU (first Vulkan device: %s, %s); using the CPU backend",
              n ? d[0].name : "none", n ? d[0].type : "-");
     return 0;
 }
@@ -205,7 +216,8 @@ static int check_device(struct vkb_ctx *c, char *err, size_t err_len)
                  VK_API_VERSION_MINOR(c->props.apiVersion));
         return -1;
     }
-    VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    VkSubgroupFeatureFlags need =
+        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     if (!(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
         (sg.supportedOperations & need) != need || c->subgroup_size == 0 ||
         c->subgroup_size > 128) {
@@ -217,8 +229,8 @@ static int check_device(struct vkb_ctx *c, char *err, size_t err_len)
     c->uma = false;
     for (uint32_t i = 0; i < c->mem_props.memoryTypeCount; i++) {
         VkMemoryPropertyFlags f = c->mem_props.memoryTypes[i].propertyFlags;
-        if ((f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) && (f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) &&
-            (f & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT))
+        if ((f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) &&
+            (f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) && (f & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT))
             c->uma = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ||
                      c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     }
@@ -238,7 +250,8 @@ static int device_new(struct vkb_ctx *c, char *err, size_t err_len)
         /* prefer a compute queue without graphics (async compute on GPUs) */
         if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && fam < 0)
             fam = (int)i;
-        if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) {
+        if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) &&
+            !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) {
             fam = (int)i;
             break;
         }

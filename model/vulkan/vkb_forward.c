@@ -19,6 +19,8 @@
  *   att = attention(q, cache); x += att Wo           (mat-mul accumulate flag)
  *   h = rmsnorm(x) * ffn_norm
  *   ff = [h Wgate | h Wup]; ff_gate = silu(gate) * up; x += ff_gate Wdown
+ * Every mat-mul input that meets quantized weights is first quantized to int8 blocks
+ * (vkb_op_quant_q8), as the reference does.
  * then the final norm of only the rows whose logits are wanted and the output matrix.
  */
 #include "vkb.h"
@@ -41,45 +43,53 @@ struct vkb_layer {
     struct vkb_weight gate, up, down;
     struct vkb_buf bq, bk, bv;
     bool has_bias;
-    struct vkb_buf kc;        /* [n_slots][n_ctx][kv_dim] F16 */
+    struct vkb_buf kc; /* [n_slots][n_ctx][kv_dim] F16 */
     struct vkb_buf vc;
 };
 
 /* Offsets (in ints) of the per-token inputs in the info buffer. */
-enum { INFO_TOK = 0, INFO_POS = VKB_MAX_TOKENS, INFO_SLOT = 2 * VKB_MAX_TOKENS,
-       INFO_OUT = 3 * VKB_MAX_TOKENS, INFO_INTS = 4 * VKB_MAX_TOKENS };
+enum {
+    INFO_TOK = 0,
+    INFO_POS = VKB_MAX_TOKENS,
+    INFO_SLOT = 2 * VKB_MAX_TOKENS,
+    INFO_OUT = 3 * VKB_MAX_TOKENS,
+    INFO_INTS = 4 * VKB_MAX_TOKENS
+};
 
 struct bk_backend {
     struct vkb_ctx *c;
     struct mdl_hparams hp;
     uint32_t n_slots;
     uint32_t n_ctx;
-    uint32_t q_dim;           /* n_head * head_dim */
-    uint32_t kv_dim;          /* n_head_kv * head_dim */
-    uint32_t qkv_dim;         /* q_dim + 2 * kv_dim */
+    uint32_t q_dim;   /* n_head * head_dim */
+    uint32_t kv_dim;  /* n_head_kv * head_dim */
+    uint32_t qkv_dim; /* q_dim + 2 * kv_dim */
     struct vkb_weight tok_embd;
     struct vkb_weight output; /* unused when tied */
     bool output_tied;
     struct vkb_buf output_norm;
-    struct vkb_layer *layers; /* [n_layer] */
-    struct vkb_buf rope_tab;  /* [n_ctx][n_rot/2] (cos, sin) */
-    struct vkb_buf info;      /* host-visible ints, see INFO_* */
-    struct vkb_buf x;         /* [T][n_embd] residual stream */
-    struct vkb_buf h;         /* [T][n_embd] normed */
-    struct vkb_buf qkv;       /* [T][qkv_dim] */
-    struct vkb_buf att;       /* [T][q_dim] */
-    struct vkb_buf ff;        /* [T][2 * n_ff] gate | up */
-    struct vkb_buf hout;      /* [L][n_embd] final norm of wanted rows */
-    struct vkb_buf logits;    /* [L][n_vocab] */
+    struct vkb_layer *layers;   /* [n_layer] */
+    struct vkb_buf rope_tab;    /* [n_ctx][n_rot/2] (cos, sin) */
+    struct vkb_buf info;        /* host-visible ints, see INFO_* */
+    struct vkb_buf x;           /* [T][n_embd] residual stream */
+    struct vkb_buf h;           /* [T][n_embd] normed */
+    struct vkb_buf qkv;         /* [T][qkv_dim] */
+    struct vkb_buf att;         /* [T][q_dim] */
+    struct vkb_buf ff;          /* [T][2 * n_ff] gate | up */
+    struct vkb_buf hout;        /* [L][n_embd] final norm of wanted rows */
+    struct vkb_buf logits;      /* [L][n_vocab] */
     struct vkb_buf logits_host; /* readback copy when logits is not mapped */
-    uint32_t *slot_len;       /* [n_slots] positions held */
+    struct vkb_buf xq_q;        /* [T][k_max/4] int8 activations for quantized weights */
+    struct vkb_buf xq_s;        /* [T][k_max/32] their scales */
+    struct vkb_xq xq;
+    uint32_t *slot_len; /* [n_slots] positions held */
     char err[256];
 };
 
 /* ---- init ---- */
 
-static int upload_f32(struct vkb_ctx *c, struct vkb_buf *b, const struct mdl_tensor *t,
-                      uint64_t n, const char *what, char *err, size_t err_len)
+static int upload_f32(struct vkb_ctx *c, struct vkb_buf *b, const struct mdl_tensor *t, uint64_t n,
+                      const char *what, char *err, size_t err_len)
 {
     if (t->type != GGML_TYPE_F32 || t->ne[0] * t->ne[1] != n || t->nbytes < n * 4 || !t->data) {
         snprintf(err, err_len, "vulkan: %s must be F32 with %llu values", what,
@@ -96,8 +106,8 @@ static int upload_matrix(struct vkb_ctx *c, struct vkb_weight *w, const struct m
 {
     if (t->ne[0] != k || t->ne[1] != n || !t->data) {
         snprintf(err, err_len, "vulkan: %s has shape %llu x %llu, expected %llu x %llu", what,
-                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                 (unsigned long long)k, (unsigned long long)n);
+                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)k,
+                 (unsigned long long)n);
         return -1;
     }
     if (vkb_weight_upload(c, w, t, err, err_len) < 0) {
@@ -110,12 +120,13 @@ static int upload_matrix(struct vkb_ctx *c, struct vkb_weight *w, const struct m
 
 static int check_hparams(const struct mdl_hparams *hp, char *err, size_t err_len)
 {
-    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv ||
-        hp->head_dim == 0 || hp->head_dim % 2 || hp->head_dim > VKB_HEAD_DIM_MAX ||
-        hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_embd % 32 || hp->n_ff % 32 ||
-        (hp->n_head * hp->head_dim) % 32 || hp->n_vocab == 0 || hp->n_layer == 0) {
+    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim == 0 ||
+        hp->head_dim % 2 || hp->head_dim > VKB_HEAD_DIM_MAX || hp->n_rot > hp->head_dim ||
+        hp->n_rot % 2 || hp->n_embd % 32 || hp->n_ff % 32 || (hp->n_head * hp->head_dim) % 32 ||
+        hp->n_vocab == 0 || hp->n_layer == 0) {
         snprintf(err, err_len,
-                 "vulkan: unsupported shape (n_embd %u, n_ff %u, %u heads / %u kv, head_dim %u, n_rot %u)",
+                 "vulkan: unsupported shape (n_embd %u, n_ff %u, %u heads / %u kv, head_dim %u, "
+                 "n_rot %u)",
                  hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot);
         return -1;
     }
@@ -133,15 +144,15 @@ static int layer_init(struct bk_backend *b, struct vkb_layer *l, const struct md
         upload_matrix(c, &l->wk, &m->wk, hp->n_embd, b->kv_dim, "attn_k", err, err_len) < 0 ||
         upload_matrix(c, &l->wv, &m->wv, hp->n_embd, b->kv_dim, "attn_v", err, err_len) < 0 ||
         upload_matrix(c, &l->wo, &m->wo, b->q_dim, hp->n_embd, "attn_output", err, err_len) < 0 ||
-        upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err, err_len) < 0 ||
+        upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err, err_len) <
+            0 ||
         upload_matrix(c, &l->up, &m->w_up, hp->n_embd, hp->n_ff, "ffn_up", err, err_len) < 0 ||
         upload_matrix(c, &l->down, &m->w_down, hp->n_ff, hp->n_embd, "ffn_down", err, err_len) < 0)
         return -1;
     l->has_bias = m->bq.data != NULL;
-    if (l->has_bias &&
-        (upload_f32(c, &l->bq, &m->bq, b->q_dim, "attn_q.bias", err, err_len) < 0 ||
-         upload_f32(c, &l->bk, &m->bk, b->kv_dim, "attn_k.bias", err, err_len) < 0 ||
-         upload_f32(c, &l->bv, &m->bv, b->kv_dim, "attn_v.bias", err, err_len) < 0))
+    if (l->has_bias && (upload_f32(c, &l->bq, &m->bq, b->q_dim, "attn_q.bias", err, err_len) < 0 ||
+                        upload_f32(c, &l->bk, &m->bk, b->kv_dim, "attn_k.bias", err, err_len) < 0 ||
+                        upload_f32(c, &l->bv, &m->bv, b->kv_dim, "attn_v.bias", err, err_len) < 0))
         return -1;
     VkDeviceSize kv_bytes = (VkDeviceSize)b->n_slots * b->n_ctx * b->kv_dim * 2;
     if (vkb_buf_new(c, &l->kc, kv_bytes, VKB_MEM_DEVICE, err, err_len) < 0 ||
@@ -168,6 +179,13 @@ static int activations_init(struct bk_backend *b, char *err, size_t err_len)
         vkb_buf_new(c, &b->hout, L * b->hp.n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &b->logits, L * b->hp.n_vocab * f, VKB_MEM_DEVICE, err, err_len) < 0)
         return -1;
+    uint32_t kmax = b->hp.n_embd > b->q_dim ? b->hp.n_embd : b->q_dim;
+    kmax = kmax > b->hp.n_ff ? kmax : b->hp.n_ff;
+    if (vkb_buf_new(c, &b->xq_q, T * kmax, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->xq_s, T * (kmax / 32) * f, VKB_MEM_DEVICE, err, err_len) < 0)
+        return -1;
+    b->xq.q = &b->xq_q;
+    b->xq.s = &b->xq_s;
     if (!b->logits.map &&
         vkb_buf_new(c, &b->logits_host, L * b->hp.n_vocab * f, VKB_MEM_HOST, err, err_len) < 0)
         return -1;
@@ -216,8 +234,8 @@ static int vk_init(struct bk_backend **out, const struct mdl_weights *w, const s
     if (vkb_ctx_open(&b->c, p->device, err, err_len) < 0)
         goto fail;
     const struct mdl_hparams *hp = &w->hp;
-    if (upload_matrix(b->c, &b->tok_embd, &w->tok_embd, hp->n_embd, hp->n_vocab, "token_embd",
-                      err, err_len) < 0 ||
+    if (upload_matrix(b->c, &b->tok_embd, &w->tok_embd, hp->n_embd, hp->n_vocab, "token_embd", err,
+                      err_len) < 0 ||
         upload_f32(b->c, &b->output_norm, &w->output_norm, hp->n_embd, "output_norm", err,
                    err_len) < 0)
         goto fail;
@@ -251,13 +269,15 @@ static void vk_free(struct bk_backend *b)
             struct vkb_weight *ws[7] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
             for (int j = 0; j < 7; j++)
                 vkb_weight_free(c, ws[j]);
-            struct vkb_buf *bs[7] = {&l->attn_norm, &l->ffn_norm, &l->bq, &l->bk, &l->bv, &l->kc, &l->vc};
+            struct vkb_buf *bs[7] = {&l->attn_norm, &l->ffn_norm, &l->bq, &l->bk,
+                                     &l->bv,        &l->kc,       &l->vc};
             for (int j = 0; j < 7; j++)
                 vkb_buf_free(c, bs[j]);
         }
-        struct vkb_buf *act[10] = {&b->rope_tab, &b->info, &b->x, &b->h, &b->qkv, &b->att,
-                                   &b->ff, &b->hout, &b->logits, &b->logits_host};
-        for (int j = 0; j < 10; j++)
+        struct vkb_buf *act[12] = {&b->rope_tab, &b->info,        &b->x,    &b->h,
+                                   &b->qkv,      &b->att,         &b->ff,   &b->hout,
+                                   &b->logits,   &b->logits_host, &b->xq_q, &b->xq_s};
+        for (int j = 0; j < 12; j++)
             vkb_buf_free(c, act[j]);
         vkb_ctx_close(c);
     }
@@ -273,6 +293,27 @@ static struct vkb_view view(struct vkb_buf *buf, uint32_t off, uint32_t stride)
     return (struct vkb_view){.buf = buf, .off = off, .stride = stride};
 }
 
+/* Quantizes the mat-mul input x (m rows of k) when one of its n_w consumers has
+ * quantized weights (as Q8_K when all of those are K-quants), then adds a barrier. */
+static int quantize_for(struct bk_backend *b, struct vkb_view x, uint32_t k, uint32_t m,
+                        const struct vkb_weight *const *ws, int n_w)
+{
+    bool need = false;
+    bool all_k = k % 256 == 0;
+    for (int i = 0; i < n_w; i++) {
+        if (vkb_type_is_quant(ws[i]->type)) {
+            need = true;
+            all_k &= vkb_type_is_kquant(ws[i]->type);
+        }
+    }
+    if (!need)
+        return 0;
+    if (vkb_op_quant_q8(b->c, x, k, m, all_k, &b->xq, b->err, sizeof(b->err)) < 0)
+        return -1;
+    vkb_rec_barrier(b->c);
+    return 0;
+}
+
 /* Records the layers of one chunk of m tokens (inputs already in b->info). */
 static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
 {
@@ -286,53 +327,73 @@ static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
     struct vkb_view h = view(&b->h, 0, E);
     uint32_t bias = l->has_bias ? VKB_MM_BIAS : 0u;
 
+    const struct vkb_weight *qkv_w[3] = {&l->wq, &l->wk, &l->wv};
+    const struct vkb_weight *ffn_w[2] = {&l->gate, &l->up};
+    const struct vkb_weight *wo_w[1] = {&l->wo};
+    const struct vkb_weight *down_w[1] = {&l->down};
+    struct vkb_xq *xq = &b->xq;
+
     if (vkb_op_rmsnorm(c, x, &l->attn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->wq, h, view(&b->qkv, 0, b->qkv_dim), m, l->has_bias ? &l->bq : NULL,
-                      bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wk, h, view(&b->qkv, b->q_dim, b->qkv_dim), m,
+    if (quantize_for(b, h, E, m, qkv_w, 3) < 0)
+        return -1;
+    if (vkb_op_matmul(c, &l->wq, h, xq, view(&b->qkv, 0, b->qkv_dim), m,
+                      l->has_bias ? &l->bq : NULL, bias, err, el) < 0 ||
+        vkb_op_matmul(c, &l->wk, h, xq, view(&b->qkv, b->q_dim, b->qkv_dim), m,
                       l->has_bias ? &l->bk : NULL, bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wv, h, view(&b->qkv, b->q_dim + b->kv_dim, b->qkv_dim), m,
+        vkb_op_matmul(c, &l->wv, h, xq, view(&b->qkv, b->q_dim + b->kv_dim, b->qkv_dim), m,
                       l->has_bias ? &l->bv : NULL, bias, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_rope_args ra = {.n_heads = hp->n_head + hp->n_head_kv, .head_dim = hp->head_dim,
-                               .n_rot = hp->n_rot, .neox = hp->rope_neox, .pos_off = INFO_POS};
+    struct vkb_rope_args ra = {.n_heads = hp->n_head + hp->n_head_kv,
+                               .head_dim = hp->head_dim,
+                               .n_rot = hp->n_rot,
+                               .neox = hp->rope_neox,
+                               .pos_off = INFO_POS};
     if (vkb_op_rope(c, view(&b->qkv, 0, b->qkv_dim), &b->rope_tab, &b->info, &ra, m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_kv_args ka = {.kv_dim = b->kv_dim, .n_ctx = b->n_ctx, .k_off = b->q_dim,
-                             .v_off = b->q_dim + b->kv_dim, .pos_off = INFO_POS,
+    struct vkb_kv_args ka = {.kv_dim = b->kv_dim,
+                             .n_ctx = b->n_ctx,
+                             .k_off = b->q_dim,
+                             .v_off = b->q_dim + b->kv_dim,
+                             .pos_off = INFO_POS,
                              .slot_off = INFO_SLOT};
     if (vkb_op_kv_write(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &ka, m, err,
                         el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    struct vkb_attn_args aa = {.n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
-                               .head_dim = hp->head_dim, .n_ctx = b->n_ctx, .pos_off = INFO_POS,
+    struct vkb_attn_args aa = {.n_head = hp->n_head,
+                               .n_head_kv = hp->n_head_kv,
+                               .head_dim = hp->head_dim,
+                               .n_ctx = b->n_ctx,
+                               .pos_off = INFO_POS,
                                .slot_off = INFO_SLOT,
                                .scale = 1.0f / sqrtf((float)hp->head_dim)};
     if (vkb_op_attn(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &aa,
                     view(&b->att, 0, b->q_dim), m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), x, m, NULL, VKB_MM_ACCUMULATE, err,
+    if (quantize_for(b, view(&b->att, 0, b->q_dim), b->q_dim, m, wo_w, 1) < 0 ||
+        vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
                       el) < 0)
         return -1;
     vkb_rec_barrier(c);
     if (vkb_op_rmsnorm(c, x, &l->ffn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->gate, h, view(&b->ff, 0, 2 * F), m, NULL, 0, err, el) < 0 ||
-        vkb_op_matmul(c, &l->up, h, view(&b->ff, F, 2 * F), m, NULL, 0, err, el) < 0)
+    if (quantize_for(b, h, E, m, ffn_w, 2) < 0 ||
+        vkb_op_matmul(c, &l->gate, h, xq, view(&b->ff, 0, 2 * F), m, NULL, 0, err, el) < 0 ||
+        vkb_op_matmul(c, &l->up, h, xq, view(&b->ff, F, 2 * F), m, NULL, 0, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
     if (vkb_op_silu_mul(c, view(&b->ff, 0, 2 * F), view(&b->ff, F, 2 * F), view(&b->ff, 0, 2 * F),
                         F, m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), x, m, NULL, VKB_MM_ACCUMULATE, err,
+    if (quantize_for(b, view(&b->ff, 0, 2 * F), F, m, down_w, 1) < 0 ||
+        vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
                       el) < 0)
         return -1;
     vkb_rec_barrier(c);
@@ -372,8 +433,10 @@ static int run_chunk(struct bk_backend *b, const struct bk_batch *batch, uint32_
                            INFO_OUT, err, el) < 0)
             goto fail;
         vkb_rec_barrier(c);
-        if (vkb_op_matmul(c, wout, view(&b->hout, 0, hp->n_embd), view(&b->logits, 0, hp->n_vocab),
-                          n_out, NULL, 0, err, el) < 0)
+        const struct vkb_weight *out_w[1] = {wout};
+        if (quantize_for(b, view(&b->hout, 0, hp->n_embd), hp->n_embd, n_out, out_w, 1) < 0 ||
+            vkb_op_matmul(c, wout, view(&b->hout, 0, hp->n_embd), &b->xq,
+                          view(&b->logits, 0, hp->n_vocab), n_out, NULL, 0, err, el) < 0)
             goto fail;
         if (!b->logits.map) {
             vkb_rec_barrier(c);

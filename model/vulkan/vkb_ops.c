@@ -62,31 +62,35 @@ static uint32_t fbits(float f)
 
 struct type_geom {
     uint32_t type;
-    uint32_t block_elems;  /* ggml block */
+    uint32_t block_elems; /* ggml block */
     uint32_t block_bytes;
-    uint32_t q_words;      /* device quant words per 32 values */
-    uint32_t n_scales;     /* device scale floats per 32 values */
+    uint32_t q_words;  /* device quant words per 32 values */
+    uint32_t n_scales; /* device scale floats per 32 values */
 };
 
 static const struct type_geom geoms[] = {
-    {GGML_TYPE_F32, 1, 4, 32, 0},
-    {GGML_TYPE_F16, 1, 2, 16, 0},
-    {GGML_TYPE_Q8_0, 32, 34, 8, 1},
-    {GGML_TYPE_Q4_0, 32, 18, 4, 1},
-    {GGML_TYPE_Q4_K, 256, 144, 4, 2},
-    {GGML_TYPE_Q6_K, 256, 210, 8, 2},
+    {GGML_TYPE_F32, 1, 4, 32, 0},     {GGML_TYPE_F16, 1, 2, 16, 0},
+    {GGML_TYPE_Q8_0, 32, 34, 8, 1},   {GGML_TYPE_Q4_0, 32, 18, 4, 1},
+    {GGML_TYPE_Q4_K, 256, 144, 4, 2}, {GGML_TYPE_Q6_K, 256, 210, 8, 2},
 };
 
 static const char *type_name(uint32_t type)
 {
     switch (type) {
-    case GGML_TYPE_F32: return "F32";
-    case GGML_TYPE_F16: return "F16";
-    case GGML_TYPE_Q8_0: return "Q8_0";
-    case GGML_TYPE_Q4_0: return "Q4_0";
-    case GGML_TYPE_Q4_K: return "Q4_K";
-    case GGML_TYPE_Q6_K: return "Q6_K";
-    default: return "unsupported";
+    case GGML_TYPE_F32:
+        return "F32";
+    case GGML_TYPE_F16:
+        return "F16";
+    case GGML_TYPE_Q8_0:
+        return "Q8_0";
+    case GGML_TYPE_Q4_0:
+        return "Q4_0";
+    case GGML_TYPE_Q4_K:
+        return "Q4_K";
+    case GGML_TYPE_Q6_K:
+        return "Q6_K";
+    default:
+        return "unsupported";
     }
 }
 
@@ -177,10 +181,10 @@ int vkb_weight_repack(uint32_t type, uint32_t k, uint32_t n, const void *src, si
     if (src_bytes < row_bytes * n)
         return -1;
     const uint8_t *b = src;
-    const size_t n_sb = (size_t)n * (k / 32);                /* 32-value sub-blocks */
+    const size_t n_sb = (size_t)n * (k / 32);                 /* 32-value sub-blocks */
     const size_t n_blocks = (size_t)n * (k / g->block_elems); /* ggml blocks */
     uint32_t *q = dst;
-    float *s = (float *)dst + n_sb * g->q_words;             /* the scale region */
+    float *s = (float *)dst + n_sb * g->q_words; /* the scale region */
     switch (type) {
     case GGML_TYPE_F32:
     case GGML_TYPE_F16:
@@ -285,7 +289,7 @@ static uint32_t div_up(uint32_t a, uint32_t b)
 
 static int pipe_for_type(uint32_t type, bool matvec, enum vkb_pipe_id *out)
 {
-    static const uint32_t types[6] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0,
+    static const uint32_t types[6] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_Q8_0,
                                       GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     for (int i = 0; i < 6; i++) {
         if (types[i] == type) {
@@ -296,33 +300,65 @@ static int pipe_for_type(uint32_t type, bool matvec, enum vkb_pipe_id *out)
     return -1;
 }
 
+bool vkb_type_is_quant(uint32_t type)
+{
+    return type != GGML_TYPE_F32 && type != GGML_TYPE_F16;
+}
+
+bool vkb_type_is_kquant(uint32_t type)
+{
+    return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K;
+}
+
+int vkb_op_quant_q8(struct vkb_ctx *c, struct vkb_view x, uint32_t k, uint32_t m, bool k_quant,
+                    const struct vkb_xq *xq, char *err, size_t err_len)
+{
+    const uint32_t blk = k_quant ? 256 : 32;
+    const enum vkb_pipe_id id = k_quant ? VKB_P_QUANT_Q8_K : VKB_P_QUANT_Q8_0;
+    if (k % blk || x.off % 4 || x.stride % 4) {
+        snprintf(err, err_len, "vulkan: quant_q8 of rows of %u at offset %u, stride %u", k, x.off,
+                 x.stride);
+        return -1;
+    }
+    uint32_t push[4] = {k, m, x.off, x.stride};
+    struct vkb_buf *bufs[3] = {x.buf, xq->q, xq->s};
+    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push),
+                            div_up(k / blk, c->pipes[id].local_x), m, 1, err, err_len);
+}
+
 int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view x,
-                  struct vkb_view y, uint32_t m, struct vkb_buf *bias, uint32_t flags,
-                  char *err, size_t err_len)
+                  const struct vkb_xq *xq, struct vkb_view y, uint32_t m, struct vkb_buf *bias,
+                  uint32_t flags, char *err, size_t err_len)
 {
     /* Mat-vec for up to 3 tokens, tiles of VKB_MM_TN beyond: both give identical
      * numbers, so the choice only affects speed. */
     enum vkb_pipe_id id;
     bool matvec = m < 4;
     if (pipe_for_type(w->type, matvec, &id) < 0 || x.off % 4 || x.stride % 4 || w->k % 32) {
-        snprintf(err, err_len, "vulkan: bad mat-mul (type %u, x offset %u, stride %u)",
-                 w->type, x.off, x.stride);
+        snprintf(err, err_len, "vulkan: bad mat-mul (type %u, x offset %u, stride %u)", w->type,
+                 x.off, x.stride);
         return -1;
     }
     if ((flags & VKB_MM_BIAS) && !bias) {
         snprintf(err, err_len, "vulkan: mat-mul bias flag without a bias");
         return -1;
     }
+    if (vkb_type_is_quant(w->type) && !xq) {
+        snprintf(err, err_len,
+                 "vulkan: mat-mul with quantized weights needs quantized activations");
+        return -1;
+    }
     uint32_t push[8] = {w->k, w->n, m, x.off, x.stride, y.off, y.stride, flags};
-    struct vkb_buf *bufs[4] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf};
+    struct vkb_buf *bufs[6] = {
+        (struct vkb_buf *)&w->buf, x.buf, y.buf, bias ? bias : x.buf, xq ? xq->q : x.buf,
+        xq ? xq->s : x.buf};
     uint32_t gx = div_up(w->n, matvec ? VKB_MV_NR : VKB_MM_NR);
     uint32_t gy = matvec ? m : div_up(m, VKB_MM_TN);
-    return vkb_rec_dispatch(c, id, bufs, 4, push, sizeof(push), gx, gy, 1, err, err_len);
+    return vkb_rec_dispatch(c, id, bufs, 6, push, sizeof(push), gx, gy, 1, err, err_len);
 }
 
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
-                    uint32_t tok_off, struct vkb_view out, uint32_t m, char *err,
-                    size_t err_len)
+                    uint32_t tok_off, struct vkb_view out, uint32_t m, char *err, size_t err_len)
 {
     enum vkb_pipe_id id;
     if (pipe_for_type(w->type, false, &id) < 0) {
@@ -338,16 +374,22 @@ int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_bu
     uint32_t push[6] = {w->k, m, tok_off, out.off, out.stride, w->n};
     struct vkb_buf *bufs[3] = {(struct vkb_buf *)&w->buf, info, out.buf};
     uint32_t lx = c->pipes[id].local_x;
-    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(w->k / 32, lx), m, 1,
-                            err, err_len);
+    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(w->k / 32, lx), m, 1, err,
+                            err_len);
 }
 
 int vkb_op_rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
-                   struct vkb_view out, uint32_t n, uint32_t m, float eps,
-                   struct vkb_buf *info, int32_t idx_off, char *err, size_t err_len)
+                   struct vkb_view out, uint32_t n, uint32_t m, float eps, struct vkb_buf *info,
+                   int32_t idx_off, char *err, size_t err_len)
 {
-    uint32_t push[9] = {n, m, in.off, in.stride, out.off, out.stride,
-                        idx_off >= 0 ? VKB_NORM_GATHER : 0u, idx_off >= 0 ? (uint32_t)idx_off : 0u,
+    uint32_t push[9] = {n,
+                        m,
+                        in.off,
+                        in.stride,
+                        out.off,
+                        out.stride,
+                        idx_off >= 0 ? VKB_NORM_GATHER : 0u,
+                        idx_off >= 0 ? (uint32_t)idx_off : 0u,
                         fbits(eps)};
     struct vkb_buf *bufs[4] = {in.buf, weight, out.buf, info ? info : in.buf};
     if (idx_off >= 0 && !info) {
@@ -357,36 +399,35 @@ int vkb_op_rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight
     return vkb_rec_dispatch(c, VKB_P_RMSNORM, bufs, 4, push, sizeof(push), m, 1, 1, err, err_len);
 }
 
-int vkb_op_rope(struct vkb_ctx *c, struct vkb_view x, struct vkb_buf *table,
-                struct vkb_buf *info, const struct vkb_rope_args *a, uint32_t m, char *err,
-                size_t err_len)
+int vkb_op_rope(struct vkb_ctx *c, struct vkb_view x, struct vkb_buf *table, struct vkb_buf *info,
+                const struct vkb_rope_args *a, uint32_t m, char *err, size_t err_len)
 {
     if (a->n_rot > a->head_dim || a->n_rot % 2) {
         snprintf(err, err_len, "vulkan: rope n_rot %u with head_dim %u", a->n_rot, a->head_dim);
         return -1;
     }
-    uint32_t push[9] = {a->n_heads, a->head_dim, a->n_rot, a->neox ? 1u : 0u,
-                        x.off, x.stride, a->pos_off, m, 0};
+    uint32_t push[9] = {a->n_heads, a->head_dim, a->n_rot, a->neox ? 1u : 0u, x.off, x.stride,
+                        a->pos_off, m,           0};
     struct vkb_buf *bufs[3] = {x.buf, table, info};
     uint32_t n = a->n_heads * (a->n_rot / 2);
     return vkb_rec_dispatch(c, VKB_P_ROPE, bufs, 3, push, sizeof(push),
                             div_up(n, c->pipes[VKB_P_ROPE].local_x), m, 1, err, err_len);
 }
 
-int vkb_op_kv_write(struct vkb_ctx *c, struct vkb_view qkv, struct vkb_buf *kc,
-                    struct vkb_buf *vc, struct vkb_buf *info, const struct vkb_kv_args *a,
-                    uint32_t m, char *err, size_t err_len)
+int vkb_op_kv_write(struct vkb_ctx *c, struct vkb_view qkv, struct vkb_buf *kc, struct vkb_buf *vc,
+                    struct vkb_buf *info, const struct vkb_kv_args *a, uint32_t m, char *err,
+                    size_t err_len)
 {
     if (a->kv_dim % 2) {
         snprintf(err, err_len, "vulkan: odd kv_dim %u", a->kv_dim);
         return -1;
     }
-    uint32_t push[9] = {a->kv_dim, a->n_ctx, a->k_off, a->v_off, qkv.off, qkv.stride,
-                        a->pos_off, a->slot_off, m};
+    uint32_t push[9] = {a->kv_dim,  a->n_ctx,   a->k_off,    a->v_off, qkv.off,
+                        qkv.stride, a->pos_off, a->slot_off, m};
     struct vkb_buf *bufs[4] = {qkv.buf, kc, vc, info};
     return vkb_rec_dispatch(c, VKB_P_KV_WRITE, bufs, 4, push, sizeof(push),
-                            div_up(a->kv_dim / 2, c->pipes[VKB_P_KV_WRITE].local_x), m, 1,
-                            err, err_len);
+                            div_up(a->kv_dim / 2, c->pipes[VKB_P_KV_WRITE].local_x), m, 1, err,
+                            err_len);
 }
 
 int vkb_op_attn(struct vkb_ctx *c, struct vkb_view q, struct vkb_buf *kc, struct vkb_buf *vc,
@@ -399,15 +440,16 @@ int vkb_op_attn(struct vkb_ctx *c, struct vkb_view q, struct vkb_buf *kc, struct
                  a->head_dim, a->n_head, a->n_head_kv);
         return -1;
     }
-    uint32_t push[11] = {a->n_head, a->n_head_kv, a->head_dim, a->n_ctx, q.off, q.stride,
-                         out.off, out.stride, a->pos_off, a->slot_off, fbits(a->scale)};
+    uint32_t push[11] = {a->n_head,  a->n_head_kv, a->head_dim,    a->n_ctx,
+                         q.off,      q.stride,     out.off,        out.stride,
+                         a->pos_off, a->slot_off,  fbits(a->scale)};
     struct vkb_buf *bufs[5] = {q.buf, kc, vc, info, out.buf};
     return vkb_rec_dispatch(c, VKB_P_ATTN, bufs, 5, push, sizeof(push), a->n_head, m, 1, err,
                             err_len);
 }
 
-int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u,
-                    struct vkb_view out, uint32_t n, uint32_t m, char *err, size_t err_len)
+int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u, struct vkb_view out,
+                    uint32_t n, uint32_t m, char *err, size_t err_len)
 {
     uint32_t push[8] = {n, m, g.off, g.stride, u.off, u.stride, out.off, out.stride};
     struct vkb_buf *bufs[3] = {g.buf, u.buf, out.buf};
@@ -415,8 +457,8 @@ int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u,
                             div_up(n, c->pipes[VKB_P_SILU_MUL].local_x), m, 1, err, err_len);
 }
 
-int vkb_op_add(struct vkb_ctx *c, struct vkb_view x, struct vkb_view y, uint32_t n,
-               uint32_t m, char *err, size_t err_len)
+int vkb_op_add(struct vkb_ctx *c, struct vkb_view x, struct vkb_view y, uint32_t n, uint32_t m,
+               char *err, size_t err_len)
 {
     uint32_t push[6] = {n, m, x.off, x.stride, y.off, y.stride};
     struct vkb_buf *bufs[2] = {x.buf, y.buf};

@@ -32,18 +32,18 @@ struct pipe_desc {
 };
 
 static const struct pipe_desc pipe_table[VKB_P_COUNT] = {
-    [VKB_P_MATVEC_F32] = {"matvec_f32", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_F16] = {"matvec_f16", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q8_0] = {"matvec_q8_0", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q4_0] = {"matvec_q4_0", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q4_K] = {"matvec_q4_k", 4, 32, SUBGROUP},
-    [VKB_P_MATVEC_Q6_K] = {"matvec_q6_k", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_F32] = {"matmul_f32", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_F16] = {"matmul_f16", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q8_0] = {"matmul_q8_0", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q4_0] = {"matmul_q4_0", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q4_K] = {"matmul_q4_k", 4, 32, SUBGROUP},
-    [VKB_P_MATMUL_Q6_K] = {"matmul_q6_k", 4, 32, SUBGROUP},
+    [VKB_P_MATVEC_F32] = {"matvec_f32", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_F16] = {"matvec_f16", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q8_0] = {"matvec_q8_0", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q4_0] = {"matvec_q4_0", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q4_K] = {"matvec_q4_k", 6, 32, SUBGROUP},
+    [VKB_P_MATVEC_Q6_K] = {"matvec_q6_k", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_F32] = {"matmul_f32", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_F16] = {"matmul_f16", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q8_0] = {"matmul_q8_0", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q4_0] = {"matmul_q4_0", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q4_K] = {"matmul_q4_k", 6, 32, SUBGROUP},
+    [VKB_P_MATMUL_Q6_K] = {"matmul_q6_k", 6, 32, SUBGROUP},
     [VKB_P_GET_ROWS_F32] = {"get_rows_f32", 3, 24, SUBGROUP},
     [VKB_P_GET_ROWS_F16] = {"get_rows_f16", 3, 24, SUBGROUP},
     [VKB_P_GET_ROWS_Q8_0] = {"get_rows_q8_0", 3, 24, SUBGROUP},
@@ -56,6 +56,8 @@ static const struct pipe_desc pipe_table[VKB_P_COUNT] = {
     [VKB_P_ATTN] = {"attn", 5, 44, SUBGROUP},
     [VKB_P_SILU_MUL] = {"silu_mul", 3, 32, VKB_EW_LOCAL},
     [VKB_P_ADD] = {"add", 2, 24, VKB_EW_LOCAL},
+    [VKB_P_QUANT_Q8_0] = {"quant_q8_0", 3, 16, SUBGROUP},
+    [VKB_P_QUANT_Q8_K] = {"quant_q8_k", 3, 16, SUBGROUP},
 };
 
 #define DESC_POOL_SETS 4096u
@@ -69,8 +71,8 @@ static const struct vkb_spirv *find_spirv(const char *name)
     return NULL;
 }
 
-static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_desc *d,
-                       char *err, size_t err_len)
+static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_desc *d, char *err,
+                       size_t err_len)
 {
     const struct vkb_spirv *sp = find_spirv(d->spirv);
     if (!sp) {
@@ -128,13 +130,14 @@ static int pipe_create(struct vkb_ctx *c, struct vkb_pipe *p, const struct pipe_
     };
     VkComputePipelineCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {
-            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = mod,
-            .pName = "main",
-            .pSpecializationInfo = &si,
-        },
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = mod,
+                .pName = "main",
+                .pSpecializationInfo = &si,
+            },
         .layout = p->layout,
     };
     r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &pci, NULL, &p->pipe);
@@ -153,7 +156,7 @@ int vkb_pipelines_create(struct vkb_ctx *c, char *err, size_t err_len)
 {
     VkDescriptorPoolSize ps = {
         .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = DESC_POOL_SETS * 5,
+        .descriptorCount = DESC_POOL_SETS * 6,
     };
     VkDescriptorPoolCreateInfo dpci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
@@ -241,7 +244,8 @@ int vkb_rec_dispatch(struct vkb_ctx *c, enum vkb_pipe_id id, struct vkb_buf *con
     VkDescriptorBufferInfo bi[DESC_MAX_BINDINGS];
     VkWriteDescriptorSet w[DESC_MAX_BINDINGS];
     for (uint32_t i = 0; i < n_bufs; i++) {
-        bi[i] = (VkDescriptorBufferInfo){.buffer = bufs[i]->buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        bi[i] =
+            (VkDescriptorBufferInfo){.buffer = bufs[i]->buf, .offset = 0, .range = VK_WHOLE_SIZE};
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -264,17 +268,17 @@ void vkb_rec_barrier(struct vkb_ctx *c)
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_READ_BIT,
+        .dstAccessMask =
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT,
     };
     vkCmdPipelineBarrier(c->cmd,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         0, 1, &mb, 0, NULL, 0, NULL);
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
 }
 
-void vkb_rec_copy(struct vkb_ctx *c, struct vkb_buf *src, VkDeviceSize src_off,
-                  struct vkb_buf *dst, VkDeviceSize dst_off, VkDeviceSize n)
+void vkb_rec_copy(struct vkb_ctx *c, struct vkb_buf *src, VkDeviceSize src_off, struct vkb_buf *dst,
+                  VkDeviceSize dst_off, VkDeviceSize n)
 {
     VkBufferCopy reg = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
     vkCmdCopyBuffer(c->cmd, src->buf, dst->buf, 1, &reg);

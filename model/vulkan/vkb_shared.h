@@ -38,6 +38,6 @@
 #define VKB_MM_ACCUMULATE 2u /* y += W x instead of y = W x */
 
 /* rmsnorm flags */
-#define VKB_NORM_GATHER 1u   /* input row j is row idx[j] of the input buffer */
+#define VKB_NORM_GATHER 1u /* input row j is row idx[j] of the input buffer */
 
 #endif

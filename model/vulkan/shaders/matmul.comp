@@ -21,6 +21,14 @@ layout(binding = 0) readonly buffer Ws { float ws[]; };
 layout(binding = 1) readonly buffer X { vec4 x4[]; };
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
+layout(binding = 4) readonly buffer XQ { uvec4 xq[]; };   // int8 activations (quant_q8)
+layout(binding = 5) readonly buffer XS { float xs[]; };
+
+// Float weights take float activations; quantized weights take the int8 blocks of
+// quant_q8.comp, and their products are exact integers in float (|sum| < 2^24).
+#if defined(T_F32) || defined(T_F16)
+#define XFLOAT 1
+#endif
 
 layout(push_constant) uniform Push {
     uint k;          // row length (multiple of 32)
@@ -74,10 +82,13 @@ void main()
     const uint nsb = p.k >> 5;
     const uint n_blk = p.n * nsb;
     uint xb[TN];
+    uint xt[TN];
     uint brow[NR];
     float acc[NR][TN];
-    [[unroll]] for (uint t = 0u; t < TN; t++)
+    [[unroll]] for (uint t = 0u; t < TN; t++) {
+        xt[t] = min(t0 + t, p.m - 1u) * nsb;
         xb[t] = (p.x_off + min(t0 + t, p.m - 1u) * p.x_stride) >> 2;
+    }
     [[unroll]] for (uint r = 0u; r < NR; r++) {
         brow[r] = min(r0 + r, p.n - 1u) * nsb;
         [[unroll]] for (uint t = 0u; t < TN; t++)
@@ -86,10 +97,19 @@ void main()
     for (uint sb = lane; sb < nsb; sb += nl) {
         mat4 xa[TN];
         mat4 xc[TN];
+        float xsc[TN];
         [[unroll]] for (uint t = 0u; t < TN; t++) {
+#ifdef XFLOAT
             const uint o = xb[t] + sb * 8u;
             xa[t] = mat4(x4[o], x4[o + 1u], x4[o + 2u], x4[o + 3u]);
             xc[t] = mat4(x4[o + 4u], x4[o + 5u], x4[o + 6u], x4[o + 7u]);
+            xsc[t] = 1.0;
+#else
+            const uint bi = xt[t] + sb;
+            xa[t] = i8x16m(xq[2u * bi]);
+            xc[t] = i8x16m(xq[2u * bi + 1u]);
+            xsc[t] = xs[bi];
+#endif
         }
         [[unroll]] for (uint r = 0u; r < NR; r++) {
             mat4 qa;
@@ -99,7 +119,11 @@ void main()
             float mn;
             sb_load(brow[r] + sb, n_blk, qa, qb, s0, s1, mn);
             [[unroll]] for (uint t = 0u; t < TN; t++)
+#ifdef XFLOAT
                 acc[r][t] += sb_dot(qa, qb, s0, s1, mn, xa[t], xc[t]);
+#else
+                acc[r][t] += xsc[t] * sb_dot(qa, qb, s0, s1, mn, xa[t], xc[t]);
+#endif
         }
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) {

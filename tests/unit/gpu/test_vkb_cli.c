@@ -46,7 +46,8 @@ static json_t *eval(const char *backend)
     char cmd[9000];
     int rc;
     snprintf(cmd, sizeof(cmd),
-             "%s eval --model %s --tokens \"1 15043 29892 920 526 366 29973\" --top 5 --backend %s --json",
+             "%s eval --model %s --tokens \"1 15043 29892 920 526 366 29973\" --top 5 --backend %s "
+             "--json",
              getenv("CHATD_BIN"), test_fixture("models/tiny-llama-f32.gguf"), backend);
     char *out = run_cmd(cmd, &rc);
     json_t *j = out && rc == 0 ? json_loads(out, 0, NULL) : NULL;

@@ -85,8 +85,8 @@ struct wtype {
 };
 
 static const struct wtype wtypes[] = {
-    {GGML_TYPE_F32, "F32", 1, 4},   {GGML_TYPE_F16, "F16", 1, 2},
-    {GGML_TYPE_Q8_0, "Q8_0", 32, 34}, {GGML_TYPE_Q4_0, "Q4_0", 32, 18},
+    {GGML_TYPE_F32, "F32", 1, 4},       {GGML_TYPE_F16, "F16", 1, 2},
+    {GGML_TYPE_Q8_0, "Q8_0", 32, 34},   {GGML_TYPE_Q4_0, "Q4_0", 32, 18},
     {GGML_TYPE_Q4_K, "Q4_K", 256, 144}, {GGML_TYPE_Q6_K, "Q6_K", 256, 210},
 };
 
@@ -238,7 +238,8 @@ static int buf_from(struct vkb_buf *b, const void *data, size_t bytes, enum vkb_
 {
     if (vkb_buf_new(ctx, b, bytes, kind, err, sizeof(err)) < 0)
         return -1;
-    return data ? vkb_buf_upload(ctx, b, 0, data, bytes, err, sizeof(err)) : vkb_buf_zero(ctx, b, err, sizeof(err));
+    return data ? vkb_buf_upload(ctx, b, 0, data, bytes, err, sizeof(err))
+                : vkb_buf_zero(ctx, b, err, sizeof(err));
 }
 
 static struct vkb_view vw(struct vkb_buf *b, uint32_t off, uint32_t stride)
@@ -256,23 +257,82 @@ static float *rnd_vec(size_t n, float lo, float hi)
 
 /* ---- tests ---- */
 
-/* y = W x for m tokens on the device, through mat-vec (m < 4) or tiled mat-mat. */
+/* The reference's Q8_K activation quantization of 256 values at v, in place. */
+static float quantize_q8k_ref(float *v)
+{
+    float amax = 0;
+    float vmax = 0;
+    for (int i = 0; i < 256; i++) {
+        if (fabsf(v[i]) > amax) {
+            amax = fabsf(v[i]);
+            vmax = v[i];
+        }
+    }
+    float s = amax != 0 ? -127.0f / vmax : 0.0f;
+    float d = amax != 0 ? 1.0f / s : 0.0f;
+    for (int i = 0; i < 256; i++) {
+        float q = nearbyintf(s * v[i]);
+        v[i] = d * (q > 127 ? 127 : q);
+    }
+    return fabsf(d);
+}
+
+/* The reference's activation quantization (Q8_0 blocks, scale rounded to F16; Q8_K
+ * for K-quant weights): x replaced by its dequantized value in place, for rows of k
+ * at stride xs from offset 4. */
+static void quantize_ref(float *x, uint32_t k, uint32_t xs, uint32_t m, bool kq, float *dmax)
+{
+    *dmax = 0;
+    for (uint32_t t = 0; t < m; t++) {
+        for (uint32_t b = 0; kq && b < k; b += 256) {
+            float d = quantize_q8k_ref(x + 4 + (size_t)t * xs + b);
+            *dmax = d > *dmax ? d : *dmax;
+        }
+        for (uint32_t b = 0; !kq && b < k; b += 32) {
+            float *v = x + 4 + (size_t)t * xs + b;
+            float amax = 0;
+            for (int i = 0; i < 32; i++)
+                amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+            float d = amax / 127.0f;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            float d16 = round_f16(d);
+            *dmax = d16 > *dmax ? d16 : *dmax;
+            for (int i = 0; i < 32; i++)
+                v[i] = d16 * roundf(v[i] * id);
+        }
+    }
+}
+
+/* y = W x for m tokens on the device, through mat-vec (m < 4) or tiled mat-mat;
+ * quantized weight types first quantize x on the device (vkb_op_quant_q8). */
 static int run_matmul(const struct vkb_weight *w, struct vkb_buf *xb, uint32_t m, float *y,
                       struct vkb_buf *bias, uint32_t flags, const float *y0)
 {
     struct vkb_buf yb;
+    struct vkb_buf qb;
+    struct vkb_buf sb;
+    struct vkb_xq xq = {&qb, &sb};
     size_t yn = (size_t)m * (w->n + 3);
-    if (buf_from(&yb, y0, yn * sizeof(float), VKB_MEM_DEVICE) < 0)
+    if (buf_from(&yb, y0, yn * sizeof(float), VKB_MEM_DEVICE) < 0 ||
+        buf_from(&qb, NULL, (size_t)m * w->k, VKB_MEM_DEVICE) < 0 ||
+        buf_from(&sb, NULL, (size_t)m * w->k / 32 * sizeof(float), VKB_MEM_DEVICE) < 0)
         return -1;
     int rc = vkb_rec_begin(ctx, err, sizeof(err));
+    if (rc == 0 && vkb_type_is_quant(w->type)) {
+        rc = vkb_op_quant_q8(ctx, vw(xb, 4, w->k + 8), w->k, m, vkb_type_is_kquant(w->type), &xq,
+                             err, sizeof(err));
+        vkb_rec_barrier(ctx);
+    }
     if (rc == 0)
-        rc = vkb_op_matmul(ctx, w, vw(xb, 4, w->k + 8), vw(&yb, 1, w->n + 3), m, bias, flags, err,
-                           sizeof(err));
+        rc = vkb_op_matmul(ctx, w, vw(xb, 4, w->k + 8), &xq, vw(&yb, 1, w->n + 3), m, bias, flags,
+                           err, sizeof(err));
     if (rc == 0)
         rc = vkb_rec_submit(ctx, err, sizeof(err));
     if (rc == 0)
         rc = vkb_buf_read(ctx, &yb, 0, y, yn * sizeof(float), err, sizeof(err));
     vkb_buf_free(ctx, &yb);
+    vkb_buf_free(ctx, &qb);
+    vkb_buf_free(ctx, &sb);
     return rc;
 }
 
@@ -296,6 +356,14 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
     float *y1 = malloc(yn * sizeof(float));
     float *y3 = malloc(yn * sizeof(float));
     float *ym = malloc(yn * sizeof(float));
+    /* quantized weights meet quantized activations: compare with the same rounding;
+     * allow a rare one-step difference of a rounded activation (division ulps) */
+    float dmax = 0;
+    float wmax = 0;
+    if (vkb_type_is_quant(wt->type))
+        quantize_ref(x, k, xs, M, vkb_type_is_kquant(wt->type), &dmax);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        wmax = fabsf(rm.deq[i]) > wmax ? fabsf(rm.deq[i]) : wmax;
     ASSERT_INT_EQ(run_matmul(&w, &xb, 1, y1, NULL, 0, NULL), 0);
     ASSERT_INT_EQ(run_matmul(&w, &xb, 3, y3, &bb, VKB_MM_BIAS, NULL), 0);
     ASSERT_INT_EQ(run_matmul(&w, &xb, M, ym, &bb, VKB_MM_BIAS | VKB_MM_ACCUMULATE, y0), 0);
@@ -309,7 +377,7 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
                 s += p;
                 sa += fabs(p);
             }
-            double tol = 2e-6 * sa + 1e-6;
+            double tol = 2e-6 * sa + 1e-6 + 2.0 * dmax * wmax;
             size_t yi = 1 + (size_t)tk * (n + 3) + r;
             double want = s + bias[r] + y0[yi];
             double d = fabs(ym[yi] - want) / tol;
@@ -334,7 +402,8 @@ static void check_matmul_type(const struct wtype *wt, uint32_t k, uint32_t n)
     ASSERT_INT_EQ(run_matmul(&w, &xb, 5, yz, NULL, 0, NULL), 0);
     for (uint32_t r = 0; r < n; r++)
         if (memcmp(&yz[1 + r], &y1[1 + r], sizeof(float)) != 0)
-            TEST_FAIL_("%s row %u: mat-vec %.9g != mat-mat %.9g", wt->name, r, y1[1 + r], yz[1 + r]);
+            TEST_FAIL_("%s row %u: mat-vec %.9g != mat-mat %.9g", wt->name, r, y1[1 + r],
+                       yz[1 + r]);
     free(yz);
     vkb_buf_free(ctx, &xb);
     vkb_buf_free(ctx, &bb);
@@ -369,7 +438,8 @@ static void test_get_rows_all_types(void)
         const uint32_t n = 11;
         struct rmat rm;
         rmat_make(&rm, wt, k, n);
-        struct mdl_tensor t = {.type = wt->type, .ne = {k, n}, .data = rm.bytes, .nbytes = rm.nbytes};
+        struct mdl_tensor t = {
+            .type = wt->type, .ne = {k, n}, .data = rm.bytes, .nbytes = rm.nbytes};
         struct vkb_weight w;
         ASSERT_INT_EQ(vkb_weight_upload(ctx, &w, &t, err, sizeof(err)), 0);
         int32_t info[5] = {7, 0, 10, 3, 7};
@@ -412,10 +482,12 @@ static void test_rmsnorm(void)
     ASSERT_INT_EQ(buf_from(&ob, NULL, 2 * m * n * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, info, sizeof(info), VKB_MEM_HOST), 0);
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
-    ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, 0, n), n, m, 1e-5f, NULL, -1,
-                                 err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, 0, n), n, m, 1e-5f, NULL, -1, err,
+                                 sizeof(err)),
+                  0);
     ASSERT_INT_EQ(vkb_op_rmsnorm(ctx, vw(&xb, 0, n), &wb, vw(&ob, m * n, n), n, 2, 1e-5f, &ib, 2,
-                                 err, sizeof(err)), 0);
+                                 err, sizeof(err)),
+                  0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
     float o[600];
     ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, sizeof(o), err, sizeof(err)), 0);
@@ -458,7 +530,8 @@ static void check_rope(bool neox)
     ASSERT_INT_EQ(buf_from(&xb, x, m * stride * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&tb, tab, (size_t)n_ctx * hd * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, pos, sizeof(pos), VKB_MEM_HOST), 0);
-    struct vkb_rope_args a = {.n_heads = nh, .head_dim = hd, .n_rot = hd, .neox = neox, .pos_off = 0};
+    struct vkb_rope_args a = {
+        .n_heads = nh, .head_dim = hd, .n_rot = hd, .neox = neox, .pos_off = 0};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_rope(ctx, vw(&xb, 0, stride), &tb, &ib, &a, m, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
@@ -524,19 +597,26 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
     ASSERT_INT_EQ(buf_from(&vc, NULL, (size_t)n_slots * n_ctx * kvd * 2, VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(buf_from(&ib, info, 2 * m * sizeof(int32_t), VKB_MEM_HOST), 0);
     ASSERT_INT_EQ(buf_from(&ob, NULL, (size_t)m * qd * sizeof(float), VKB_MEM_DEVICE), 0);
-    struct vkb_kv_args ka = {.kv_dim = kvd, .n_ctx = n_ctx, .k_off = qd, .v_off = qd + kvd,
-                             .pos_off = 0, .slot_off = m};
-    struct vkb_attn_args aa = {.n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd,
-                               .n_ctx = n_ctx, .pos_off = 0, .slot_off = m,
+    struct vkb_kv_args ka = {
+        .kv_dim = kvd, .n_ctx = n_ctx, .k_off = qd, .v_off = qd + kvd, .pos_off = 0, .slot_off = m};
+    struct vkb_attn_args aa = {.n_head = n_head,
+                               .n_head_kv = n_head_kv,
+                               .head_dim = hd,
+                               .n_ctx = n_ctx,
+                               .pos_off = 0,
+                               .slot_off = m,
                                .scale = 1.0f / sqrtf((float)hd)};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
-    ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)),
+                  0);
     vkb_rec_barrier(ctx);
-    ASSERT_INT_EQ(vkb_op_attn(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &aa, vw(&ob, 0, qd), m, err,
-                              sizeof(err)), 0);
+    ASSERT_INT_EQ(
+        vkb_op_attn(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &aa, vw(&ob, 0, qd), m, err, sizeof(err)),
+        0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
     float *o = malloc((size_t)m * qd * sizeof(float));
-    ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, (size_t)m * qd * sizeof(float), err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &ob, 0, o, (size_t)m * qd * sizeof(float), err, sizeof(err)),
+                  0);
     double *sc = malloc(n_ctx * sizeof(double));
     for (uint32_t j = 0; j < m; j++) {
         uint32_t pos = (uint32_t)info[j];
@@ -560,7 +640,9 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
             for (uint32_t i = 0; i < hd; i++) {
                 double v = 0;
                 for (uint32_t p = 0; p <= pos; p++)
-                    v += sc[p] * round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
+                    v +=
+                        sc[p] *
+                        round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
                 v /= sum;
                 float got = o[(size_t)j * qd + h * hd + i];
                 if (!(fabs(got - v) <= 1e-5 * (1 + fabs(v))))
@@ -607,7 +689,8 @@ static void test_silu_mul_add(void)
     ASSERT_INT_EQ(buf_from(&yb, y, m * n * sizeof(float), VKB_MEM_DEVICE), 0);
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_silu_mul(ctx, vw(&gb, 0, 2 * n), vw(&gb, n, 2 * n), vw(&gb, 0, 2 * n), n,
-                                  m, err, sizeof(err)), 0);
+                                  m, err, sizeof(err)),
+                  0);
     vkb_rec_barrier(ctx);
     ASSERT_INT_EQ(vkb_op_add(ctx, vw(&gb, 0, 2 * n), vw(&yb, 0, n), n, m, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
@@ -628,9 +711,9 @@ static void test_silu_mul_add(void)
 
 static void test_repack_rejects_bad_sizes(void)
 {
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q4_K, 96, 4), 0);  /* not a multiple of 256 */
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 40, 4), 0);  /* not a multiple of 32 */
-    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q5_0, 64, 4), 0);  /* unsupported type */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q4_K, 96, 4), 0); /* not a multiple of 256 */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 40, 4), 0); /* not a multiple of 32 */
+    ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q5_0, 64, 4), 0); /* unsupported type */
     ASSERT_INT_EQ(vkb_weight_bytes(GGML_TYPE_Q8_0, 64, 3), 3 * 2 * 9 * 4);
     uint8_t src[34];
     uint32_t dst[18];
