@@ -195,6 +195,11 @@ static void test_big_bodies(void)
     chat_error(stops, 400, "stop", "invalid_value");
     free(stops);
     chat_error("{" MSG ",\"stop\":[\"a\",7]}", 400, "stop", "invalid_type");
+    /* one very long stop string: capped like the array entries (the matcher holds back
+     * up to a stop string's length of text) */
+    char *long_stop = repeat("{" MSG ",\"stop\":\"", "x", 300, "", "\"}");
+    chat_error(long_stop, 400, "stop", "invalid_value");
+    free(long_stop);
     /* a 1000-entry logit_bias of valid ids is fine in size but 1025 entries are not */
     char buf[64];
     char *lb = malloc(1100 * 16 + 128);
