@@ -4,7 +4,9 @@
 #   make asan   the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
 #   make fuzz   build the libFuzzer targets with clang (build-fuzz) and run each for
 #               FUZZ_SECONDS (default 60); new corpus entries go to build-fuzz/corpus/,
-#               crashes to build-fuzz/crashes/<target>/ (copy them to tests/regress/<target>/)
+#               crashes to build-fuzz/crashes/<target>/ (copy them to tests/regress/<target>/);
+#               FUZZ_TIMEOUT (default 1 s, wall clock) flags slow inputs: raise it on a
+#               machine shared with other jobs
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -30,6 +32,7 @@ asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCHATD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
 FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 1
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TARGETS = fuzz_gguf_parse fuzz_gguf_load fuzz_tokenize fuzz_detokenize \
 	fuzz_request_json fuzz_sse_utf8 fuzz_ids fuzz_template
@@ -44,7 +47,7 @@ fuzz: setup
 	    regress=; if [ -d tests/regress/$$t ]; then regress=tests/regress/$$t; fi; \
 	    seeds=; if [ -d tests/fuzz/corpus/$$t ]; then seeds=tests/fuzz/corpus/$$t; fi; \
 	    echo "== $$t: $(FUZZ_SECONDS) s"; \
-	    ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=1 \
+	    ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
 	        -rss_limit_mb=256 -malloc_limit_mb=128 -print_final_stats=1 \
 	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
 	        $(FUZZ_BUILD)/corpus/$$t $$seeds $$regress; \

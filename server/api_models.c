@@ -108,6 +108,10 @@ int api_detokenize(struct http_req *r)
     size_t n = json_array_size(tokens), i;
     json_t *t;
     ids = malloc((n + 1) * sizeof(*ids));
+    if (!ids) {
+        http_send_error(r, 500, "server_error", NULL, NULL, "out of memory");
+        goto out;
+    }
     json_array_foreach(tokens, i, t) {
         json_int_t v = json_is_integer(t) ? json_integer_value(t) : -1;
         if (!json_is_integer(t) || v < 0 || v >= (json_int_t)tok_n_vocab(sm->tok)) {

@@ -554,8 +554,7 @@ static int respond_full(struct http_req *r, struct gen *g)
         ;
     if (store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE) != 0)
         return http_send_error(r, 503, "server_error", NULL, "storage_unavailable",
-                               "the reply could not be stored (the database is unavailable); "
-                               "it was not billed; try again");
+                               "the reply could not be stored (database unavailable) and was not billed; try again");
     if (g->failed)
         return http_send_error(r, 500, "server_error", NULL, "generation_failed", "%s", g->error);
     json_t *j = full_response(g);
@@ -641,8 +640,7 @@ static void queue_end(struct stream *s)
         /* the deltas went out, but the reply is not stored nor billed: say so instead of
          * finishing normally */
         sse_json(s, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
-                              "the reply could not be stored (the database is unavailable); "
-                              "it was not billed; try again",
+                              "the reply could not be stored (database unavailable) and was not billed; try again",
                               "type", "server_error", "param", "code", "storage_unavailable"));
     } else if (g->failed) {
         sse_json(s, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", g->error, "type",

@@ -239,7 +239,11 @@ static int parse_stop(const json_t *body, struct oai_request *q, struct oai_erro
     if (json_is_string(v)) {
         if (json_string_length(v) == 0)
             return 0;
-        q->stop[q->n_stop++] = strdup(json_string_value(v));
+        if (json_string_length(v) > 256)
+            return fail(e, "stop", "invalid_value", "stop is longer than 256 bytes");
+        if (!(q->stop[q->n_stop] = strdup(json_string_value(v))))
+            return fail(e, "stop", "server_error", "out of memory");
+        q->n_stop++;
         return 0;
     }
     if (!json_is_array(v))
@@ -254,8 +258,11 @@ static int parse_stop(const json_t *body, struct oai_request *q, struct oai_erro
             return fail(e, "stop", "invalid_type", "stop[%zu] must be a string", i);
         if (json_string_length(s) > 256)
             return fail(e, "stop", "invalid_value", "stop[%zu] is longer than 256 bytes", i);
-        if (json_string_length(s) > 0)
-            q->stop[q->n_stop++] = strdup(json_string_value(s));
+        if (json_string_length(s) == 0)
+            continue;
+        if (!(q->stop[q->n_stop] = strdup(json_string_value(s))))
+            return fail(e, "stop", "server_error", "out of memory");
+        q->n_stop++;
     }
     return 0;
 }
@@ -271,6 +278,8 @@ static int parse_logit_bias(const json_t *body, struct oai_request *q, struct oa
         return fail(e, "logit_bias", "invalid_value", "logit_bias has more than %d entries",
                     OAI_MAX_LOGIT_BIAS);
     q->bias = calloc(json_object_size(v) + 1, sizeof(*q->bias));
+    if (!q->bias)
+        return fail(e, "logit_bias", "server_error", "out of memory");
     const char *k;
     json_t *b;
     json_object_foreach((json_t *)v, k, b) {

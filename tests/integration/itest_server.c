@@ -55,10 +55,8 @@ static void print_log(const struct itest_server *s)
 static bool health_ok(struct itest_server *s)
 {
     struct itest_resp r;
-    if (itest_request(s, "GET", "/health", NULL, NULL, &r) != 0)
-        return false;
-    bool ok = r.status == 200;
-    itest_resp_free(&r);
+    bool ok = itest_request(s, "GET", "/health", NULL, NULL, &r) == 0 && r.status == 200;
+    itest_resp_free(&r); /* allocated on failure too */
     return ok;
 }
 

@@ -52,9 +52,8 @@ static void ack(struct client *c, const char *id)
 static char *new_session(void)
 {
     struct itest_resp r;
-    if (itest_request(&srv, "POST", "/v1/sessions", "{}", NULL, &r) != 0)
-        return NULL;
-    json_t *j = r.status == 200 ? itest_json(&r) : NULL;
+    int rc = itest_request(&srv, "POST", "/v1/sessions", "{}", NULL, &r);
+    json_t *j = rc == 0 && r.status == 200 ? itest_json(&r) : NULL;
     itest_resp_free(&r);
     char *id = j ? strdup(json_string_value(json_object_get(j, "id"))) : NULL;
     json_decref(j);
