@@ -6,6 +6,7 @@
  * reference, so peak memory is about the size of the output file.
  */
 #include "genmodel.h"
+#include "rng.h"
 
 #include "gguf.h"
 #include "gguf_writer.h"
@@ -20,37 +21,10 @@
 /* ---- random numbers ----------------------------------------------------------------- */
 
 struct gen_rng {
-    uint64_t s[4];
+    struct rng r;
     int have_spare;
     double spare;
 };
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(struct gen_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
 
 static uint32_t crc32_str(const char *s)
 {
@@ -65,9 +39,7 @@ static uint32_t crc32_str(const char *s)
 
 static void rng_seed(struct gen_rng *r, uint64_t seed, const char *name)
 {
-    uint64_t x = seed ^ ((uint64_t)crc32_str(name) << 32);
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
+    rng_init(&r->r, seed ^ ((uint64_t)crc32_str(name) << 32));
     r->have_spare = 0;
 }
 
@@ -77,8 +49,8 @@ static double rng_normal(struct gen_rng *r)
         r->have_spare = 0;
         return r->spare;
     }
-    double u1 = ((double)(rng_next(r) >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
-    double u2 = (double)(rng_next(r) >> 11) * 0x1.0p-53;
+    double u1 = ((double)(rng_next(&r->r) >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
+    double u2 = (double)(rng_next(&r->r) >> 11) * 0x1.0p-53;
     double m = sqrt(-2.0 * log(u1));
     r->spare = m * sin(2.0 * M_PI * u2);
     r->have_spare = 1;

@@ -6,6 +6,7 @@
  * generator is xoshiro256** seeded through splitmix64.
  */
 #include "sampler.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -27,7 +28,7 @@ struct sampler {
     uint32_t hist_n;
     uint32_t hist_head;
     uint32_t *count; /* [n_vocab] occurrences in the ring */
-    uint64_t rng[4];
+    struct rng rng;
 };
 
 void sampler_default_params(struct sampler_params *p)
@@ -41,38 +42,14 @@ void sampler_default_params(struct sampler_params *p)
     p->penalty_last_n = 64;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
 static double rng_uniform(struct sampler *s) /* [0, 1) */
 {
-    uint64_t *r = s->rng;
-    uint64_t out = rotl(r[1] * 5, 7) * 9;
-    uint64_t t = r[1] << 17;
-    r[2] ^= r[0];
-    r[3] ^= r[1];
-    r[1] ^= r[2];
-    r[0] ^= r[3];
-    r[2] ^= t;
-    r[3] = rotl(r[3], 45);
-    return (double)(out >> 11) * 0x1.0p-53;
+    return (double)(rng_next(&s->rng) >> 11) * 0x1.0p-53;
 }
 
 void sampler_reset(struct sampler *s)
 {
-    uint64_t x = s->p.seed;
-    for (int i = 0; i < 4; i++)
-        s->rng[i] = splitmix64(&x);
+    rng_init(&s->rng, s->p.seed);
     s->hist_n = 0;
     s->hist_head = 0;
     memset(s->count, 0, s->n_vocab * sizeof(*s->count));
