@@ -47,7 +47,7 @@ fuzz: setup
 	    regress=; if [ -d tests/regress/$$t ]; then regress=tests/regress/$$t; fi; \
 	    seeds=; if [ -d tests/fuzz/corpus/$$t ]; then seeds=tests/fuzz/corpus/$$t; fi; \
 	    echo "== $$t: $(FUZZ_SECONDS) s"; \
-	    ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	    ASAN_OPTIONS=quarantine_size_mb=16 ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
 	        -rss_limit_mb=256 -malloc_limit_mb=128 -print_final_stats=1 \
 	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
 	        $(FUZZ_BUILD)/corpus/$$t $$seeds $$regress; \

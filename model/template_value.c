@@ -1041,7 +1041,8 @@ int tl_iterable(struct rctx *R, struct tv v, struct tv *out, int line)
     case TV_DICT:
         if (tl_list_value(R, v.u.d->n, TV_LIST, out, line) < 0)
             return R->err_code;
-        memcpy(out->u.l->items, v.u.d->keys, v.u.d->n * sizeof(struct tv));
+        if (v.u.d->n) /* an empty dict may have no key array at all */
+            memcpy(out->u.l->items, v.u.d->keys, v.u.d->n * sizeof(struct tv));
         out->u.l->n = v.u.d->n;
         return 0;
     case TV_UNDEF:
