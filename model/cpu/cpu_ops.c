@@ -11,6 +11,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <string.h>
 
 #define MM_ROW_BLOCK 16
 
@@ -69,6 +70,47 @@ void cpu_softmax(float *x, int n)
         x[i] *= inv;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* The same attention for one (token, head) with every position in one pass and the head
+ * held in registers: no call per position (which is what made long contexts slow), same
+ * roundings (q and the softmax output to F16, F16 K/V widened exactly to F32). head_dim is a
+ * multiple of 16, at most 256. Used for every batch alike, so batch invariance holds. */
+__attribute__((target("avx512f"))) static void attention_avx512(float *out, const uint16_t *q16,
+                                                                const uint16_t *k,
+                                                                const uint16_t *v,
+                                                                size_t kv_stride, int n_pos,
+                                                                int head_dim, float scale,
+                                                                float *scores)
+{
+    int nv = head_dim / 16;
+    __m512 qv[16], acc[16];
+    for (int j = 0; j < nv; j++)
+        qv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q16 + 16 * j)));
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *kr = k + (size_t)t * kv_stride;
+        __m512 s = _mm512_setzero_ps();
+        for (int j = 0; j < nv; j++)
+            s = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 16 * j))),
+                                qv[j], s);
+        scores[t] = _mm512_reduce_add_ps(s) * scale;
+    }
+    cpu_softmax(scores, n_pos);
+    for (int j = 0; j < nv; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int t = 0; t < n_pos; t++) {
+        const uint16_t *vr = v + (size_t)t * kv_stride;
+        __m512 p = _mm512_set1_ps(quant_fp16_to_fp32(quant_fp32_to_fp16(scores[t])));
+        for (int j = 0; j < nv; j++)
+            acc[j] = _mm512_fmadd_ps(
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * j))), p, acc[j]);
+    }
+    for (int j = 0; j < nv; j++)
+        _mm512_storeu_ps(out + 16 * j, acc[j]);
+}
+#endif
+
 void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                    size_t kv_stride, int n_pos, int head_dim, float scale, float *scores,
                    uint16_t *q16)
@@ -77,6 +119,14 @@ void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t
     quant_axpy_fn axpy = quant_axpy_f16();
     for (int d = 0; d < head_dim; d++)
         q16[d] = quant_fp32_to_fp16(q[d]);
+#if defined(__x86_64__)
+    /* the SIMD kernels' switch (quant_force_plain makes tests compare with plain C) */
+    bool simd = strcmp(quant_simd_name(), "avx512vnni") == 0;
+    if (simd && head_dim % 16 == 0 && head_dim <= 256) {
+        attention_avx512(out, q16, k, v, kv_stride, n_pos, head_dim, scale, scores);
+        return;
+    }
+#endif
     for (int t = 0; t < n_pos; t++)
         scores[t] = dot(head_dim, k + (size_t)t * kv_stride, q16) * scale;
     cpu_softmax(scores, n_pos);
