@@ -241,7 +241,7 @@ int cli_models(int argc, char **argv)
     int n = collect(dir, &rows);
     if (n == 0) {
         printf(
-            "no models in %s\nget one with: chatd pull OWNER/REPO/FILE.gguf (see docs/models.md)\n",
+            "no models in %s\nget one with: chatd pull OWNER/REPO/FILE.gguf (see 'Real models' in the README)\n",
             dir);
         free(rows);
         free(dir);

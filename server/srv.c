@@ -235,7 +235,7 @@ static char *demo_model(const char *dir, char *err, size_t err_len)
         }
     }
     log_warn("no model configured or found in %s: serving the demo model %s, whose weights are random, so its replies are gibberish", dir, path);
-    log_warn("get a real model with `chatd pull OWNER/REPO/FILE.gguf`, e.g. `chatd pull Felladrin/gguf-Q8_0-Qwen2.5-0.5B-Instruct/qwen2.5-0.5b-instruct-q8_0.gguf`, then restart (see docs/models.md)");
+    log_warn("get a real model with `chatd pull OWNER/REPO/FILE.gguf`, e.g. `chatd pull Felladrin/gguf-Q8_0-Qwen2.5-0.5B-Instruct/qwen2.5-0.5b-instruct-q8_0.gguf`, then restart (see 'Real models' in the README)");
     return strdup(path);
 }
 
