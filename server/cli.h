@@ -31,4 +31,7 @@ int cli_models(int argc, char **argv);
 int cli_model_dir(const char *config_file, const char *flag_dir, char **out, char *err,
                   size_t err_len);
 
+/* "1.5 MiB": a byte count for people, into out (cli_pull.c). */
+void cli_fmt_bytes(char *out, size_t len, double bytes);
+
 #endif

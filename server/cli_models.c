@@ -62,17 +62,6 @@ struct model_row {
     char problem[200]; /* non-empty: unreadable */
 };
 
-static void fmt_size(char *out, size_t len, double b)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024.0 && u < 4) {
-        b /= 1024.0;
-        u++;
-    }
-    snprintf(out, len, u ? "%.1f %s" : "%.0f %s", b, units[u]);
-}
-
 /* 2146624 -> "2.15M", 494032768 -> "494M", 1543714304 -> "1.54B" */
 static void fmt_count(char *out, size_t len, uint64_t n)
 {
@@ -255,7 +244,7 @@ int cli_models(int argc, char **argv)
             continue;
         snprintf(path, len, "%s/%s", dir, rows[i].name);
         if (stat(path, &st) == 0)
-            fmt_size(rows[i].size, sizeof(rows[i].size), (double)st.st_size);
+            cli_fmt_bytes(rows[i].size, sizeof(rows[i].size), (double)st.st_size);
         if (!rows[i].partial)
             describe(&rows[i], path);
         free(path);

@@ -182,7 +182,7 @@ static char *resolve_source(const char *src, char *name, size_t name_len, char *
 
 /* ---- progress ---------------------------------------------------------------------- */
 
-static void fmt_bytes(char *out, size_t len, double b)
+void cli_fmt_bytes(char *out, size_t len, double b)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
@@ -213,9 +213,9 @@ static void progress_print(struct pull *p, bool final)
     uint64_t done = p->have + p->written;
     double rate = t > p->t0 ? (double)p->written / (t - p->t0) : 0.0;
     char sdone[32], stotal[32], srate[32], seta[16];
-    fmt_bytes(sdone, sizeof(sdone), (double)done);
-    fmt_bytes(stotal, sizeof(stotal), (double)p->total);
-    fmt_bytes(srate, sizeof(srate), rate);
+    cli_fmt_bytes(sdone, sizeof(sdone), (double)done);
+    cli_fmt_bytes(stotal, sizeof(stotal), (double)p->total);
+    cli_fmt_bytes(srate, sizeof(srate), rate);
     fmt_eta(seta, sizeof(seta),
             rate > 0 && p->total >= done ? (double)(p->total - done) / rate : -1);
     int pct = p->total ? (int)(done * 100 / p->total) : -1;
@@ -300,8 +300,8 @@ static int check_space(struct pull *p, uint64_t need)
     if (avail >= need)
         return 0;
     char sneed[32], savail[32];
-    fmt_bytes(sneed, sizeof(sneed), (double)need);
-    fmt_bytes(savail, sizeof(savail), (double)avail);
+    cli_fmt_bytes(sneed, sizeof(sneed), (double)need);
+    cli_fmt_bytes(savail, sizeof(savail), (double)avail);
     snprintf(p->fail, sizeof(p->fail), "disk full: %s needs %s more but %s has only %s free",
              p->name, sneed, p->dir, savail);
     return -1;
@@ -569,7 +569,7 @@ static int finish(struct pull *p, const char *want_sha)
     }
     fsync_dir(p->dir);
     char size[32];
-    fmt_bytes(size, sizeof(size), (double)p->total);
+    cli_fmt_bytes(size, sizeof(size), (double)p->total);
     printf("%s (%s, sha256 %s)\n", p->final_path, size, hex);
     return 0;
 }
