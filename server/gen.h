@@ -13,20 +13,12 @@
 #include "models.h"
 #include "oai.h"
 #include "reasoning.h"
+#include "srv.h"
 #include "stopstr.h"
 #include "store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-struct strbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
-int strbuf_append(struct strbuf *b, const char *s, size_t len);
-void strbuf_free(struct strbuf *b);
 
 struct gen {
     struct srv *srv;

@@ -93,41 +93,24 @@ void srv_meter_add(struct srv *s, int64_t user_id, const struct store_usage *u)
 
 /* ---- /metrics ---- */
 
-struct strbuf_lite {
-    char *p;
-    size_t len, cap;
-};
+/* Appends one formatted line to the metrics page. */
+static void metric(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void metric(struct strbuf_lite *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void metric(struct strbuf_lite *b, const char *fmt, ...)
+static void metric(struct strbuf *b, const char *fmt, ...)
 {
+    char line[512];
     va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return;
-        b->p = p;
-        b->cap = cap;
-    }
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        strbuf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 int api_metrics(struct http_req *r)
 {
     struct srv *s = r->srv;
-    struct strbuf_lite b = {malloc(4096), 0, 4096};
-    if (!b.p)
-        return http_send_error(r, 500, "server_error", NULL, NULL, "out of memory");
+    struct strbuf b = {0};
     metric(&b, "# TYPE chatd_requests_total counter\nchatd_requests_total %llu\n",
            (unsigned long long)s->n_requests);
     metric(&b, "# TYPE chatd_request_errors_total counter\nchatd_request_errors_total %llu\n",
@@ -168,8 +151,8 @@ int api_metrics(struct http_req *r)
         metric(&b, "chatd_user_cost_micros_total{user_id=\"%lld\"} %lld\n", u, (long long)m->cost_micros);
     }
     pthread_mutex_unlock(&s->meter_mu);
-    int rc = http_send_bytes(r, 200, "text/plain; version=0.0.4", b.p, b.len, true);
-    free(b.p);
+    int rc = http_send_bytes(r, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, true);
+    strbuf_free(&b);
     return rc;
 }
 

@@ -56,3 +56,27 @@ char *srv_utf8_sanitize(const char *s, size_t len, size_t *out_len)
         *out_len = o;
     return out;
 }
+
+int strbuf_append(struct strbuf *b, const char *s, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, len);
+    b->len += len;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+void strbuf_free(struct strbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
