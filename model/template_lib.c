@@ -649,7 +649,8 @@ static int attr_path(struct rctx *R, struct tv v, struct tv path, struct tv *out
         int64_t num = 0;
         for (size_t k = 0; k < part.len && digits; k++) {
             digits = part.u.s[k] >= '0' && part.u.s[k] <= '9' && k < 18;
-            num = num * 10 + (part.u.s[k] - '0');
+            if (digits)
+                num = num * 10 + (part.u.s[k] - '0');
         }
         int rc = tl_getitem(R, v, digits ? tv_int(num) : part, &v, line);
         if (rc < 0)

@@ -130,25 +130,31 @@ bool tv_is_seq(struct tv v)
 
 /* ------------------------------------------------------------------ UTF-8 */
 
+/* A character starts at every byte that is not a continuation byte, and at byte 0
+ * (stray continuation bytes at the start form one character with what follows, as in
+ * u8_char_len), so counting, indexing and iterating always agree on invalid UTF-8. */
+static bool u8_starts_char(const char *s, size_t i)
+{
+    return i == 0 || ((unsigned char)s[i] & 0xc0) != 0x80;
+}
+
 size_t tl_u8_count(const char *s, size_t n)
 {
     size_t c = 0;
     for (size_t i = 0; i < n; i++)
-        c += ((unsigned char)s[i] & 0xc0) != 0x80;
+        c += u8_starts_char(s, i);
     return c;
 }
 
 /* Byte offset of code point `idx` (idx may equal the count: returns n). */
 static size_t u8_offset(const char *s, size_t n, size_t idx)
 {
-    size_t i = 0;
-    while (i < n) {
-        if (((unsigned char)s[i] & 0xc0) != 0x80) {
+    for (size_t i = 0; i < n; i++) {
+        if (u8_starts_char(s, i)) {
             if (idx == 0)
                 return i;
             idx--;
         }
-        i++;
     }
     return n;
 }

@@ -700,6 +700,11 @@ bool tok_add_eos(const struct tok_vocab *v)
     return v->add_eos && v->eos >= 0;
 }
 
+bool tok_add_space_prefix(const struct tok_vocab *v)
+{
+    return v->kind == TOK_KIND_SPM && v->add_space_prefix;
+}
+
 enum tok_kind tok_kind(const struct tok_vocab *v)
 {
     return v->kind;

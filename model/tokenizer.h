@@ -63,6 +63,8 @@ int32_t tok_unk(const struct tok_vocab *v);
 int32_t tok_pad(const struct tok_vocab *v);
 bool tok_add_bos(const struct tok_vocab *v); /* does the model want BOS prepended? */
 bool tok_add_eos(const struct tok_vocab *v);
+/* SPM vocabularies that put a space before each text fragment tok_encode reads. */
+bool tok_add_space_prefix(const struct tok_vocab *v);
 enum tok_kind tok_kind(const struct tok_vocab *v);
 const char *tok_kind_name(const struct tok_vocab *v); /* "llama" or "gpt2" */
 const char *tok_pre_name(const struct tok_vocab *v);  /* tokenizer.ggml.pre, "default" if absent */

@@ -87,6 +87,7 @@ static void sample_free(void *ctx)
 
 struct prompt_msgs {
     struct tmpl_message *m;
+    const struct store_message **src; /* the stored message behind m[i], or NULL */
     size_t n;
     size_t first_new;          /* index of the request's first message */
     struct store_message *history;
@@ -96,6 +97,7 @@ struct prompt_msgs {
 static void prompt_msgs_free(struct prompt_msgs *p)
 {
     free(p->m);
+    free(p->src);
     store_messages_free(p->history, p->n_history);
     memset(p, 0, sizeof(*p));
 }
@@ -110,7 +112,8 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
         return -1;
     size_t cap = g->q.n_msgs + p->n_history + 2;
     p->m = calloc(cap, sizeof(*p->m));
-    if (!p->m)
+    p->src = calloc(cap, sizeof(*p->src));
+    if (!p->m || !p->src)
         return -1;
     bool req_has_system = g->q.n_msgs && strcmp(g->q.msgs[0].role, "system") == 0;
     if (sess && sess->system_prompt[0] && !req_has_system)
@@ -119,6 +122,7 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
         const struct store_message *h = &p->history[i];
         if (h->status == STORE_MSG_ERROR || (h->content[0] == 0 && strcmp(h->role, "assistant") == 0))
             continue;
+        p->src[p->n] = h;
         p->m[p->n++] = (struct tmpl_message){h->role, h->content, NULL};
     }
     p->first_new = p->n;
@@ -168,6 +172,45 @@ static size_t turn_end(const struct prompt_msgs *p, size_t i)
     return j;
 }
 
+/* Rebuilds the fitted prompt from the token ids stored with earlier turns where the model
+ * file and template that made them are the ones in use, so the model is fed what it saw
+ * (and generated) before instead of a re-tokenization that may differ at message
+ * boundaries; the previous turn's KV cache then stays a prefix. Messages stored under
+ * another fingerprint are counted as re-tokenized. Keeps the fresh ids when the stored
+ * ones do not read back to the prompt text or would not fit. */
+static void reuse_stored_ids(struct gen *g, const struct prompt_msgs *p, uint32_t budget)
+{
+    struct srv_segment *segs = calloc(p->n + 1, sizeof(*segs));
+    size_t n_segs = 0;
+    for (size_t i = 0; segs && i < p->first_new; i++) {
+        const struct store_message *h = p->src[i];
+        if (!h || !h->n_token_ids)
+            continue;
+        if (strcmp(h->fingerprint, g->sm->fingerprint) != 0) {
+            g->retokenized_messages++;
+            continue;
+        }
+        segs[n_segs++] = (struct srv_segment){h->token_ids, h->n_token_ids};
+    }
+    char err[256];
+    char *text = n_segs ? srv_model_render(g->sm, p->m, p->n, true, err, sizeof(err)) : NULL;
+    int32_t *ids;
+    size_t n_ids, tail, used;
+    if (text && srv_model_assemble_prompt(g->sm, text, p->m, p->n, segs, n_segs, &ids, &n_ids,
+                                          &tail, &used) == 0) {
+        if (n_ids <= budget) {
+            free(g->prompt);
+            g->prompt = ids;
+            g->n_prompt = (uint32_t)n_ids;
+            g->prompt_tail_from = tail;
+        } else {
+            free(ids);
+        }
+    }
+    free(text);
+    free(segs);
+}
+
 /* Fits the prompt into budget tokens. Sessions drop whole old turns, oldest first, down
  * to the target fill so that later turns share a stable prefix; the system prompt and
  * the request's own messages always stay. Returns 0, or 400-style -1 (g->error). */
@@ -186,6 +229,7 @@ static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, boo
                 end = p->first_new;
             size_t drop = end - lo;
             memmove(&p->m[lo], &p->m[end], (p->n - end) * sizeof(*p->m));
+            memmove(&p->src[lo], &p->src[end], (p->n - end) * sizeof(*p->src));
             p->n -= drop;
             p->first_new -= drop;
             g->dropped_messages += (int)drop;
@@ -204,6 +248,8 @@ static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, boo
     }
     g->prompt = ids;
     g->n_prompt = (uint32_t)n_ids;
+    g->prompt_tail_from = tok_add_bos(g->sm->tok) && n_ids && ids[0] == tok_bos(g->sm->tok);
+    reuse_stored_ids(g, p, budget);
     return 0;
 }
 
@@ -396,7 +442,8 @@ static json_t *usage_json(const struct gen *g)
 
 static json_t *context_json(const struct gen *g)
 {
-    return json_pack("{s:i, s:I, s:I}", "dropped_messages", g->dropped_messages, "prompt_tokens",
+    return json_pack("{s:i, s:i, s:I, s:I}", "dropped_messages", g->dropped_messages,
+                     "retokenized_messages", g->retokenized_messages, "prompt_tokens",
                      (json_int_t)g->n_prompt, "n_ctx", (json_int_t)g->n_ctx);
 }
 
@@ -701,9 +748,6 @@ static int respond_stream(struct http_req *r, struct gen *g)
     s->g = g;
     s->last_ms = now_ms();
     s->bytes_out = &r->bytes_out;
-    char dropped[16];
-    snprintf(dropped, sizeof(dropped), "%d", g->dropped_messages);
-    http_add_header(r, "X-Context-Dropped-Messages", dropped);
     if (g->session_id[0])
         http_add_header(r, "X-Session-Id", g->session_id);
     return http_send_stream(r, 200, "text/event-stream", stream_read, s, stream_free);
@@ -798,21 +842,26 @@ static int load_session(struct http_req *r, struct gen *g, struct store_session 
     return 0;
 }
 
-/* Appends the request's new messages to the session (committed before inference). */
+/* Appends the request's new messages to the session (committed before inference). The
+ * last one keeps the prompt ids that follow the stored ones reused (its own text and the
+ * template around it), so the next turn can feed them again unchanged. */
 static int save_new_messages(struct gen *g)
 {
     for (size_t i = 0; i < g->q.n_msgs; i++) {
         int32_t *ids = NULL;
         size_t n = 0;
         const char *c = g->q.msgs[i].content;
-        /* the message's own tokens, for the session's token meter */
+        /* the message's own token count, for the session's token meter */
         if (tok_encode(g->sm->tok, c, strlen(c), false, false, &ids, &n) != 0)
             n = 0;
-        struct store_msg_in m = {.role = g->q.msgs[i].role, .content = c, .token_ids = ids,
-                                 .n_token_ids = n, .n_tokens = (int64_t)n,
-                                 .fingerprint = g->sm->fingerprint, .status = STORE_MSG_COMPLETE};
-        int rc = store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL);
         free(ids);
+        bool last = i + 1 == g->q.n_msgs;
+        struct store_msg_in m = {.role = g->q.msgs[i].role, .content = c,
+                                 .token_ids = last ? g->job->prompt + g->prompt_tail_from : NULL,
+                                 .n_token_ids = last ? g->n_prompt - g->prompt_tail_from : 0,
+                                 .n_tokens = (int64_t)n, .fingerprint = g->sm->fingerprint,
+                                 .status = STORE_MSG_COMPLETE};
+        int rc = store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL);
         if (rc != 0)
             return -1;
     }
@@ -996,11 +1045,15 @@ int gen_handle(struct http_req *r, bool chat)
     }
     if (g->session_id[0])
         g->reply_begun = store_reply_begin(g->srv->store, g->user_id, g->session_id, &g->reply) == 0;
-    char dropped[16];
-    snprintf(dropped, sizeof(dropped), "%d", g->dropped_messages);
+    char num[16];
+    snprintf(num, sizeof(num), "%d", g->dropped_messages);
+    http_add_header(r, "X-Context-Dropped-Messages", num);
+    if (g->retokenized_messages) {
+        snprintf(num, sizeof(num), "%d", g->retokenized_messages);
+        http_add_header(r, "X-Context-Retokenized-Messages", num);
+    }
     if (g->q.stream)
         return respond_stream(r, g);
-    http_add_header(r, "X-Context-Dropped-Messages", dropped);
     rc = respond_full(r, g);
     gen_free(g);
     return rc;

@@ -40,6 +40,8 @@ struct gen {
     uint32_t n_prompt;
     uint32_t n_ctx;
     int dropped_messages;
+    int retokenized_messages;  /* history stored under another model/template, tokenized anew */
+    size_t prompt_tail_from;   /* prompt[tail_from..] is new: stored with the request's message */
     int64_t reserved_tokens;   /* quota reservation held until the end */
     bool quota_capped;         /* max_tokens was cut to what the quota leaves */
 

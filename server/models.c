@@ -3,6 +3,7 @@
  * generation engine; rendering and tokenizing prompts. Runs at start-up on the main
  * thread; the render/tokenize helpers run on connection threads (all read-only). */
 #include "models.h"
+#include "srv.h"
 #include "gguf.h"
 #include "log.h"
 
@@ -250,4 +251,100 @@ fail:
     free(*ids);
     *ids = NULL;
     return -1;
+}
+
+/* Appends the text ids read back as, the inverse of tok_encode with special tokens:
+ * special tokens as their text and, for SPM vocabularies that put a space before each
+ * text fragment, without that space (frag_start: ids[0] starts a fragment). */
+static int ids_text(const struct tok_vocab *v, const int32_t *ids, size_t n, bool frag_start,
+                    struct strbuf *out)
+{
+    bool strip = tok_add_space_prefix(v);
+    char buf[256];
+    for (size_t i = 0; i < n; i++) {
+        int len = tok_piece(v, ids[i], buf, sizeof(buf), true);
+        if (len < 0 || (size_t)len > sizeof(buf))
+            return -1; /* longer pieces do not occur in real vocabularies */
+        int type = tok_type(v, ids[i]);
+        bool special = type == TOK_TYPE_CONTROL || type == TOK_TYPE_USER_DEFINED;
+        size_t off = strip && frag_start && !special && len > 0 && buf[0] == ' ' ? 1 : 0;
+        if (strbuf_append(out, buf + off, (size_t)len - off) != 0)
+            return -1;
+        if (special || len > 0)
+            frag_start = special;
+    }
+    return 0;
+}
+
+/* Tokenizes prompt[from, to) as part of the prompt, appending to ids. */
+static int encode_gap(const struct srv_model *sm, const char *prompt, size_t from, size_t to,
+                      const struct tmpl_message *msgs, size_t n_msgs, int32_t **ids, size_t *n)
+{
+    if (from == to)
+        return 0;
+    char *gap = strndup(prompt + from, to - from);
+    int32_t *part = NULL;
+    size_t m = 0;
+    int rc = gap ? srv_model_tokenize_prompt(sm, gap, msgs, n_msgs, &part, &m) : -1;
+    rc = rc ? rc : append_ids(ids, n, part, m);
+    free(part);
+    free(gap);
+    return rc;
+}
+
+int srv_model_assemble_prompt(const struct srv_model *sm, const char *prompt,
+                              const struct tmpl_message *msgs, size_t n_msgs,
+                              const struct srv_segment *segs, size_t n_segs, int32_t **ids,
+                              size_t *n_ids, size_t *tail_from, size_t *n_used)
+{
+    size_t len = strlen(prompt), at = 0, n = 0;
+    int32_t *out = NULL;
+    struct strbuf text = {0};
+    int rc = 0;
+    int32_t bos = tok_bos(sm->tok);
+    bool add_bos = tok_add_bos(sm->tok) && bos >= 0;
+    *tail_from = 0;
+    *n_used = 0;
+    if (add_bos)
+        rc = append_ids(&out, &n, &bos, 1);
+    for (size_t j = 0; j < n_segs && rc == 0; j++) {
+        /* SPM: the segment may continue a fragment (read with its leading space) or
+         * start one (without); a wrong guess fails the check below */
+        const char *hit = NULL;
+        for (int start = 0; start < 2 && !hit && segs[j].n; start++) {
+            text.len = 0;
+            if (ids_text(sm->tok, segs[j].ids, segs[j].n, start, &text) == 0 && text.len)
+                hit = memmem(prompt + at, len - at, text.data, text.len);
+        }
+        if (!hit)
+            continue;
+        size_t pos = (size_t)(hit - prompt);
+        rc = encode_gap(sm, prompt, at, pos, msgs, n_msgs, &out, &n);
+        rc = rc ? rc : append_ids(&out, &n, segs[j].ids, segs[j].n);
+        at = pos + text.len;
+        *tail_from = n;
+        (*n_used)++;
+    }
+    rc = rc ? rc : encode_gap(sm, prompt, at, len, msgs, n_msgs, &out, &n);
+    /* BOS written by the template is in the text; the one added here is not */
+    size_t skip = add_bos && n > 1 && out[1] == bos ? 1 : 0;
+    if (rc == 0 && skip) {
+        memmove(out, out + 1, (n - 1) * sizeof(*out));
+        n--;
+        if (*tail_from)
+            (*tail_from)--;
+    }
+    size_t from = add_bos && !skip ? 1 : 0;
+    text.len = 0;
+    if (rc == 0 && (ids_text(sm->tok, out + from, n - from, true, &text) != 0 || text.len != len ||
+                    memcmp(text.data ? text.data : "", prompt, len) != 0))
+        rc = -1;
+    strbuf_free(&text);
+    if (rc != 0) {
+        free(out);
+        return -1;
+    }
+    *ids = out;
+    *n_ids = n;
+    return 0;
 }

@@ -44,4 +44,22 @@ int srv_model_tokenize_prompt(const struct srv_model *sm, const char *prompt,
                               const struct tmpl_message *msgs, size_t n, int32_t **ids,
                               size_t *n_ids);
 
+/* Token ids stored with one earlier message: what the model was fed for it. */
+struct srv_segment {
+    const int32_t *ids;
+    size_t n;
+};
+
+/* The ids of a rendered prompt built from stored segments where their text appears in
+ * the prompt, in order, and the text between them tokenized as srv_model_tokenize_prompt
+ * would (BOS added as the model wants). So earlier turns keep the exact ids the model
+ * saw, and the KV cache of the previous turn stays a prefix. Checked: the ids read back
+ * to the prompt text, else -1 (the caller tokenizes the whole prompt). On success
+ * *tail_from is the index just past the last stored segment used and *n_used counts
+ * the segments used. */
+int srv_model_assemble_prompt(const struct srv_model *sm, const char *prompt,
+                              const struct tmpl_message *msgs, size_t n_msgs,
+                              const struct srv_segment *segs, size_t n_segs, int32_t **ids,
+                              size_t *n_ids, size_t *tail_from, size_t *n_used);
+
 #endif

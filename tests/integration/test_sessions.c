@@ -261,6 +261,55 @@ static void test_history_overflow_drops_oldest(void)
     free(sid);
 }
 
+/* Later turns feed the ids stored with earlier ones (the reply exactly as generated), so
+ * the whole previous exchange is a KV cache hit; after the template changes the history
+ * is tokenized anew and the response says so. */
+static void test_stored_tokens_and_template_change(void)
+{
+    long st;
+    char *sid = new_session(NULL);
+    json_t *t1 = turn(sid, "Count from one to ten.", 12, &st);
+    ASSERT_INT_EQ(st, 200);
+    json_int_t p1 = usage_of(t1, "prompt_tokens"), c1 = usage_of(t1, "completion_tokens");
+    json_t *t2 = turn(sid, "Again.", 4, &st);
+    ASSERT_INT_EQ(st, 200);
+    /* all of turn 1 but its last sampled token (never fed) is in the KV cache */
+    ASSERT_TRUE(usage_of(t2, "cached_tokens") >= p1 + c1 - 1);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(t2, "context"), "retokenized_messages")), 0);
+    json_decref(t1);
+    json_decref(t2);
+
+    const char *changed[20];
+    size_t n = 0;
+    while (args[n])
+        changed[n] = args[n], n++;
+    changed[n++] = "--chat-template";
+    changed[n++] = "llama3";
+    changed[n] = NULL;
+    ASSERT_INT_EQ(itest_stop(&srv), 0);
+    ASSERT_INT_EQ(itest_start(&srv, changed), 0);
+    json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:i}", "session_id", sid, "messages",
+                             "role", "user", "content", "Once more.", "temperature", 0,
+                             "max_tokens", 4);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    struct itest_resp r;
+    itest_request(&srv, "POST", "/v1/chat/completions", text, NULL, &r);
+    free(text);
+    ASSERT_INT_EQ(r.status, 200);
+    char hdr[16] = "";
+    ASSERT_TRUE(itest_header(&r, "x-context-retokenized-messages", hdr, sizeof(hdr)));
+    ASSERT_STR_EQ(hdr, "4");
+    json_t *t3 = itest_json(&r);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(t3, "context"), "retokenized_messages")), 4);
+    ASSERT_INT_EQ(usage_of(t3, "cached_tokens"), 0);
+    json_decref(t3);
+    itest_resp_free(&r);
+    ASSERT_INT_EQ(itest_stop(&srv), 0);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    free(sid);
+}
+
 int main(void)
 {
     char model[1024];
@@ -275,6 +324,7 @@ int main(void)
     RUN(test_restart_continues);
     RUN(test_kill_mid_stream);
     RUN(test_history_overflow_drops_oldest);
+    RUN(test_stored_tokens_and_template_change);
     itest_stop(&srv);
     itest_cleanup(&srv);
     return TEST_DONE();
