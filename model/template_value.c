@@ -853,8 +853,8 @@ int tl_concat(struct rctx *R, struct tv a, struct tv b, struct tv *out, int line
 
 int tl_repeat(struct rctx *R, struct tv seq, int64_t times, struct tv *out, int line)
 {
-    if (times < 0)
-        times = 0;
+    if (times < 0 || (seq.kind == TV_STR ? seq.len == 0 : seq.u.l->n == 0))
+        times = 0; /* nothing to repeat: do not loop `times` times over it */
     if (seq.kind == TV_STR) {
         if (seq.len && (uint64_t)times > (R->arena.cap_bytes ? R->arena.cap_bytes : SIZE_MAX) / seq.len)
             return tl_fail(R, TMPL_ELIMIT, line, "string repetition too large");

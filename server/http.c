@@ -286,6 +286,18 @@ static enum MHD_Result send_too_large(struct http_req *r)
     return MHD_YES;
 }
 
+/* Headers larger than this get 431 with an error object (libmicrohttpd itself answers,
+ * with its own page, only beyond the per-connection memory limit). */
+#define HTTP_MAX_HEADER_BYTES (32 * 1024)
+
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -297,6 +309,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r)
             return MHD_NO;
         *con_cls = r;
+        size_t header_bytes = 0;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_bytes, &header_bytes);
+        if (header_bytes > HTTP_MAX_HEADER_BYTES) {
+            r->too_large = true;
+            http_send_error(r, 431, "invalid_request_error", NULL, "request_header_fields_too_large",
+                            "request headers total %zu bytes, over the limit of %d", header_bytes,
+                            HTTP_MAX_HEADER_BYTES);
+            return MHD_YES;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > ctx.max_body) {
             r->too_large = true;

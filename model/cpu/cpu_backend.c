@@ -52,8 +52,8 @@ struct bk_backend {
     float *hb2;       /* [chunk][n_ff] */
     float *rope;      /* [chunk][n_rot] cos/sin pairs */
     void *act[ACT_N]; /* [chunk][row bytes] quantised activations */
-    float *scores;    /* [n_threads][n_ctx] */
-    uint16_t *q16;    /* [n_threads][head_dim] */
+    float *scores;    /* [n_threads][CPU_ATTN_MAX_Q][n_ctx] */
+    uint16_t *q16;    /* [n_threads][CPU_ATTN_MAX_Q][head_dim] */
     char desc[160];
 };
 
@@ -146,12 +146,16 @@ static void set_mm(struct cpu_mm *m, struct bk_backend *b, const struct mdl_tens
 
 /* ---- attention stage ---------------------------------------------------------------- */
 
+/* Work items: a run of consecutive tokens of one sequence (at most CPU_ATTN_MAX_Q query
+ * heads in all) with one KV head; its query heads share every K and V row read. */
 struct attn_task {
     struct bk_backend *b;
     uint32_t layer;
     int n_tok;
     const int32_t *pos;
     const int32_t *slot;
+    int n_runs;
+    const int *run_start; /* [n_runs + 1] */
 };
 
 static void attn_worker(void *ctx, int ith, int nth)
@@ -161,22 +165,51 @@ static void attn_worker(void *ctx, int ith, int nth)
     const struct mdl_hparams *hp = &b->w->hp;
     uint32_t hd = hp->head_dim;
     uint32_t group = hp->n_head / hp->n_head_kv;
-    int64_t total = (int64_t)at->n_tok * hp->n_head;
+    int64_t total = (int64_t)at->n_runs * hp->n_head_kv;
     int64_t i0 = total * ith / nth;
     int64_t i1 = total * (ith + 1) / nth;
     float scale = 1.0f / sqrtf((float)hd);
-    float *scores = b->scores + (size_t)ith * b->p.n_ctx;
-    uint16_t *q16 = b->q16 + (size_t)ith * hd;
+    float *scores = b->scores + (size_t)ith * CPU_ATTN_MAX_Q * b->p.n_ctx;
+    uint16_t *q16 = b->q16 + (size_t)ith * CPU_ATTN_MAX_Q * hd;
     for (int64_t i = i0; i < i1; i++) {
-        int t = (int)(i / hp->n_head);
-        uint32_t h = (uint32_t)(i % hp->n_head);
-        uint32_t kvh = h / group;
-        size_t base = ((size_t)at->slot[t] * hp->n_layer + at->layer) * b->p.n_ctx * b->kv_dim +
+        int run = (int)(i / hp->n_head_kv);
+        uint32_t kvh = (uint32_t)(i % hp->n_head_kv);
+        int t0 = at->run_start[run], t1 = at->run_start[run + 1];
+        float *out[CPU_ATTN_MAX_Q];
+        const float *q[CPU_ATTN_MAX_Q];
+        int n_pos[CPU_ATTN_MAX_Q], nq = 0;
+        for (int t = t0; t < t1; t++)
+            for (uint32_t h = kvh * group; h < (kvh + 1) * group; h++, nq++) {
+                out[nq] = b->xb + ((size_t)t * hp->n_head + h) * hd;
+                q[nq] = b->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
+                n_pos[nq] = at->pos[t] + 1;
+            }
+        size_t base = ((size_t)at->slot[t0] * hp->n_layer + at->layer) * b->p.n_ctx * b->kv_dim +
                       (size_t)kvh * hd;
-        cpu_attention(b->xb + ((size_t)t * hp->n_head + h) * hd,
-                      b->q + (size_t)t * hp->n_head * hd + (size_t)h * hd, b->k_cache + base,
-                      b->v_cache + base, b->kv_dim, at->pos[t] + 1, (int)hd, scale, scores, q16);
+        for (int k = 0; k < nq; k += CPU_ATTN_MAX_Q) {
+            int m = nq - k < CPU_ATTN_MAX_Q ? nq - k : CPU_ATTN_MAX_Q;
+            cpu_attention_multi(m, out + k, q + k, n_pos + k, b->k_cache + base,
+                                b->v_cache + base, b->kv_dim, (int)hd, scale, scores, b->p.n_ctx,
+                                q16);
+        }
     }
+}
+
+/* Splits the chunk's tokens into attention runs (see struct attn_task). */
+static int attn_runs(const struct bk_backend *b, int n, const int32_t *slot, int *run_start)
+{
+    uint32_t group = b->w->hp.n_head / b->w->hp.n_head_kv;
+    int per_run = group >= CPU_ATTN_MAX_Q ? 1 : (int)(CPU_ATTN_MAX_Q / group);
+    int runs = 0;
+    for (int t = 0; t < n;) {
+        run_start[runs++] = t;
+        int e = t + 1;
+        while (e < n && e - t < per_run && slot[e] == slot[t])
+            e++;
+        t = e;
+    }
+    run_start[runs] = n;
+    return runs;
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------- */
@@ -236,8 +269,10 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
                  (int)hp->n_rot, cs, hp->rope_neox);
     }
     store_kv(b, l, n, pos, slot);
-    struct attn_task at = {b, l, n, pos, slot};
-    if (n * hp->n_head == 1)
+    int run_start[CPU_CHUNK + 1];
+    int n_runs = attn_runs(b, n, slot, run_start);
+    struct attn_task at = {b, l, n, pos, slot, n_runs, run_start};
+    if (n_runs * hp->n_head_kv == 1)
         attn_worker(&at, 0, 1);
     else
         cpu_pool_run(b->pool, attn_worker, &at);
@@ -502,8 +537,8 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
     for (int i = 0; i < ACT_N; i++)
         b->act[i] = xcalloc(c * b->max_cols, 3, &fail); /* Q8_0X4B, the widest, is 3 bytes/value */
-    b->scores = xcalloc((size_t)nth * p->n_ctx, sizeof(float), &fail);
-    b->q16 = xcalloc((size_t)nth * hp->head_dim, sizeof(uint16_t), &fail);
+    b->scores = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * p->n_ctx, sizeof(float), &fail);
+    b->q16 = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * hp->head_dim, sizeof(uint16_t), &fail);
     if (fail) {
         snprintf(err, err_len, "cpu: out of memory for a KV cache of %u slots x %u positions",
                  p->n_slots, p->n_ctx);

@@ -73,60 +73,199 @@ void cpu_softmax(float *x, int n)
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* The same attention for one (token, head) with every position in one pass and the head
- * held in registers: no call per position (which is what made long contexts slow), same
- * roundings (q and the softmax output to F16, F16 K/V widened exactly to F32). head_dim is a
- * multiple of 16, at most 256. Used for every batch alike, so batch invariance holds. */
-__attribute__((target("avx512f"))) static void attention_avx512(float *out, const uint16_t *q16,
-                                                                const uint16_t *k,
-                                                                const uint16_t *v,
-                                                                size_t kv_stride, int n_pos,
-                                                                int head_dim, float scale,
-                                                                float *scores)
+#define AVX512 __attribute__((target("avx512f")))
+
+/* expf for x <= 0 (arguments past -88.4 give 0): Cody-Waite reduction by ln 2 and the
+ * Cephes polynomial, within 2 ulp of the libm result. */
+static inline AVX512 __m512 exp_le0(__m512 x)
 {
-    int nv = head_dim / 16;
-    __m512 qv[16], acc[16];
-    for (int j = 0; j < nv; j++)
-        qv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q16 + 16 * j)));
-    for (int t = 0; t < n_pos; t++) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+static inline AVX512 __mmask16 tail_mask(int left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* cpu_softmax's steps (max subtracted, sum in double) on 16 lanes, then the F16
+ * rounding of each probability that the P.V product uses. */
+static AVX512 void softmax_f16_avx512(float *x, int n)
+{
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16)
+        mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(mv, tail_mask(n - i), x + i));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = _mm512_maskz_mov_ps(m, exp_le0(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    __m512 inv = _mm512_set1_ps((float)(1.0 / (_mm512_reduce_add_pd(s0) + _mm512_reduce_add_pd(s1))));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+        p = _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_mask_storeu_ps(x + i, m, p);
+    }
+}
+
+/* GCC cannot see that attn_any's runtime NV bounds every read of the register arrays */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/* NQ queries sharing one KV head over its positions, every K and V row loaded and widened
+ * once for all of them. head_dim = 16 * NV. Each query's arithmetic is the same whatever
+ * NQ is (positions in order, the same FMA chains), so batch invariance holds. */
+static inline __attribute__((always_inline)) AVX512 void attn_tile(
+    const int NQ, const int NV, float *const *out, const uint16_t *q16, const int *n_pos,
+    const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale, float *scores,
+    size_t sstride)
+{
+    __m512 qv[CPU_ATTN_MAX_Q][16], acc[CPU_ATTN_MAX_Q][16];
+    int lo = n_pos[0], hi = n_pos[0];
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) {
+        lo = n_pos[i] < lo ? n_pos[i] : lo;
+        hi = n_pos[i] > hi ? n_pos[i] : hi;
+#pragma GCC unroll 16
+        for (int j = 0; j < NV; j++)
+            qv[i][j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q16 + (size_t)i * NV * 16 + 16 * j)));
+    }
+    for (int t = 0; t < hi; t++) {
         const uint16_t *kr = k + (size_t)t * kv_stride;
-        __m512 s = _mm512_setzero_ps();
-        for (int j = 0; j < nv; j++)
-            s = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 16 * j))),
-                                qv[j], s);
-        scores[t] = _mm512_reduce_add_ps(s) * scale;
+        __m512 kv[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < NV; j++)
+            kv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 16 * j)));
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            if (t >= lo && t >= n_pos[i])
+                continue;
+            __m512 sv = _mm512_setzero_ps();
+#pragma GCC unroll 16
+            for (int j = 0; j < NV; j++)
+                sv = _mm512_fmadd_ps(kv[j], qv[i][j], sv);
+            scores[(size_t)i * sstride + t] = _mm512_reduce_add_ps(sv) * scale;
+        }
     }
-    cpu_softmax(scores, n_pos);
-    for (int j = 0; j < nv; j++)
-        acc[j] = _mm512_setzero_ps();
-    for (int t = 0; t < n_pos; t++) {
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) {
+        softmax_f16_avx512(scores + (size_t)i * sstride, n_pos[i]);
+#pragma GCC unroll 16
+        for (int j = 0; j < NV; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    }
+    for (int t = 0; t < hi; t++) {
         const uint16_t *vr = v + (size_t)t * kv_stride;
-        __m512 p = _mm512_set1_ps(quant_fp16_to_fp32(quant_fp32_to_fp16(scores[t])));
-        for (int j = 0; j < nv; j++)
-            acc[j] = _mm512_fmadd_ps(
-                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * j))), p, acc[j]);
+        __m512 vv[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < NV; j++)
+            vv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * j)));
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            if (t >= lo && t >= n_pos[i])
+                continue;
+            __m512 p = _mm512_set1_ps(scores[(size_t)i * sstride + t]);
+#pragma GCC unroll 16
+            for (int j = 0; j < NV; j++)
+                acc[i][j] = _mm512_fmadd_ps(vv[j], p, acc[i][j]);
+        }
     }
-    for (int j = 0; j < nv; j++)
-        _mm512_storeu_ps(out + 16 * j, acc[j]);
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++)
+#pragma GCC unroll 16
+        for (int j = 0; j < NV; j++)
+            _mm512_storeu_ps(out[i] + 16 * j, acc[i][j]);
+}
+
+#define ATTN_ARGS out, q16, n_pos, k, v, kv_stride, scale, scores, sstride
+#define ATTN_FN(nv, nq)                                                                    \
+    static AVX512 void attn_##nv##_##nq(float *const *out, const uint16_t *q16,            \
+                                        const int *n_pos, const uint16_t *k,               \
+                                        const uint16_t *v, size_t kv_stride, float scale,  \
+                                        float *scores, size_t sstride)                     \
+    {                                                                                      \
+        attn_tile(nq, nv, ATTN_ARGS);                                                      \
+    }
+ATTN_FN(4, 1)
+ATTN_FN(4, 2)
+ATTN_FN(4, 3)
+ATTN_FN(4, 4)
+ATTN_FN(8, 1)
+ATTN_FN(8, 2)
+
+/* Any head_dim that is a multiple of 16 up to 256, one query at a time. */
+static AVX512 void attn_any(int nq, int nv, float *const *out, const uint16_t *q16,
+                            const int *n_pos, const uint16_t *k, const uint16_t *v,
+                            size_t kv_stride, float scale, float *scores, size_t sstride)
+{
+    for (int i = 0; i < nq; i++)
+        attn_tile(1, nv, out + i, q16 + (size_t)i * nv * 16, n_pos + i, k, v, kv_stride, scale,
+                  scores + (size_t)i * sstride, sstride);
+}
+
+#pragma GCC diagnostic pop
+
+static bool attention_avx512(int nq, float *const *out, const uint16_t *q16, const int *n_pos,
+                             const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
+                             float scale, float *scores, size_t sstride)
+{
+    if (strcmp(quant_simd_name(), "avx512vnni") != 0 || head_dim % 16 || head_dim > 256)
+        return false;
+    int nv = head_dim / 16;
+    for (int i = 0; i < nq;) {
+        int left = nq - i, n = nv == 4 ? (left < 4 ? left : 4) : nv == 8 ? (left < 2 ? left : 2) : 1;
+        float *const *o = out + i;
+        const uint16_t *qi = q16 + (size_t)i * head_dim;
+        const int *pi = n_pos + i;
+        float *si = scores + (size_t)i * sstride;
+#define ATTN_AT out_, q_, pos_, k, v, kv_stride, scale, s_, sstride
+        float *const *out_ = o;
+        const uint16_t *q_ = qi;
+        const int *pos_ = pi;
+        float *s_ = si;
+        if (nv == 4 && n == 4)
+            attn_4_4(ATTN_AT);
+        else if (nv == 4 && n == 3)
+            attn_4_3(ATTN_AT);
+        else if (nv == 4 && n == 2)
+            attn_4_2(ATTN_AT);
+        else if (nv == 4)
+            attn_4_1(ATTN_AT);
+        else if (nv == 8 && n == 2)
+            attn_8_2(ATTN_AT);
+        else if (nv == 8)
+            attn_8_1(ATTN_AT);
+        else
+            attn_any(1, nv, ATTN_AT);
+#undef ATTN_AT
+        i += n;
+    }
+    return true;
 }
 #endif
 
-void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                   size_t kv_stride, int n_pos, int head_dim, float scale, float *scores,
-                   uint16_t *q16)
+/* One query with the plain C kernels (the reference for the SIMD one). */
+static void attention_plain(float *out, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
+                            size_t kv_stride, int n_pos, int head_dim, float scale, float *scores)
 {
     quant_dot_fn dot = quant_dot(GGML_TYPE_F16);
     quant_axpy_fn axpy = quant_axpy_f16();
-    for (int d = 0; d < head_dim; d++)
-        q16[d] = quant_fp32_to_fp16(q[d]);
-#if defined(__x86_64__)
-    /* the SIMD kernels' switch (quant_force_plain makes tests compare with plain C) */
-    bool simd = strcmp(quant_simd_name(), "avx512vnni") == 0;
-    if (simd && head_dim % 16 == 0 && head_dim <= 256) {
-        attention_avx512(out, q16, k, v, kv_stride, n_pos, head_dim, scale, scores);
-        return;
-    }
-#endif
     for (int t = 0; t < n_pos; t++)
         scores[t] = dot(head_dim, k + (size_t)t * kv_stride, q16) * scale;
     cpu_softmax(scores, n_pos);
@@ -136,6 +275,31 @@ void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t
         float p = quant_fp16_to_fp32(quant_fp32_to_fp16(scores[t]));
         axpy(head_dim, p, v + (size_t)t * kv_stride, out);
     }
+}
+
+void cpu_attention_multi(int nq, float *const *out, const float *const *q, const int *n_pos,
+                         const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
+                         float scale, float *scores, size_t scores_stride, uint16_t *q16)
+{
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < head_dim; d++)
+            q16[(size_t)i * head_dim + d] = quant_fp32_to_fp16(q[i][d]);
+#if defined(__x86_64__)
+    if (attention_avx512(nq, out, q16, n_pos, k, v, kv_stride, head_dim, scale, scores,
+                         scores_stride))
+        return;
+#endif
+    for (int i = 0; i < nq; i++)
+        attention_plain(out[i], q16 + (size_t)i * head_dim, k, v, kv_stride, n_pos[i], head_dim,
+                        scale, scores + (size_t)i * scores_stride);
+}
+
+void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                   size_t kv_stride, int n_pos, int head_dim, float scale, float *scores,
+                   uint16_t *q16)
+{
+    cpu_attention_multi(1, &out, &q, &n_pos, k, v, kv_stride, head_dim, scale, scores,
+                        (size_t)n_pos, q16);
 }
 
 /* ---- mat-mul ------------------------------------------------------------------------ */

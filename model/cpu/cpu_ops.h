@@ -35,6 +35,15 @@ void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t
                    size_t kv_stride, int n_pos, int head_dim, float scale, float *scores,
                    uint16_t *q16);
 
+/* nq query heads (at most CPU_ATTN_MAX_Q) that share one KV head and sequence, query i
+ * over its first n_pos[i] positions, in one pass over K and V; each query's result is
+ * bitwise what cpu_attention gives it alone. scores: nq rows scores_stride floats apart
+ * (at least the largest n_pos), q16: nq * head_dim scratch. */
+#define CPU_ATTN_MAX_Q 8
+void cpu_attention_multi(int nq, float *const *out, const float *const *q, const int *n_pos,
+                         const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
+                         float scale, float *scores, size_t scores_stride, uint16_t *q16);
+
 /* One weight x activation product of a mat-mul stage: out[t*out_stride + r] =
  * w_row(r) . act_row(t) (+ bias[r]) for all rows r and tokens t. The activation rows
  * are already in quant_act_type(w->type) format, act_stride bytes apart. */

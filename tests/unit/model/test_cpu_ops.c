@@ -131,6 +131,42 @@ static void test_attention_gqa(void)
     }
 }
 
+/* Several query heads in one pass (cpu_attention_multi, as the backend groups a GQA head's
+ * queries and a sequence's tokens) give bitwise what each gives alone, for head sizes
+ * with and without a dedicated kernel and for queries over different position counts. */
+static void test_attention_multi_matches_single(void)
+{
+    enum { NPOS = 70, NQ = 7, MAXHD = 128 };
+    static const int hds[] = {32, 64, 128};
+    static uint16_t k[NPOS][MAXHD], v[NPOS][MAXHD], q16[NQ * MAXHD];
+    static float q[NQ][MAXHD], out[NQ][MAXHD], one[MAXHD], scores[NQ * NPOS];
+    for (size_t h = 0; h < sizeof(hds) / sizeof(hds[0]); h++) {
+        int hd = hds[h];
+        for (int t = 0; t < NPOS; t++)
+            for (int i = 0; i < hd; i++) {
+                k[t][i] = quant_fp32_to_fp16(nrand());
+                v[t][i] = quant_fp32_to_fp16(nrand());
+            }
+        float *outs[NQ];
+        const float *qs[NQ];
+        int n_pos[NQ];
+        for (int i = 0; i < NQ; i++) {
+            for (int d = 0; d < hd; d++)
+                q[i][d] = nrand() * 2;
+            outs[i] = out[i];
+            qs[i] = q[i];
+            n_pos[i] = NPOS - 3 * (i / 2); /* tokens at consecutive positions, two heads each */
+        }
+        float scale = 1.0f / sqrtf((float)hd);
+        cpu_attention_multi(NQ, outs, qs, n_pos, &k[0][0], &v[0][0], MAXHD, hd, scale, scores,
+                            NPOS, q16);
+        for (int i = 0; i < NQ; i++) {
+            cpu_attention(one, q[i], &k[0][0], &v[0][0], MAXHD, n_pos[i], hd, scale, scores, q16);
+            ASSERT_TRUE(memcmp(one, out[i], (size_t)hd * sizeof(float)) == 0);
+        }
+    }
+}
+
 /* cpu_matmul on 2 threads for each weight type against double loops over the
  * dequantised weights and activations; then the same tokens one at a time must give
  * bitwise the same rows. */
@@ -207,6 +243,7 @@ int main(void)
     RUN(test_rope_modes_differ);
     RUN(test_softmax);
     RUN(test_attention_gqa);
+    RUN(test_attention_multi_matches_single);
     RUN(test_matmul_types);
     return TEST_DONE();
 }

@@ -9,6 +9,8 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -958,6 +960,80 @@ static void test_migration_upgrade(void)
     close_db(st);
 }
 
+/* Prepares a file at schema version 1 holding one user. */
+static void old_file(void)
+{
+    struct store *st = open_fresh();
+    ASSERT_TRUE(st != NULL);
+    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
+    store_close(st);
+    sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* kill -9 of a process at moments spread over its upgrade of the file: the file is
+ * always whole, at the old version without the new table or at the new one with it,
+ * and the next open finishes the upgrade with every row kept. */
+static void test_migration_killed(void)
+{
+    /* how long a process takes to open and upgrade (the window to hit) */
+    old_file();
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *st;
+        char err[64];
+        _exit(store_open(db_path, NULL, &st, err, sizeof(err)) == 0 ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    double window = now_s() - t0;
+    remove_db(db_path);
+    int at_old = 0, at_new = 0;
+    for (int i = 0; i < 30; i++) {
+        old_file();
+        pid = fork();
+        if (pid == 0) {
+            struct store *st;
+            char err[64];
+            _exit(store_open(db_path, NULL, &st, err, sizeof(err)) == 0 ? 0 : 1);
+        }
+        usleep((useconds_t)(window * 1e6 * i / 25));
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        sqlite3 *db;
+        ASSERT_INT_EQ(sqlite3_open(db_path, &db), SQLITE_OK);
+        sqlite3_stmt *q;
+        ASSERT_INT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+        ASSERT_INT_EQ(sqlite3_step(q), SQLITE_ROW);
+        ASSERT_STR_EQ((const char *)sqlite3_column_text(q, 0), "ok");
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        int64_t v = sql_int("PRAGMA user_version");
+        int64_t has_table = sql_int("SELECT count(*) FROM sqlite_master WHERE name = 'pending_usage'");
+        ASSERT_TRUE((v == 1 && has_table == 0) || (v == 2 && has_table == 1));
+        at_old += v == 1;
+        at_new += v == 2;
+        ASSERT_INT_EQ(sql_int("SELECT count(*) FROM users WHERE name = 'alice'"), 1);
+        struct store *st;
+        char err[256];
+        ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), 0);
+        ASSERT_INT_EQ(store_db_version(st), store_schema_version());
+        struct store_user u;
+        ASSERT_INT_EQ(store_user_get_by_name(st, "alice", &u), 0);
+        close_db(st);
+    }
+    printf("  migration killed: %d times before it committed, %d after (window %.1f ms)\n", at_old,
+           at_new, window * 1e3);
+}
+
 /* ---- concurrency ---- */
 
 #define N_WRITERS 4
@@ -1199,6 +1275,7 @@ int main(void)
     RUN(test_group_commit);
     RUN(test_recover_interrupted);
     RUN(test_migration_upgrade);
+    RUN(test_migration_killed);
     RUN(test_cost_rounding);
     RUN(test_price_versions);
     RUN(test_usage_totals);
