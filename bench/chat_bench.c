@@ -5,8 +5,9 @@
  *   chat_bench session --url URL [--turns 20] [--words 60] [--tokens 16]
  *
  * concurrency: at each level N, N streams run at once (temperature 0, ignore_eos, a fixed
- * number of tokens each); prints aggregate tokens/s (content frames over wall time), time
- * to first token and inter-token latency percentiles as seen by the client.
+ * number of tokens each); prints aggregate tokens/s (content frames over wall time, prefill
+ * included), decode tokens/s (the sum of each stream's rate from its first token to its
+ * last), time to first token and inter-token latency percentiles as seen by the client.
  * session: one chatd session of T turns (needs chatd's /v1/sessions); prints the time to
  * first token of every turn. Run it against servers started with --kv-reuse 1 and 0 to see
  * what prefix reuse saves. Output is a table, or JSON lines with --json. */
@@ -139,10 +140,10 @@ static int concurrency(const char *base, const char *levels, int tokens, int wor
     char url[512], body[8192], prompt[4096];
     snprintf(url, sizeof(url), "%s/v1/chat/completions", base);
     CURLM *multi = curl_multi_init();
-    double single = 0;
+    double single = 0, single_dec = 0;
     if (!json)
-        printf("%8s %12s %10s %10s %10s %10s %8s\n", "streams", "agg tok/s", "ttft p50", "ttft p99",
-               "itl p50", "itl p99", "x1");
+        printf("%8s %12s %8s %12s %8s %10s %10s %10s %10s\n", "streams", "agg tok/s", "x1",
+               "decode tok/s", "x1", "ttft p50", "ttft p99", "itl p50", "itl p99");
     char *list = strdup(levels);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int n = atoi(tok);
@@ -160,9 +161,12 @@ static int concurrency(const char *base, const char *levels, int tokens, int wor
         run_all(multi);
         double wall = now_ms() - t0;
         int total = 0, n_gaps = 0;
+        double dec = 0; /* decode phase: the sum of each stream's rate after its first token */
         double *ttft = calloc((size_t)n, sizeof(double));
         for (int i = 0; i < n; i++) {
             total += s[i].n_tokens;
+            if (s[i].n_tokens > 1 && s[i].t_last > s[i].t_first)
+                dec += (s[i].n_tokens - 1) / ((s[i].t_last - s[i].t_first) / 1e3);
             ttft[i] = s[i].n_tokens ? s[i].t_first - s[i].t0 : wall;
             n_gaps += s[i].n_gaps;
         }
@@ -174,17 +178,20 @@ static int concurrency(const char *base, const char *levels, int tokens, int wor
             stream_free(&s[i], multi);
         }
         double agg = total / (wall / 1e3);
-        if (n == 1 || single == 0)
+        if (n == 1 || single == 0) {
             single = agg;
+            single_dec = dec;
+        }
         double t50 = pct(ttft, n, 50), t99 = pct(ttft, n, 99);
         double i50 = pct(gaps, n_gaps, 50), i99 = pct(gaps, n_gaps, 99);
         if (json)
             printf("{\"streams\":%d,\"tokens\":%d,\"wall_ms\":%.1f,\"agg_tokens_per_s\":%.2f,"
-                   "\"ttft_p50_ms\":%.1f,\"ttft_p99_ms\":%.1f,\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f}\n",
-                   n, total, wall, agg, t50, t99, i50, i99);
+                   "\"decode_tokens_per_s\":%.2f,\"ttft_p50_ms\":%.1f,\"ttft_p99_ms\":%.1f,"
+                   "\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f}\n",
+                   n, total, wall, agg, dec, t50, t99, i50, i99);
         else
-            printf("%8d %12.1f %10.1f %10.1f %10.2f %10.2f %8.2f\n", n, agg, t50, t99, i50, i99,
-                   agg / single);
+            printf("%8d %12.1f %8.2f %12.1f %8.2f %10.1f %10.1f %10.2f %10.2f\n", n, agg,
+                   agg / single, dec, single_dec > 0 ? dec / single_dec : 0, t50, t99, i50, i99);
         fflush(stdout);
         free(ttft);
         free(gaps);

@@ -596,8 +596,8 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
 
 /* ---- entry point ------------------------------------------------------------------- */
 
-int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
-               bool parse_special, int32_t **ids_out, size_t *n_out)
+static int encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
+                  bool parse_special, bool at_start, int32_t **ids_out, size_t *n_out)
 {
     *ids_out = NULL;
     *n_out = 0;
@@ -610,7 +610,7 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
         rc = ids_push(&e.out, v->bos);
     if (!rc)
         rc = partition(v, text, len, parse_special, &fr);
-    bool prev_special = true; /* SPM: a fragment at the start gets the space prefix */
+    bool prev_special = at_start; /* SPM: a fragment at the start gets the space prefix */
     for (size_t k = 0; k < fr.n && !rc; k++) {
         const struct frag *f = &fr.p[k];
         if (f->id >= 0) {
@@ -636,4 +636,16 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
     *ids_out = e.out.p;
     *n_out = e.out.n;
     return 0;
+}
+
+int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
+               bool parse_special, int32_t **ids_out, size_t *n_out)
+{
+    return encode(v, text, len, add_bos, parse_special, true, ids_out, n_out);
+}
+
+int tok_encode_continued(const struct tok_vocab *v, const char *text, size_t len,
+                         bool parse_special, int32_t **ids_out, size_t *n_out)
+{
+    return encode(v, text, len, false, parse_special, false, ids_out, n_out);
 }

@@ -90,6 +90,10 @@ int32_t tok_findn(const struct tok_vocab *v, const char *text, size_t len);
  * ids; it is non-NULL on success even when *n_out is 0. */
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
                bool parse_special, int32_t **ids_out, size_t *n_out);
+/* tok_encode of text that continues a text fragment already tokenized (SPM: no space
+ * prefix before it, as there is none inside a fragment). */
+int tok_encode_continued(const struct tok_vocab *v, const char *text, size_t len,
+                         bool parse_special, int32_t **ids_out, size_t *n_out);
 
 /* The bytes token `id` renders to. CONTROL and UNKNOWN tokens render their text only
  * when `special` is set (else nothing). Copies min(len, size) bytes into buf and

@@ -276,7 +276,8 @@ static int ids_text(const struct tok_vocab *v, const int32_t *ids, size_t n, boo
     return 0;
 }
 
-/* Tokenizes prompt[from, to) as part of the prompt, appending to ids. */
+/* Tokenizes prompt[from, to) as part of the prompt, appending to ids. Text right after a
+ * non-special id continues that id's fragment (SPM: no space prefix). */
 static int encode_gap(const struct srv_model *sm, const char *prompt, size_t from, size_t to,
                       const struct tmpl_message *msgs, size_t n_msgs, int32_t **ids, size_t *n)
 {
@@ -285,7 +286,12 @@ static int encode_gap(const struct srv_model *sm, const char *prompt, size_t fro
     char *gap = strndup(prompt + from, to - from);
     int32_t *part = NULL;
     size_t m = 0;
-    int rc = gap ? srv_model_tokenize_prompt(sm, gap, msgs, n_msgs, &part, &m) : -1;
+    int type = *n ? tok_type(sm->tok, (*ids)[*n - 1]) : -1;
+    bool continued = tok_add_space_prefix(sm->tok) && *n && type != TOK_TYPE_CONTROL &&
+                     type != TOK_TYPE_USER_DEFINED;
+    int rc = !gap ? -1
+             : continued ? (tok_encode_continued(sm->tok, gap, to - from, true, &part, &m) ? -1 : 0)
+                         : srv_model_tokenize_prompt(sm, gap, msgs, n_msgs, &part, &m);
     rc = rc ? rc : append_ids(ids, n, part, m);
     free(part);
     free(gap);

@@ -1,8 +1,8 @@
 /* test_prompt_ids.c - srv_model_assemble_prompt on the qwen3 and llama-spm fixture
  * vocabularies: stored ids are fed as stored even where a fresh tokenization would
  * split the text differently, the text between them is tokenized like the whole
- * prompt would be, ids that do not read back to the prompt are left out, and the
- * result always reads back to the prompt text. */
+ * prompt would be (SPM: without a space prefix inside a fragment), ids whose text is
+ * not in the prompt are left out, and the result always reads back to the prompt. */
 #include "test.h"
 
 #include "gguf.h"
@@ -135,11 +135,15 @@ static void test_spm_fragments(void)
     ASSERT_INT_EQ(tok_encode(sm.tok, prompt, strlen(prompt), true, true, &fresh, &nf), 0);
     ASSERT_INT_EQ(n, nf);
     ASSERT_TRUE(memcmp(ids, fresh, n * sizeof(*ids)) == 0);
-    free(fresh);
     free(ids);
-    /* text between stored ids that starts inside an SPM fragment would be tokenized with
-     * a space the prompt does not have: refused, the caller tokenizes the whole prompt */
-    ASSERT_INT_EQ(srv_model_assemble_prompt(&sm, prompt, msgs, 3, segs, 1, &ids, &n, &tail, &used), -1);
+    /* text between stored ids that starts inside an SPM fragment continues it: no space
+     * prefix is added there, so the ids still read back to the prompt */
+    ASSERT_INT_EQ(srv_model_assemble_prompt(&sm, prompt, msgs, 3, segs, 1, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tail, 1 + n1);
+    ASSERT_INT_EQ(n, nf);
+    ASSERT_TRUE(memcmp(ids, fresh, n * sizeof(*ids)) == 0);
+    free(ids);
+    free(fresh);
     free(t1);
     tok_free((struct tok_vocab *)sm.tok);
 }
