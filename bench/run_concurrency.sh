@@ -2,6 +2,8 @@
 # Concurrent streams over HTTP, chatd and (optionally) the reference peer's server, one
 # after the other on the same GGUF file and the same slot count, with the same client:
 #   bench/run_concurrency.sh MODEL.gguf [PEER_SERVER_BINARY] [LEVELS] [TOKENS] [THREADS]
+# BACKEND=vulkan runs chatd on its Vulkan backend; PEER_ARGS adds options to the peer's
+# command line (e.g. PEER_ARGS="-ngl 99" to offload all layers to its Vulkan device).
 # Prints, per server, aggregate decode tokens/s and client-side TTFT / inter-token
 # latency percentiles at each concurrency level (build/bench/chat_bench concurrency).
 set -euo pipefail
@@ -39,7 +41,7 @@ if [ -n "$peer" ] && [ -x "$peer" ]; then
     port=$((port + 1))
     echo "== reference peer server ($(basename "$peer"), same model, $slots slots)"
     "$peer" -m "$model" --host 127.0.0.1 --port $port -np "$slots" -c $((slots * 1024)) \
-        -t "$threads" >"$tmp/peer.log" 2>&1 &
+        -t "$threads" ${PEER_ARGS:-} >"$tmp/peer.log" 2>&1 &
     pid=$!
     wait_up $port
     "$client" concurrency --url "http://127.0.0.1:$port" --levels "$levels" --tokens "$tokens"

@@ -124,6 +124,42 @@ static AVX512 void softmax_f16_avx512(float *x, int n)
     }
 }
 
+/* The 16 dot products of rows ks[r] (NV vectors each) with q, as one vector (lane r):
+ * each row's FMA chain, then a transposing add tree instead of 16 horizontal sums. */
+static inline __attribute__((always_inline)) AVX512 __m512 dot16(const float *ks, const __m512 *q,
+                                                                 const int NV)
+{
+    __m512 l2[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512 l1[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 v[2];
+#pragma GCC unroll 2
+            for (int e = 0; e < 2; e++) {
+                const float *row = ks + (size_t)((g * 4 + h * 2 + e) * NV) * 16;
+                __m512 a = _mm512_mul_ps(_mm512_load_ps(row), q[0]);
+#pragma GCC unroll 16
+                for (int j = 1; j < NV; j++)
+                    a = _mm512_fmadd_ps(_mm512_load_ps(row + 16 * j), q[j], a);
+                v[e] = a;
+            }
+            /* per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] */
+            l1[h] = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+        }
+        /* per 128-bit block: the partial sums of rows 4g..4g+3 */
+        l2[g] = _mm512_add_ps(_mm512_shuffle_ps(l1[0], l1[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(l1[0], l1[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(l2[0], l2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(l2[0], l2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(l2[2], l2[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(l2[2], l2[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* GCC cannot see that attn_any's runtime NV bounds every read of the register arrays */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -146,7 +182,32 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
         for (int j = 0; j < NV; j++)
             qv[i][j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q16 + (size_t)i * NV * 16 + 16 * j)));
     }
-    for (int t = 0; t < hi; t++) {
+    /* Scores of whole blocks of 16 positions: each query's own blocks (so what a query
+     * gets never depends on the others in the tile), the block's K rows widened once
+     * into ks for all queries. */
+    int n16[CPU_ATTN_MAX_Q], lo16 = hi, hi16 = 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) {
+        n16[i] = n_pos[i] / 16 * 16;
+        lo16 = n16[i] < lo16 ? n16[i] : lo16;
+        hi16 = n16[i] > hi16 ? n16[i] : hi16;
+    }
+    float ks[16 * 16 * 16] __attribute__((aligned(64)));
+    for (int t0 = 0; t0 < hi16; t0 += 16) {
+        for (int r = 0; r < 16; r++)
+#pragma GCC unroll 16
+            for (int j = 0; j < NV; j++)
+                _mm512_store_ps(ks + (r * NV + j) * 16,
+                                _mm512_cvtph_ps(_mm256_loadu_si256(
+                                    (const __m256i *)(k + (size_t)(t0 + r) * kv_stride + 16 * j))));
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++)
+            if (t0 < n16[i])
+                _mm512_storeu_ps(scores + (size_t)i * sstride + t0,
+                                 _mm512_mul_ps(dot16(ks, qv[i], NV), _mm512_set1_ps(scale)));
+    }
+    /* the rest one position at a time */
+    for (int t = lo16; t < hi; t++) {
         const uint16_t *kr = k + (size_t)t * kv_stride;
         __m512 kv[16];
 #pragma GCC unroll 16
@@ -154,7 +215,7 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
             kv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 16 * j)));
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
-            if (t >= lo && t >= n_pos[i])
+            if (t < n16[i] || t >= n_pos[i])
                 continue;
             __m512 sv = _mm512_setzero_ps();
 #pragma GCC unroll 16
