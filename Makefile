@@ -6,7 +6,8 @@
 #               FUZZ_SECONDS (default 60); new corpus entries go to build-fuzz/corpus/,
 #               crashes to build-fuzz/crashes/<target>/ (copy them to tests/regress/<target>/);
 #               FUZZ_TIMEOUT (default 1 s, wall clock) flags slow inputs: raise it on a
-#               machine shared with other jobs
+#               machine shared with other jobs; FUZZ_SEED fixes libFuzzer's random seed
+#               (CI uses one, so a run replays the same inputs; default: a new seed each run)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -34,6 +35,7 @@ asan:
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 1
 FUZZ_BUILD ?= build-fuzz
+FUZZ_SEED ?=
 FUZZ_TARGETS = fuzz_gguf_parse fuzz_gguf_load fuzz_tokenize fuzz_detokenize \
 	fuzz_request_json fuzz_sse_utf8 fuzz_ids fuzz_template
 
@@ -48,6 +50,7 @@ fuzz: setup
 	    seeds=; if [ -d tests/fuzz/corpus/$$t ]; then seeds=tests/fuzz/corpus/$$t; fi; \
 	    echo "== $$t: $(FUZZ_SECONDS) s"; \
 	    ASAN_OPTIONS=quarantine_size_mb=16 ./$(FUZZ_BUILD)/tests/fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	        $(if $(FUZZ_SEED),-seed=$(FUZZ_SEED)) \
 	        -rss_limit_mb=256 -malloc_limit_mb=128 -print_final_stats=1 \
 	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
 	        $(FUZZ_BUILD)/corpus/$$t $$seeds $$regress; \
