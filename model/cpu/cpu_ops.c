@@ -124,6 +124,15 @@ static AVX512 void softmax_f16_avx512(float *x, int n)
     }
 }
 
+/* One F16 row of NV * 16 values widened to F32 vectors. */
+static inline __attribute__((always_inline)) AVX512 void widen_row(const uint16_t *row,
+                                                                   __m512 *out, const int NV)
+{
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; j++)
+        out[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 16 * j)));
+}
+
 /* The 16 dot products of rows ks[r] (NV vectors each) with q, as one vector (lane r):
  * each row's FMA chain, then a transposing add tree instead of 16 horizontal sums. */
 static inline __attribute__((always_inline)) AVX512 __m512 dot16(const float *ks, const __m512 *q,
@@ -178,9 +187,7 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
     for (int i = 0; i < NQ; i++) {
         lo = n_pos[i] < lo ? n_pos[i] : lo;
         hi = n_pos[i] > hi ? n_pos[i] : hi;
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; j++)
-            qv[i][j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q16 + (size_t)i * NV * 16 + 16 * j)));
+        widen_row(q16 + (size_t)i * NV * 16, qv[i], NV);
     }
     /* Scores of whole blocks of 16 positions: each query's own blocks (so what a query
      * gets never depends on the others in the tile), the block's K rows widened once
@@ -194,12 +201,13 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
     }
     float ks[16 * 16 * 16] __attribute__((aligned(64)));
     for (int t0 = 0; t0 < hi16; t0 += 16) {
-        for (int r = 0; r < 16; r++)
+        for (int r = 0; r < 16; r++) {
+            __m512 row[16];
+            widen_row(k + (size_t)(t0 + r) * kv_stride, row, NV);
 #pragma GCC unroll 16
             for (int j = 0; j < NV; j++)
-                _mm512_store_ps(ks + (r * NV + j) * 16,
-                                _mm512_cvtph_ps(_mm256_loadu_si256(
-                                    (const __m256i *)(k + (size_t)(t0 + r) * kv_stride + 16 * j))));
+                _mm512_store_ps(ks + (r * NV + j) * 16, row[j]);
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++)
             if (t0 < n16[i])
@@ -208,11 +216,8 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
     }
     /* the rest one position at a time */
     for (int t = lo16; t < hi; t++) {
-        const uint16_t *kr = k + (size_t)t * kv_stride;
         __m512 kv[16];
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; j++)
-            kv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 16 * j)));
+        widen_row(k + (size_t)t * kv_stride, kv, NV);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             if (t < n16[i] || t >= n_pos[i])
@@ -232,11 +237,8 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
             acc[i][j] = _mm512_setzero_ps();
     }
     for (int t = 0; t < hi; t++) {
-        const uint16_t *vr = v + (size_t)t * kv_stride;
         __m512 vv[16];
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; j++)
-            vv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 16 * j)));
+        widen_row(v + (size_t)t * kv_stride, vv, NV);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             if (t >= lo && t >= n_pos[i])
