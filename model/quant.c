@@ -576,6 +576,17 @@ quant_dot_fn quant_dot(uint32_t t)
     return quant_dot_plain(t);
 }
 
+void quant_fp32_to_fp16_row(const float *x, uint16_t *y, int64_t n)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    if (!force_plain && simd_level > 0) {
+        quant_simd_fp16_row(x, y, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        y[i] = quant_fp32_to_fp16(x[i]);
+}
+
 quant_axpy_fn quant_axpy_f16(void)
 {
     pthread_once(&dispatch_once, dispatch_init);

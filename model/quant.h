@@ -109,6 +109,9 @@ typedef float (*quant_dot_fn)(int64_t n, const void *w, const void *a);
 
 float quant_fp16_to_fp32(uint16_t h);
 uint16_t quant_fp32_to_fp16(float f); /* round to nearest even, like F16C */
+/* y[i] = quant_fp32_to_fp16(x[i]) for a row, with F16C where the CPU has it (bitwise the
+ * same for every value but NaN payloads). */
+void quant_fp32_to_fp16_row(const float *x, uint16_t *y, int64_t n);
 
 /* True for F32, F16, Q8_0, Q4_0, Q4_K, Q6_K (the weight types the backends run). */
 bool quant_is_supported(uint32_t ggml_type);

@@ -9,6 +9,8 @@ int quant_simd_detect(void);
 /* The kernel for a weight type at a SIMD level (1 or 2), or NULL. */
 quant_dot_fn quant_simd_dot(uint32_t weight_type, int level);
 
+/* F32 -> F16 row with F16C (level >= 1 only). */
+void quant_simd_fp16_row(const float *x, uint16_t *y, int64_t n);
 /* The SIMD axpy for F16 x (level >= 1 only). */
 quant_axpy_fn quant_simd_axpy_f16(void);
 /* Tiled kernels (AVX-512 VL + VNNI level only), or NULL. */

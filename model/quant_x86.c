@@ -31,6 +31,16 @@ int quant_simd_detect(void)
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+TGT_AVX2 void quant_simd_fp16_row(const float *x, uint16_t *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = quant_fp32_to_fp16(x[i]);
+}
+
 TGT_AVX2 static inline float hsum_ps(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -613,6 +623,12 @@ quant_dot_fn quant_simd_dot(uint32_t t, int level)
     (void)t;
     (void)level;
     return NULL;
+}
+
+void quant_simd_fp16_row(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = quant_fp32_to_fp16(x[i]);
 }
 
 quant_axpy_fn quant_simd_axpy_f16(void)

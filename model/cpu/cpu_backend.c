@@ -236,10 +236,8 @@ static void store_kv(struct bk_backend *b, uint32_t l, int n_tok, const int32_t 
     for (int t = 0; t < n_tok; t++) {
         size_t off =
             (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
-        for (uint32_t i = 0; i < b->kv_dim; i++) {
-            b->k_cache[off + i] = quant_fp32_to_fp16(b->k[(size_t)t * b->kv_dim + i]);
-            b->v_cache[off + i] = quant_fp32_to_fp16(b->v[(size_t)t * b->kv_dim + i]);
-        }
+        quant_fp32_to_fp16_row(b->k + (size_t)t * b->kv_dim, b->k_cache + off, b->kv_dim);
+        quant_fp32_to_fp16_row(b->v + (size_t)t * b->kv_dim, b->v_cache + off, b->kv_dim);
     }
 }
 

@@ -345,8 +345,7 @@ void cpu_attention_multi(int nq, float *const *out, const float *const *q, const
                          float scale, float *scores, size_t scores_stride, uint16_t *q16)
 {
     for (int i = 0; i < nq; i++)
-        for (int d = 0; d < head_dim; d++)
-            q16[(size_t)i * head_dim + d] = quant_fp32_to_fp16(q[i][d]);
+        quant_fp32_to_fp16_row(q[i], q16 + (size_t)i * head_dim, head_dim);
 #if defined(__x86_64__)
     if (attention_avx512(nq, out, q16, n_pos, k, v, kv_stride, head_dim, scale, scores,
                          scores_stride))

@@ -41,6 +41,27 @@ static void test_fp16(void)
     ASSERT_NEAR(quant_fp16_to_fp32(0x3555), 0.33325195, 1e-8);
 }
 
+/* The row conversion (F16C where present) equals the scalar one bit for bit, over
+ * normal, subnormal, tie, overflowing and zero values. */
+static void test_fp16_row(void)
+{
+    enum { N = 4099 };
+    static float x[N];
+    static uint16_t y[N];
+    for (int i = 0; i < N; i++) {
+        float scale = i % 4 == 0 ? 1e-6f : i % 4 == 1 ? 1.0f : i % 4 == 2 ? 3e4f : 1e5f;
+        x[i] = nrand() * scale;
+    }
+    x[0] = 0.0f;
+    x[1] = -0.0f;
+    x[2] = 1.0f + 0x1.0p-11f;
+    x[3] = 0x1.0p-25f;
+    quant_fp32_to_fp16_row(x, y, N);
+    for (int i = 0; i < N; i++)
+        if (y[i] != quant_fp32_to_fp16(x[i]))
+            ASSERT_INT_EQ(y[i], quant_fp32_to_fp16(x[i]));
+}
+
 static void test_act_rounding(void)
 {
     float x[256];
@@ -302,6 +323,7 @@ int main(void)
 {
     printf("simd: %s\n", quant_simd_name());
     RUN(test_fp16);
+    RUN(test_fp16_row);
     RUN(test_act_rounding);
     RUN(test_quantizers);
     RUN(test_dot_vs_double);
