@@ -77,6 +77,17 @@ static int act_index(uint32_t act_type)
     }
 }
 
+/* Touches every page of a fresh zeroed allocation so that the memory is committed now:
+ * the KV cache is written position by position while sequences decode, and a page fault
+ * in the middle of a step (tens of microseconds on a virtual machine) costs every
+ * sequence of the batch. */
+static void prefault(void *p, size_t bytes)
+{
+    volatile uint8_t *c = p;
+    for (size_t i = 0; i < bytes; i += 4096)
+        c[i] = 0;
+}
+
 static void *xcalloc(size_t n, size_t size, int *fail)
 {
     if (size != 0 && n > SIZE_MAX / size) {
@@ -519,6 +530,10 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     } else {
         b->k_cache = xcalloc((size_t)kv_elems, sizeof(uint16_t), &fail);
         b->v_cache = xcalloc((size_t)kv_elems, sizeof(uint16_t), &fail);
+        if (!fail) {
+            prefault(b->k_cache, (size_t)kv_elems * sizeof(uint16_t));
+            prefault(b->v_cache, (size_t)kv_elems * sizeof(uint16_t));
+        }
     }
     size_t c = CPU_CHUNK;
     int nth = cpu_pool_size(b->pool);
