@@ -942,15 +942,22 @@ static void test_recover_interrupted(void)
     close_db(st);
 }
 
-/* A database of schema version 1 is upgraded to the current one at open. */
-static void test_migration_upgrade(void)
+/* Prepares a file at schema version 1 holding one user. */
+static void old_file(void)
 {
     struct store *st = open_fresh();
     ASSERT_TRUE(st != NULL);
     ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
     store_close(st);
     sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+}
+
+/* A database of schema version 1 is upgraded to the current one at open. */
+static void test_migration_upgrade(void)
+{
+    old_file();
     ASSERT_INT_EQ(sql_int("PRAGMA user_version"), 1);
+    struct store *st;
     char err[256];
     ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), 0);
     ASSERT_INT_EQ(store_db_version(st), store_schema_version());
@@ -960,14 +967,16 @@ static void test_migration_upgrade(void)
     close_db(st);
 }
 
-/* Prepares a file at schema version 1 holding one user. */
-static void old_file(void)
+/* A process that opens (and so upgrades) the file, then exits. */
+static pid_t open_in_child(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
-    store_close(st);
-    sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *st;
+        char err[64];
+        _exit(store_open(db_path, NULL, &st, err, sizeof(err)) == 0 ? 0 : 1);
+    }
+    return pid;
 }
 
 static double now_s(void)
@@ -985,12 +994,7 @@ static void test_migration_killed(void)
     /* how long a process takes to open and upgrade (the window to hit) */
     old_file();
     double t0 = now_s();
-    pid_t pid = fork();
-    if (pid == 0) {
-        struct store *st;
-        char err[64];
-        _exit(store_open(db_path, NULL, &st, err, sizeof(err)) == 0 ? 0 : 1);
-    }
+    pid_t pid = open_in_child();
     int status;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -999,12 +1003,7 @@ static void test_migration_killed(void)
     int at_old = 0, at_new = 0;
     for (int i = 0; i < 30; i++) {
         old_file();
-        pid = fork();
-        if (pid == 0) {
-            struct store *st;
-            char err[64];
-            _exit(store_open(db_path, NULL, &st, err, sizeof(err)) == 0 ? 0 : 1);
-        }
+        pid = open_in_child();
         usleep((useconds_t)(window * 1e6 * i / 25));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
