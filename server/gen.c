@@ -132,19 +132,20 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
 }
 
 /* Renders and tokenizes msgs[0..n) (BOS added when the model wants it and the template
- * did not write it). Returns the token count, or -1 with g->error set. */
-static int render_tokens(struct gen *g, const struct tmpl_message *m, size_t n, int32_t **ids,
-                         size_t *n_ids)
+ * did not write it); *text (the caller frees it) receives the rendered prompt, replacing
+ * what it held. Returns the token count, or -1 with g->error set. */
+static int render_tokens(struct gen *g, const struct tmpl_message *m, size_t n, char **text,
+                         int32_t **ids, size_t *n_ids)
 {
     char err[256];
     const struct srv_model *sm = g->sm;
-    char *text = srv_model_render(sm, m, n, true, err, sizeof(err));
-    if (!text) {
+    free(*text);
+    *text = srv_model_render(sm, m, n, true, err, sizeof(err));
+    if (!*text) {
         snprintf(g->error, sizeof(g->error), "chat template failed: %.170s", err);
         return -1;
     }
-    int rc = srv_model_tokenize_prompt(sm, text, m, n, ids, n_ids);
-    free(text);
+    int rc = srv_model_tokenize_prompt(sm, *text, m, n, ids, n_ids);
     if (rc != 0) {
         snprintf(g->error, sizeof(g->error), "tokenizer failed");
         return -1;
@@ -178,7 +179,8 @@ static size_t turn_end(const struct prompt_msgs *p, size_t i)
  * boundaries; the previous turn's KV cache then stays a prefix. Messages stored under
  * another fingerprint are counted as re-tokenized. Keeps the fresh ids when the stored
  * ones do not read back to the prompt text or would not fit. */
-static void reuse_stored_ids(struct gen *g, const struct prompt_msgs *p, uint32_t budget)
+static void reuse_stored_ids(struct gen *g, const struct prompt_msgs *p, const char *text,
+                             uint32_t budget)
 {
     struct srv_segment *segs = calloc(p->n + 1, sizeof(*segs));
     size_t n_segs = 0;
@@ -192,11 +194,9 @@ static void reuse_stored_ids(struct gen *g, const struct prompt_msgs *p, uint32_
         }
         segs[n_segs++] = (struct srv_segment){h->token_ids, h->n_token_ids};
     }
-    char err[256];
-    char *text = n_segs ? srv_model_render(g->sm, p->m, p->n, true, err, sizeof(err)) : NULL;
     int32_t *ids;
     size_t n_ids, tail, used;
-    if (text && srv_model_assemble_prompt(g->sm, text, p->m, p->n, segs, n_segs, &ids, &n_ids,
+    if (n_segs && srv_model_assemble_prompt(g->sm, text, p->m, p->n, segs, n_segs, &ids, &n_ids,
                                           &tail, &used) == 0) {
         if (n_ids <= budget) {
             free(g->prompt);
@@ -207,7 +207,6 @@ static void reuse_stored_ids(struct gen *g, const struct prompt_msgs *p, uint32_
             free(ids);
         }
     }
-    free(text);
     free(segs);
 }
 
@@ -218,8 +217,11 @@ static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, boo
 {
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    if (render_tokens(g, p->m, p->n, &ids, &n_ids) < 0)
+    char *text = NULL;
+    if (render_tokens(g, p->m, p->n, &text, &ids, &n_ids) < 0) {
+        free(text);
         return -1;
+    }
     if (n_ids > budget && may_drop) {
         uint32_t target = (uint32_t)((uint64_t)budget * (uint64_t)g->srv->cfg->context_target_fill / 100);
         size_t lo = p->n && strcmp(p->m[0].role, "system") == 0 ? 1 : 0;
@@ -235,12 +237,15 @@ static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, boo
             g->dropped_messages += (int)drop;
             free(ids);
             ids = NULL;
-            if (render_tokens(g, p->m, p->n, &ids, &n_ids) < 0)
+            if (render_tokens(g, p->m, p->n, &text, &ids, &n_ids) < 0) {
+                free(text);
                 return -1;
+            }
         }
     }
     if (n_ids > budget) {
         free(ids);
+        free(text);
         snprintf(g->error, sizeof(g->error),
                  "this model's context is %u tokens; the prompt needs %zu plus %u reserved for the reply",
                  g->n_ctx, n_ids, g->n_ctx - budget);
@@ -249,7 +254,8 @@ static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, boo
     g->prompt = ids;
     g->n_prompt = (uint32_t)n_ids;
     g->prompt_tail_from = tok_add_bos(g->sm->tok) && n_ids && ids[0] == tok_bos(g->sm->tok);
-    reuse_stored_ids(g, p, budget);
+    reuse_stored_ids(g, p, text, budget);
+    free(text);
     return 0;
 }
 

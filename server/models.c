@@ -253,6 +253,13 @@ fail:
     return -1;
 }
 
+/* Tokens the tokenizer matches as a whole (they end an SPM text fragment). */
+static bool is_special(const struct tok_vocab *v, int32_t id)
+{
+    int type = tok_type(v, id);
+    return type == TOK_TYPE_CONTROL || type == TOK_TYPE_USER_DEFINED;
+}
+
 /* Appends the text ids read back as, the inverse of tok_encode with special tokens:
  * special tokens as their text and, for SPM vocabularies that put a space before each
  * text fragment, without that space (frag_start: ids[0] starts a fragment). */
@@ -265,8 +272,7 @@ static int ids_text(const struct tok_vocab *v, const int32_t *ids, size_t n, boo
         int len = tok_piece(v, ids[i], buf, sizeof(buf), true);
         if (len < 0 || (size_t)len > sizeof(buf))
             return -1; /* longer pieces do not occur in real vocabularies */
-        int type = tok_type(v, ids[i]);
-        bool special = type == TOK_TYPE_CONTROL || type == TOK_TYPE_USER_DEFINED;
+        bool special = is_special(v, ids[i]);
         size_t off = strip && frag_start && !special && len > 0 && buf[0] == ' ' ? 1 : 0;
         if (strbuf_append(out, buf + off, (size_t)len - off) != 0)
             return -1;
@@ -286,9 +292,7 @@ static int encode_gap(const struct srv_model *sm, const char *prompt, size_t fro
     char *gap = strndup(prompt + from, to - from);
     int32_t *part = NULL;
     size_t m = 0;
-    int type = *n ? tok_type(sm->tok, (*ids)[*n - 1]) : -1;
-    bool continued = tok_add_space_prefix(sm->tok) && *n && type != TOK_TYPE_CONTROL &&
-                     type != TOK_TYPE_USER_DEFINED;
+    bool continued = tok_add_space_prefix(sm->tok) && *n && !is_special(sm->tok, (*ids)[*n - 1]);
     int rc = !gap ? -1
              : continued ? (tok_encode_continued(sm->tok, gap, to - from, true, &part, &m) ? -1 : 0)
                          : srv_model_tokenize_prompt(sm, gap, msgs, n_msgs, &part, &m);
