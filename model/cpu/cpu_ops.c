@@ -272,17 +272,19 @@ ATTN_FN(4, 4)
 ATTN_FN(8, 1)
 ATTN_FN(8, 2)
 
-/* Any head_dim that is a multiple of 16 up to 256, one query at a time. */
-static AVX512 void attn_any(int nq, int nv, float *const *out, const uint16_t *q16,
-                            const int *n_pos, const uint16_t *k, const uint16_t *v,
-                            size_t kv_stride, float scale, float *scores, size_t sstride)
+/* One query, any head_dim that is a multiple of 16 up to 256. */
+static AVX512 void attn_one(int nv, float *const *out, const uint16_t *q16, const int *n_pos,
+                            const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale,
+                            float *scores, size_t sstride)
 {
-    for (int i = 0; i < nq; i++)
-        attn_tile(1, nv, out + i, q16 + (size_t)i * nv * 16, n_pos + i, k, v, kv_stride, scale,
-                  scores + (size_t)i * sstride, sstride);
+    attn_tile(1, nv, out, q16, n_pos, k, v, kv_stride, scale, scores, sstride);
 }
 
 #pragma GCC diagnostic pop
+
+typedef void (*attn_fn)(float *const *out, const uint16_t *q16, const int *n_pos,
+                        const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale,
+                        float *scores, size_t sstride);
 
 static bool attention_avx512(int nq, float *const *out, const uint16_t *q16, const int *n_pos,
                              const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
@@ -290,34 +292,22 @@ static bool attention_avx512(int nq, float *const *out, const uint16_t *q16, con
 {
     if (strcmp(quant_simd_name(), "avx512vnni") != 0 || head_dim % 16 || head_dim > 256)
         return false;
+    /* the tiles with a kernel of their own, by queries per tile (head_dim 64 and 128) */
+    static const attn_fn hd64[] = {attn_4_1, attn_4_2, attn_4_3, attn_4_4};
+    static const attn_fn hd128[] = {attn_8_1, attn_8_2};
     int nv = head_dim / 16;
-    for (int i = 0; i < nq;) {
-        int left = nq - i, n = nv == 4 ? (left < 4 ? left : 4) : nv == 8 ? (left < 2 ? left : 2) : 1;
+    int tile = nv == 4 ? 4 : nv == 8 ? 2 : 1;
+    for (int i = 0; i < nq; i += tile) {
+        int n = nq - i < tile ? nq - i : tile;
         float *const *o = out + i;
         const uint16_t *qi = q16 + (size_t)i * head_dim;
-        const int *pi = n_pos + i;
         float *si = scores + (size_t)i * sstride;
-#define ATTN_AT out_, q_, pos_, k, v, kv_stride, scale, s_, sstride
-        float *const *out_ = o;
-        const uint16_t *q_ = qi;
-        const int *pos_ = pi;
-        float *s_ = si;
-        if (nv == 4 && n == 4)
-            attn_4_4(ATTN_AT);
-        else if (nv == 4 && n == 3)
-            attn_4_3(ATTN_AT);
-        else if (nv == 4 && n == 2)
-            attn_4_2(ATTN_AT);
-        else if (nv == 4)
-            attn_4_1(ATTN_AT);
-        else if (nv == 8 && n == 2)
-            attn_8_2(ATTN_AT);
+        if (nv == 4)
+            hd64[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
         else if (nv == 8)
-            attn_8_1(ATTN_AT);
+            hd128[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
         else
-            attn_any(1, nv, ATTN_AT);
-#undef ATTN_AT
-        i += n;
+            attn_one(nv, o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
     }
     return true;
 }
