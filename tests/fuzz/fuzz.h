@@ -18,6 +18,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
  * tests/fixtures compiled in as FUZZ_FIXTURES. Static buffer. */
 const char *fuzz_fixture(const char *rel);
 
+struct tok_vocab;
+/* The vocabulary of fixture file `rel` (exits with a message when it does not load). */
+struct tok_vocab *fuzz_load_vocab(const char *rel);
+
 /* True when s[0..n) is valid UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF). */
 int fuzz_utf8_valid(const uint8_t *s, size_t n);

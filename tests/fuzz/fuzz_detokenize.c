@@ -20,17 +20,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    for (int i = 0; i < N_VOCABS; i++) {
-        struct gguf_file *f;
-        char err[256];
-        const char *path = fuzz_fixture(vocab_files[i]);
-        if (gguf_open(&f, path, err, sizeof(err)) != 0 ||
-            tok_load(&vocabs[i], f, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fuzz_detokenize: %s: %s\n", path, err);
-            exit(1);
-        }
-        gguf_close(f);
-    }
+    for (int i = 0; i < N_VOCABS; i++)
+        vocabs[i] = fuzz_load_vocab(vocab_files[i]);
     return 0;
 }
 

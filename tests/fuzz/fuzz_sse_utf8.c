@@ -16,26 +16,12 @@
 static struct tok_vocab *spm, *bpe;
 static int32_t byte_tok[256];
 
-static struct tok_vocab *load(const char *rel)
-{
-    struct gguf_file *f;
-    struct tok_vocab *v = NULL;
-    char err[256];
-    const char *path = fuzz_fixture(rel);
-    if (gguf_open(&f, path, err, sizeof(err)) != 0 || tok_load(&v, f, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fuzz_sse_utf8: %s: %s\n", path, err);
-        exit(1);
-    }
-    gguf_close(f);
-    return v;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    spm = load("tokenizer/ggml-vocab-llama-spm.gguf");
-    bpe = load("tokenizer/ggml-vocab-gpt-2.gguf");
+    spm = fuzz_load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
+    bpe = fuzz_load_vocab("tokenizer/ggml-vocab-gpt-2.gguf");
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof(name), "<0x%02X>", b);

@@ -1,6 +1,8 @@
 /* fuzz_util.c - helpers shared by the fuzz targets: fixture paths and a strict UTF-8
  * validator used as an oracle (written independently of the code under test). */
 #include "fuzz.h"
+#include "gguf.h"
+#include "tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,4 +54,18 @@ int fuzz_utf8_valid(const uint8_t *s, size_t n)
         i += len;
     }
     return 1;
+}
+
+struct tok_vocab *fuzz_load_vocab(const char *rel)
+{
+    struct gguf_file *f;
+    struct tok_vocab *v = NULL;
+    char err[256];
+    const char *path = fuzz_fixture(rel);
+    if (gguf_open(&f, path, err, sizeof(err)) != 0 || tok_load(&v, f, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        exit(1);
+    }
+    gguf_close(f);
+    return v;
 }
