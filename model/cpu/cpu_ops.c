@@ -170,8 +170,10 @@ static inline __attribute__((always_inline)) AVX512 __m512 dot16(const float *ks
 }
 
 /* GCC cannot see that attn_any's runtime NV bounds every read of the register arrays */
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 /* NQ queries sharing one KV head over its positions, every K and V row loaded and widened
  * once for all of them. head_dim = 16 * NV. Each query's arithmetic is the same whatever
@@ -280,7 +282,9 @@ static AVX512 void attn_one(int nv, float *const *out, const uint16_t *q16, cons
     attn_tile(1, nv, out, q16, n_pos, k, v, kv_stride, scale, scores, sstride);
 }
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 typedef void (*attn_fn)(float *const *out, const uint16_t *q16, const int *n_pos,
                         const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale,
