@@ -93,8 +93,7 @@ int tl_sbuf_put(struct rctx *R, struct sbuf *b, const char *s, size_t n, int lin
     return 0;
 }
 
-/* Copies a buffer into the arena as a string value and empties the buffer. */
-static int sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line)
+int tl_sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line)
 {
     char *s = tl_alloc(R, b->n + 1);
     if (!s)
@@ -105,6 +104,15 @@ static int sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line)
     *out = tv_str(s, b->n);
     b->n = 0;
     return 0;
+}
+
+int tl_sbuf_finish(struct rctx *R, struct sbuf *b, int rc, struct tv *out, int line)
+{
+    if (rc >= 0)
+        rc = tl_sbuf_take(R, b, out, line);
+    free(b->p);
+    *b = (struct sbuf){0};
+    return rc < 0 ? R->err_code : 0;
 }
 
 /* ------------------------------------------------------------------ scopes */
@@ -210,7 +218,7 @@ static int capture(struct rctx *R, struct scope *S, const struct tn *body, struc
     int rc = exec_body(R, S, body);
     R->out = saved;
     if (rc >= 0)
-        rc = sbuf_take(R, &buf, out, line);
+        rc = tl_sbuf_take(R, &buf, out, line);
     free(buf.p);
     return rc < 0 ? rc : 0;
 }

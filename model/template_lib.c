@@ -781,16 +781,7 @@ static int f_tojson(struct rctx *R, struct tv v, struct targs *a, struct tv *out
     }
     struct sbuf b = {0};
     int rc = tl_write_json(R, &b, v, &o, 0, line);
-    if (rc >= 0) {
-        char *p;
-        if ((rc = tl_str_new(R, b.n, &p, line)) >= 0) {
-            if (b.n)
-                memcpy(p, b.p, b.n);
-            *out = tv_str(p, b.n);
-        }
-    }
-    free(b.p);
-    return rc < 0 ? R->err_code : 0;
+    return tl_sbuf_finish(R, &b, rc, out, line);
 }
 
 static int f_indent(struct rctx *R, struct tv v, struct targs *a, struct tv *out, int line)
@@ -836,16 +827,7 @@ static int f_indent(struct rctx *R, struct tv v, struct targs *a, struct tv *out
         if (rc >= 0)
             rc = tl_sbuf_put(R, &b, ln.u.s, ln.len, line);
     }
-    if (rc >= 0) {
-        char *p;
-        if ((rc = tl_str_new(R, b.n, &p, line)) >= 0) {
-            if (b.n)
-                memcpy(p, b.p, b.n);
-            *out = tv_str(p, b.n);
-        }
-    }
-    free(b.p);
-    return rc < 0 ? R->err_code : 0;
+    return tl_sbuf_finish(R, &b, rc, out, line);
 }
 
 /* Lowercases strings for the case-insensitive comparisons of unique/sort/min/max. */
@@ -974,16 +956,7 @@ static int f_escape(struct rctx *R, struct tv v, struct tv *out, int line)
     }
     if (rc >= 0)
         rc = tl_sbuf_put(R, &b, s.u.s + st, s.len - st, line);
-    if (rc >= 0) {
-        char *p;
-        if ((rc = tl_str_new(R, b.n, &p, line)) >= 0) {
-            if (b.n)
-                memcpy(p, b.p, b.n);
-            *out = tv_str(p, b.n);
-        }
-    }
-    free(b.p);
-    return rc < 0 ? R->err_code : 0;
+    return tl_sbuf_finish(R, &b, rc, out, line);
 }
 
 static int f_int(struct rctx *R, struct tv v, struct targs *a, struct tv *out, int line)

@@ -62,6 +62,11 @@ int tl_undefined(struct rctx *R, int line, struct tv v);
 
 void *tl_alloc(struct rctx *R, size_t n);
 int tl_sbuf_put(struct rctx *R, struct sbuf *b, const char *s, size_t n, int line);
+/* Copies b into the arena as a string value *out and empties b (keeps its storage). */
+int tl_sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line);
+/* Ends a function that built its result in b: when rc (the status so far) is not an
+ * error, *out becomes b's text; frees b. Returns 0 or the render error code. */
+int tl_sbuf_finish(struct rctx *R, struct sbuf *b, int rc, struct tv *out, int line);
 int tl_count_iteration(struct rctx *R, int line);
 int tl_call_macro(struct rctx *R, const struct tn *m, struct targs *a, struct tv *out, int line);
 int tl_apply_filter_chain(struct rctx *R, const struct tn *f, struct tv v, struct tv *out);

@@ -1373,16 +1373,7 @@ int tl_replace(struct rctx *R, struct tv s, struct tv old, struct tv new, int64_
     }
     if (rc >= 0)
         rc = tl_sbuf_put(R, &b, s.u.s + i, s.len - i, line);
-    if (rc >= 0) {
-        char *p;
-        if ((rc = tl_str_new(R, b.n, &p, line)) >= 0) {
-            if (b.n)
-                memcpy(p, b.p, b.n);
-            *out = tv_str(p, b.n);
-        }
-    }
-    free(b.p);
-    return rc < 0 ? R->err_code : 0;
+    return tl_sbuf_finish(R, &b, rc, out, line);
 }
 
 int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int line)
@@ -1397,16 +1388,7 @@ int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int 
         if ((rc = tl_to_str(R, l->items[i], &s, line)) >= 0)
             rc = tl_sbuf_put(R, &b, s.u.s, s.len, line);
     }
-    if (rc >= 0) {
-        char *p;
-        if ((rc = tl_str_new(R, b.n, &p, line)) >= 0) {
-            if (b.n)
-                memcpy(p, b.p, b.n);
-            *out = tv_str(p, b.n);
-        }
-    }
-    free(b.p);
-    return rc < 0 ? R->err_code : 0;
+    return tl_sbuf_finish(R, &b, rc, out, line);
 }
 
 /* ------------------------------------------------------------------ subscripts */
