@@ -237,53 +237,12 @@ void quant_act_q8_k(const float *x, struct quant_q8_k *y, int64_t n)
     }
 }
 
-/* Q8_0 activations regrouped for the Q4_0X4 kernel (see quant.h). */
-static void act_q8_0x4a(const float *x, struct quant_q8_0x4a *y, int64_t n)
-{
-    for (int64_t g = 0; g < n / 128; g++, x += 128) {
-        struct quant_q8_0 q[4];
-        quant_act_q8_0(x, q, 128);
-        for (int j = 0; j < 4; j++) {
-            memcpy(y[g].lo + 16 * j, q[j].qs, 16);
-            memcpy(y[g].hi + 16 * j, q[j].qs + 16, 16);
-            for (int k = 0; k < 4; k++) {
-                int s = 0;
-                for (int i = 4 * k; i < 4 * k + 4; i++)
-                    s += q[j].qs[i] + q[j].qs[16 + i];
-                y[g].corr[4 * j + k] = -8 * s;
-                y[g].d[4 * j + k] = quant_fp16_to_fp32(q[j].d);
-            }
-        }
-    }
-}
-
-/* Q8_0 activations regrouped for the Q8_0X4 kernel (see quant.h). */
-static void act_q8_0x4b(const float *x, struct quant_q8_0x4b *y, int64_t n)
-{
-    for (int64_t g = 0; g < n / 128; g++, x += 128) {
-        struct quant_q8_0 q[4];
-        quant_act_q8_0(x, q, 128);
-        for (int j = 0; j < 4; j++) {
-            memcpy(y[g].qs + 32 * j, q[j].qs, 32);
-            for (int k = 0; k < 8; k++) {
-                int s = 0;
-                for (int i = 4 * k; i < 4 * k + 4; i++)
-                    s += q[j].qs[i];
-                y[g].corr[8 * j + k] = -128 * s;
-                y[g].d[8 * j + k] = quant_fp16_to_fp32(q[j].d);
-            }
-        }
-    }
-}
-
 void quant_act_row(uint32_t act_type, const float *x, void *dst, int64_t n)
 {
     switch (act_type) {
     case QUANT_TYPE_Q8_0X4B:
-        act_q8_0x4b(x, dst, n);
-        break;
     case QUANT_TYPE_Q8_0X4A:
-        act_q8_0x4a(x, dst, n);
+        quant_simd_act_x4(act_type, x, dst, n);
         break;
     case GGML_TYPE_F16: {
         uint16_t *h = dst;

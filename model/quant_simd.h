@@ -15,5 +15,8 @@ void quant_simd_fp16_row(const float *x, uint16_t *y, int64_t n);
 quant_axpy_fn quant_simd_axpy_f16(void);
 /* Tiled kernels (AVX-512 VL + VNNI level only), or NULL. */
 quant_gemm_fn quant_simd_gemm(uint32_t weight_type);
+/* Activations for the X4 kernels (QUANT_TYPE_Q8_0X4A or _Q8_0X4B, n a multiple of 128),
+ * each block quantised exactly as quant_act_q8_0 does (VNNI level only). */
+void quant_simd_act_x4(uint32_t act_type, const float *x, void *dst, int64_t n);
 
 #endif

@@ -11,6 +11,8 @@
 
 #include "gguf.h"
 
+#include <stdlib.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #include <immintrin.h>
@@ -556,6 +558,43 @@ tile_q8x4(const int R, const int C, const int dummy, int64_t ng, const uint8_t *
 
 DEF_GEMM(gemm_q8_0x4_vnni, tile_q8x4, 0, n / 128)
 
+/* Q8_0X4A / Q8_0X4B activations (quant.h). Each block is quantised with exactly
+ * quant_act_q8_0's arithmetic (max |x|, F16 scale, x * 127 / max rounded half to even);
+ * the sums of 4 consecutive quants for the offset corrections come from VNNI dots with
+ * ones. */
+TGT_Z void quant_simd_act_x4(uint32_t type, const float *x, void *dst, int64_t n)
+{
+    const __m128i ones = _mm_set1_epi8(1);
+    for (int64_t g = 0; g < n / 128; g++) {
+        struct quant_q8_0x4a *ya = (struct quant_q8_0x4a *)dst + g;
+        struct quant_q8_0x4b *yb = (struct quant_q8_0x4b *)dst + g;
+        for (int j = 0; j < 4; j++, x += 32) {
+            __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            float d = quant_fp16_to_fp32(quant_fp32_to_fp16(amax / 127.0f));
+            __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+            __m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, id)));
+            __m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, id)));
+            __m128i s0 = _mm_dpbusd_epi32(_mm_setzero_si128(), ones, q0);
+            __m128i s1 = _mm_dpbusd_epi32(_mm_setzero_si128(), ones, q1);
+            if (type == QUANT_TYPE_Q8_0X4A) {
+                _mm_storeu_si128((__m128i *)(void *)(ya->lo + 16 * j), q0);
+                _mm_storeu_si128((__m128i *)(void *)(ya->hi + 16 * j), q1);
+                _mm_storeu_si128((__m128i *)(void *)(ya->corr + 4 * j),
+                                 _mm_mullo_epi32(_mm_add_epi32(s0, s1), _mm_set1_epi32(-8)));
+                _mm_storeu_ps(ya->d + 4 * j, _mm_set1_ps(d));
+            } else {
+                __m128i m = _mm_set1_epi32(-128);
+                _mm_storeu_si128((__m128i *)(void *)(yb->qs + 32 * j), q0);
+                _mm_storeu_si128((__m128i *)(void *)(yb->qs + 32 * j + 16), q1);
+                _mm_storeu_si128((__m128i *)(void *)(yb->corr + 8 * j), _mm_mullo_epi32(s0, m));
+                _mm_storeu_si128((__m128i *)(void *)(yb->corr + 8 * j + 4), _mm_mullo_epi32(s1, m));
+                _mm256_storeu_ps(yb->d + 8 * j, _mm256_set1_ps(d));
+            }
+        }
+    }
+}
+
 quant_gemm_fn quant_simd_gemm(uint32_t t)
 {
     switch (t) {
@@ -640,6 +679,15 @@ quant_gemm_fn quant_simd_gemm(uint32_t t)
 {
     (void)t;
     return NULL;
+}
+
+void quant_simd_act_x4(uint32_t type, const float *x, void *dst, int64_t n)
+{
+    (void)type;
+    (void)x;
+    (void)dst;
+    (void)n;
+    abort(); /* the X4 layouts are only handed out with quant_simd_gemm */
 }
 
 #endif

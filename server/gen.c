@@ -62,7 +62,8 @@ static int sample_hook(void *ctx, float *logits, uint32_t n_vocab, struct eng_to
         logits[c->bias[i].id] -= (float)c->bias[i].bias;
     sampler_accept(c->smp, id);
     out->id = id;
-    out->logprob = sampler_logprob(logits, n_vocab, id);
+    /* a pass over the whole vocabulary: only when the request shows log-probabilities */
+    out->logprob = c->top_n ? sampler_logprob(logits, n_vocab, id) : 0.0f;
     out->n_top = (uint8_t)n_top;
     memcpy(out->top_id, top_id, (size_t)n_top * sizeof(int32_t));
     memcpy(out->top_logprob, top_lp, (size_t)n_top * sizeof(float));

@@ -100,25 +100,43 @@ static void *xcalloc(size_t n, size_t size, int *fail)
     return p;
 }
 
-/* Parallel element-wise stages: each thread takes a contiguous range of tokens. */
-struct rows_task {
+/* The stages between mat-muls run per token, each thread a contiguous range of tokens,
+ * and end by quantising their output for the next mat-mul, so a step has no serial
+ * stretch between parallel ones. One token runs on the calling thread alone. */
+struct tok_task {
     struct bk_backend *b;
     int n_tok;
+    const float *add;  /* norm: residual added into x first, or NULL */
+    const float *norm; /* norm: weights */
+    uint32_t act_type; /* the output's quantised format, if act_index(act_type) >= 0 */
+    const int32_t *pos, *slot;
+    uint32_t layer;
     const float *src; /* quantise: rows of n_cols floats */
     int64_t n_cols;
-    uint32_t act_type;
-    void *dst;
-    size_t dst_stride;
 };
 
-static void quant_rows_worker(void *ctx, int ith, int nth)
+static void run_tokens(struct bk_backend *b, cpu_task_fn fn, struct tok_task *t)
 {
-    const struct rows_task *t = ctx;
-    int t0 = (int)((int64_t)t->n_tok * ith / nth);
-    int t1 = (int)((int64_t)t->n_tok * (ith + 1) / nth);
-    for (int i = t0; i < t1; i++)
-        quant_act_row(t->act_type, t->src + (size_t)i * t->n_cols,
-                      (uint8_t *)t->dst + (size_t)i * t->dst_stride, t->n_cols);
+    if (t->n_tok == 1)
+        fn(t, 0, 1);
+    else
+        cpu_pool_run(b->pool, fn, t);
+}
+
+static void quant_out(const struct tok_task *t, const float *row, int64_t n_cols, int tok)
+{
+    int ai = act_index(t->act_type);
+    if (ai >= 0)
+        quant_act_row(t->act_type, row, (uint8_t *)t->b->act[ai] +
+                                             (size_t)tok * quant_row_bytes(t->act_type, n_cols),
+                      n_cols);
+}
+
+static void quant_worker(void *ctx, int ith, int nth)
+{
+    const struct tok_task *t = ctx;
+    for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++)
+        quant_out(t, t->src + (size_t)i * t->n_cols, t->n_cols, i);
 }
 
 /* The activation rows for weight `w` from float rows x[n_tok][n_cols]; quantises into
@@ -134,11 +152,8 @@ static const void *prepare_act(struct bk_backend *b, const float *x, int n_tok, 
     }
     *stride = quant_row_bytes(at, n_cols);
     if (!have[ai]) {
-        struct rows_task t = {b, n_tok, x, n_cols, at, b->act[ai], *stride};
-        if (n_tok == 1)
-            quant_rows_worker(&t, 0, 1);
-        else
-            cpu_pool_run(b->pool, quant_rows_worker, &t);
+        struct tok_task t = {.b = b, .n_tok = n_tok, .act_type = at, .src = x, .n_cols = n_cols};
+        run_tokens(b, quant_worker, &t);
         have[ai] = true;
     }
     return b->act[ai];
@@ -223,37 +238,80 @@ static int attn_runs(const struct bk_backend *b, int n, const int32_t *slot, int
     return runs;
 }
 
-/* ---- SwiGLU ------------------------------------------------------------------------- */
+/* ---- element-wise stages ------------------------------------------------------------ */
 
+/* x += add; xb = RMSNorm(x) * norm; xb quantised */
+static void norm_worker(void *ctx, int ith, int nth)
+{
+    const struct tok_task *t = ctx;
+    struct bk_backend *b = t->b;
+    const struct mdl_hparams *hp = &b->w->hp;
+    for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
+        float *x = b->x + (size_t)i * hp->n_embd;
+        float *xb = b->xb + (size_t)i * hp->n_embd;
+        if (t->add)
+            for (uint32_t j = 0; j < hp->n_embd; j++)
+                x[j] += t->add[(size_t)i * hp->n_embd + j];
+        cpu_rmsnorm(xb, x, t->norm, hp->n_embd, hp->rms_eps);
+        quant_out(t, xb, hp->n_embd, i);
+    }
+}
+
+/* The input of the mat-muls with weight wt: the norm stage, and `have` records the
+ * activation format it quantised. */
+static void norm_stage(struct bk_backend *b, int n, const float *add, const float *norm,
+                       uint32_t wt, bool have[ACT_N])
+{
+    struct tok_task t = {.b = b, .n_tok = n, .add = add, .norm = norm,
+                         .act_type = quant_act_type(wt)};
+    run_tokens(b, norm_worker, &t);
+    memset(have, 0, ACT_N * sizeof(bool));
+    if (act_index(t.act_type) >= 0)
+        have[act_index(t.act_type)] = true;
+}
+
+/* RoPE on q and k, then k and v stored in the cache */
+static void rope_worker(void *ctx, int ith, int nth)
+{
+    const struct tok_task *t = ctx;
+    struct bk_backend *b = t->b;
+    const struct mdl_hparams *hp = &b->w->hp;
+    uint32_t qdim = hp->n_head * hp->head_dim;
+    for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
+        const float *cs = b->rope + (size_t)i * hp->n_rot;
+        float *k = b->k + (size_t)i * b->kv_dim;
+        cpu_rope(b->q + (size_t)i * qdim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs,
+                 hp->rope_neox);
+        cpu_rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs, hp->rope_neox);
+        size_t off = (((size_t)t->slot[i] * hp->n_layer + t->layer) * b->p.n_ctx +
+                      (size_t)t->pos[i]) * b->kv_dim;
+        quant_fp32_to_fp16_row(k, b->k_cache + off, b->kv_dim);
+        quant_fp32_to_fp16_row(b->v + (size_t)i * b->kv_dim, b->v_cache + off, b->kv_dim);
+    }
+}
+
+/* hb = SiLU(hb) * hb2, quantised */
 static void swiglu_worker(void *ctx, int ith, int nth)
 {
-    const struct rows_task *t = ctx;
+    const struct tok_task *t = ctx;
     struct bk_backend *b = t->b;
-    int64_t n = (int64_t)t->n_tok * b->w->hp.n_ff;
-    int64_t i0 = n * ith / nth;
-    int64_t i1 = n * (ith + 1) / nth;
-    for (int64_t i = i0; i < i1; i++) {
-        float g = b->hb[i];
-        b->hb[i] = g / (1.0f + expf(-g)) * b->hb2[i];
+    int64_t n_ff = b->w->hp.n_ff;
+    for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
+        float *h = b->hb + (size_t)i * n_ff;
+        const float *h2 = b->hb2 + (size_t)i * n_ff;
+        for (int64_t j = 0; j < n_ff; j++)
+            h[j] = h[j] / (1.0f + expf(-h[j])) * h2[j];
+        quant_out(t, h, n_ff, i);
     }
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-static void store_kv(struct bk_backend *b, uint32_t l, int n_tok, const int32_t *pos,
-                     const int32_t *slot)
-{
-    const struct mdl_hparams *hp = &b->w->hp;
-    for (int t = 0; t < n_tok; t++) {
-        size_t off =
-            (((size_t)slot[t] * hp->n_layer + l) * b->p.n_ctx + (size_t)pos[t]) * b->kv_dim;
-        quant_fp32_to_fp16_row(b->k + (size_t)t * b->kv_dim, b->k_cache + off, b->kv_dim);
-        quant_fp32_to_fp16_row(b->v + (size_t)t * b->kv_dim, b->v_cache + off, b->kv_dim);
-    }
-}
-
+/* One layer over the chunk's n tokens. The residual of the previous layer's down
+ * projection (in xb2) is added into x by this layer's first norm stage (`pending`); this
+ * layer's is left in xb2 the same way. */
 static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t *pos,
-                          const int32_t *slot)
+                          const int32_t *slot, bool pending)
 {
     const struct mdl_hparams *hp = &b->w->hp;
     const struct mdl_layer *L = &b->w->layers[l];
@@ -262,22 +320,13 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
     bool have[ACT_N];
 
     /* attention block */
-    for (int t = 0; t < n; t++)
-        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd,
-                    L->attn_norm.data, hp->n_embd, hp->rms_eps);
-    memset(have, 0, sizeof(have));
+    norm_stage(b, n, pending ? b->xb2 : NULL, L->attn_norm.data, L->wq.type, have);
     set_mm(&mm[0], b, &L->wq, b->xb, n, have, &L->bq, b->q, qdim);
     set_mm(&mm[1], b, &L->wk, b->xb, n, have, &L->bk, b->k, b->kv_dim);
     set_mm(&mm[2], b, &L->wv, b->xb, n, have, &L->bv, b->v, b->kv_dim);
     cpu_matmul(b->pool, mm, 3, n);
-    for (int t = 0; t < n; t++) {
-        const float *cs = b->rope + (size_t)t * hp->n_rot;
-        cpu_rope(b->q + (size_t)t * qdim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs,
-                 hp->rope_neox);
-        cpu_rope(b->k + (size_t)t * b->kv_dim, (int)hp->n_head_kv, (int)hp->head_dim,
-                 (int)hp->n_rot, cs, hp->rope_neox);
-    }
-    store_kv(b, l, n, pos, slot);
+    struct tok_task rt = {.b = b, .n_tok = n, .pos = pos, .slot = slot, .layer = l};
+    run_tokens(b, rope_worker, &rt);
     int run_start[CPU_CHUNK + 1];
     int n_runs = attn_runs(b, n, slot, run_start);
     struct attn_task at = {b, l, n, pos, slot, n_runs, run_start};
@@ -288,27 +337,19 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
     memset(have, 0, sizeof(have));
     set_mm(&mm[0], b, &L->wo, b->xb, n, have, NULL, b->xb2, hp->n_embd);
     cpu_matmul(b->pool, mm, 1, n);
-    for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
-        b->x[i] += b->xb2[i];
 
     /* feed-forward block */
-    for (int t = 0; t < n; t++)
-        cpu_rmsnorm(b->xb + (size_t)t * hp->n_embd, b->x + (size_t)t * hp->n_embd, L->ffn_norm.data,
-                    hp->n_embd, hp->rms_eps);
-    memset(have, 0, sizeof(have));
+    norm_stage(b, n, b->xb2, L->ffn_norm.data, L->w_gate.type, have);
     set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
     set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
     cpu_matmul(b->pool, mm, 2, n);
-    struct rows_task sw = {b, n, NULL, 0, 0, NULL, 0};
-    if (n == 1)
-        swiglu_worker(&sw, 0, 1);
-    else
-        cpu_pool_run(b->pool, swiglu_worker, &sw);
+    struct tok_task st = {.b = b, .n_tok = n, .act_type = quant_act_type(L->w_down.type)};
+    run_tokens(b, swiglu_worker, &st);
     memset(have, 0, sizeof(have));
+    if (act_index(st.act_type) >= 0)
+        have[act_index(st.act_type)] = true;
     set_mm(&mm[0], b, &L->w_down, b->hb, n, have, NULL, b->xb2, hp->n_embd);
     cpu_matmul(b->pool, mm, 1, n);
-    for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
-        b->x[i] += b->xb2[i];
 }
 
 /* Runs tokens [0, n) of a chunk (n <= CPU_CHUNK); writes logits rows for the tokens
@@ -327,7 +368,9 @@ static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens
         cpu_rope_table(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], hp->rope_freq_base);
     }
     for (uint32_t l = 0; l < hp->n_layer; l++)
-        layer_forward(b, l, n, pos, slot);
+        layer_forward(b, l, n, pos, slot, l > 0);
+    for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
+        b->x[i] += b->xb2[i];
 
     /* output: only the rows that want logits, gathered to the front of xb */
     uint32_t m = 0;

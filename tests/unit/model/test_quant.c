@@ -304,6 +304,52 @@ static void test_q8_0x4(void)
     repacked_case(GGML_TYPE_Q8_0);
 }
 
+/* The X4 activation layouts hold, per block, the bytes, scale and quant sums that
+ * quant_act_q8_0 gives (ties and an all-zero block included). */
+static void test_act_x4_layout(void)
+{
+    if (!quant_repacked_type(GGML_TYPE_Q4_0, 256))
+        return; /* no AVX-512 VNNI here: the layouts are never used */
+    enum { NV = 256 };
+    static float x[NV];
+    for (int i = 0; i < NV; i++)
+        x[i] = i < 32 ? fminf(fmaxf(nrand() * 30.0f, -120.0f), 120.0f) : nrand();
+    x[0] = 127.0f; /* block 0: scale 1, so these products are exact halves */
+    x[1] = 2.5f;
+    x[2] = -3.5f;
+    x[3] = 0.5f;
+    for (int i = 64; i < 96; i++)
+        x[i] = 0.0f;
+    struct quant_q8_0 ref[NV / 32];
+    quant_act_q8_0(x, ref, NV);
+    ASSERT_INT_EQ(ref[0].qs[1], 2);
+    ASSERT_INT_EQ(ref[0].qs[2], -4);
+    static struct quant_q8_0x4a a[NV / 128];
+    static struct quant_q8_0x4b b[NV / 128];
+    quant_act_row(QUANT_TYPE_Q8_0X4A, x, a, NV);
+    quant_act_row(QUANT_TYPE_Q8_0X4B, x, b, NV);
+    for (int blk = 0; blk < NV / 32; blk++) {
+        int g = blk / 4, j = blk % 4;
+        const int8_t *q = ref[blk].qs;
+        float d = quant_fp16_to_fp32(ref[blk].d);
+        ASSERT_INT_EQ(memcmp(a[g].lo + 16 * j, q, 16), 0);
+        ASSERT_INT_EQ(memcmp(a[g].hi + 16 * j, q + 16, 16), 0);
+        ASSERT_INT_EQ(memcmp(b[g].qs + 32 * j, q, 32), 0);
+        for (int k = 0; k < 4; k++) {
+            int s = 0;
+            for (int i = 4 * k; i < 4 * k + 4; i++)
+                s += q[i] + q[16 + i];
+            ASSERT_INT_EQ(a[g].corr[4 * j + k], -8 * s);
+            ASSERT_TRUE(a[g].d[4 * j + k] == d);
+        }
+        for (int k = 0; k < 8; k++) {
+            int s = q[4 * k] + q[4 * k + 1] + q[4 * k + 2] + q[4 * k + 3];
+            ASSERT_INT_EQ(b[g].corr[8 * j + k], -128 * s);
+            ASSERT_TRUE(b[g].d[8 * j + k] == d);
+        }
+    }
+}
+
 static void test_axpy(void)
 {
     uint16_t x[37];
@@ -330,6 +376,7 @@ int main(void)
     RUN(test_gemm_invariance);
     RUN(test_q4_0x4);
     RUN(test_q8_0x4);
+    RUN(test_act_x4_layout);
     RUN(test_axpy);
     /* the same checks with the plain kernels forced */
     quant_force_plain(true);
