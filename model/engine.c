@@ -232,6 +232,16 @@ static void hist_add(struct eng_stats *st, uint32_t n)
     st->batch_hist[b]++;
 }
 
+static void step_time_add(struct eng_stats *st, double ms)
+{
+    static const double bound[] = ENG_STEP_BOUNDS_MS;
+    int k = 0;
+    while (k < ENG_STEP_BUCKETS - 1 && ms > bound[k])
+        k++;
+    st->step_hist[k]++;
+    st->step_ms_sum += ms;
+}
+
 /* Builds the batch under the lock: decode tokens first, then prompt chunks. */
 static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *n_ent)
 {
@@ -358,6 +368,7 @@ static void *engine_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&e->mu);
+        double t0 = now_ms();
         struct bk_batch b = {n, e->b_tok, e->b_pos, e->b_slot, e->b_want};
         int rc = e->ops->forward(e->bk, &b, e->logits);
         pthread_mutex_lock(&e->mu);
@@ -367,6 +378,7 @@ static void *engine_main(void *arg)
             fail_batch(e, ent, n_ent, "the backend failed");
         else
             after_forward(e, ent, n_ent);
+        step_time_add(&e->stats, now_ms() - t0);
     }
     pthread_mutex_unlock(&e->mu);
     free(ent);

@@ -85,6 +85,9 @@ struct eng_params {
     bool no_reuse;         /* never reuse a cached prefix (benchmarks) */
 };
 
+#define ENG_STEP_BUCKETS 8
+#define ENG_STEP_BOUNDS_MS {5, 10, 15, 25, 50, 100, 1000}
+
 struct eng_stats {
     uint32_t queued;
     uint32_t active;
@@ -92,6 +95,10 @@ struct eng_stats {
     uint64_t tokens_prefilled;
     uint64_t tokens_generated;
     uint64_t batch_hist[6]; /* forward sizes: 1, 2-4, 5-16, 17-64, 65-256, >256 tokens */
+    /* step durations (forward, sampling and hand-off of the tokens), upper bounds in
+     * ENG_STEP_BOUNDS_MS, the last bucket open */
+    uint64_t step_hist[ENG_STEP_BUCKETS];
+    double step_ms_sum;
 };
 
 struct engine;

@@ -137,6 +137,20 @@ int api_metrics(struct http_req *r)
                    (unsigned long long)cum);
         }
         metric(&b, "chatd_batch_tokens_count{model=\"%s\"} %llu\n", id, (unsigned long long)cum);
+        static const double bound[] = ENG_STEP_BOUNDS_MS;
+        cum = 0;
+        for (int k = 0; k < ENG_STEP_BUCKETS; k++) {
+            char le[32];
+            if (k < ENG_STEP_BUCKETS - 1)
+                snprintf(le, sizeof(le), "%g", bound[k] / 1000.0);
+            else
+                snprintf(le, sizeof(le), "+Inf");
+            cum += st.step_hist[k];
+            metric(&b, "chatd_step_seconds_bucket{model=\"%s\",le=\"%s\"} %llu\n", id, le,
+                   (unsigned long long)cum);
+        }
+        metric(&b, "chatd_step_seconds_sum{model=\"%s\"} %.6f\n", id, st.step_ms_sum / 1000.0);
+        metric(&b, "chatd_step_seconds_count{model=\"%s\"} %llu\n", id, (unsigned long long)cum);
     }
     metric(&b, "# TYPE chatd_user_tokens_total counter\n");
     pthread_mutex_lock(&s->meter_mu);

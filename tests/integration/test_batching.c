@@ -88,6 +88,19 @@ static void test_concurrent_equals_alone(void)
     ASSERT_TRUE(p && q);
     long ones = atol(p + strlen("chatd_batch_tokens_bucket{model=\"tiny-qwen2-q8_0\",le=\"1\"} "));
     long all = atol(q + strlen("chatd_batch_tokens_count{model=\"tiny-qwen2-q8_0\"} "));
+    /* every step's duration went into the step histogram, whose buckets only grow */
+    const char *sc = strstr(r.body, "chatd_step_seconds_count{model=\"tiny-qwen2-q8_0\"} ");
+    const char *ss = strstr(r.body, "chatd_step_seconds_sum{model=\"tiny-qwen2-q8_0\"} ");
+    ASSERT_TRUE(sc && ss);
+    ASSERT_INT_EQ(atol(sc + strlen("chatd_step_seconds_count{model=\"tiny-qwen2-q8_0\"} ")), all);
+    ASSERT_TRUE(atof(ss + strlen("chatd_step_seconds_sum{model=\"tiny-qwen2-q8_0\"} ")) > 0.0);
+    long prev = 0;
+    for (const char *b = r.body; (b = strstr(b, "chatd_step_seconds_bucket{")) != NULL; b++) {
+        long v = atol(strchr(b, '}') + 2);
+        ASSERT_TRUE(v >= prev);
+        prev = v;
+    }
+    ASSERT_INT_EQ(prev, all);
     itest_resp_free(&r);
     ASSERT_TRUE(all > ones);
     for (int i = 0; i < N_STREAMS; i++) {
