@@ -139,6 +139,7 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
         .n_ctx = mdl_n_ctx(sm->mdl),
         .n_batch = 512,
         .queue_depth = (uint32_t)cfg->queue_depth,
+        .prefill_chunk = (uint32_t)cfg->prefill_chunk,
         .no_reuse = cfg->kv_reuse == 0,
     };
     sm->eng = eng_start(mdl_backend_ops(sm->mdl), mdl_backend(sm->mdl), mdl_n_vocab(sm->mdl), &ep,

@@ -1,11 +1,13 @@
 /* Integration: 16 concurrent streams with mixed prompt lengths through continuous
  * batching: every stream completes, and at temperature 0 each output equals the output
- * of the same request run alone (batch invariance). A full queue answers 429. */
+ * of the same request run alone (batch invariance). A full queue answers 429. A prompt
+ * arriving while others decode is prefilled in bounded chunks. */
 #include "itest.h"
 #include "test.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #define N_STREAMS 16
 
@@ -148,6 +150,73 @@ static void test_queue_full_is_429(void)
     ASSERT_INT_EQ(ok + busy, 6);
 }
 
+/* The value of a /metrics line starting with `name` (-1 when absent). */
+static long metric_value(const char *name)
+{
+    struct itest_resp r;
+    itest_request(&srv, "GET", "/metrics", NULL, NULL, &r);
+    const char *p = strstr(r.body, name);
+    long v = p ? atol(p + strlen(name)) : -1;
+    itest_resp_free(&r);
+    return v;
+}
+
+static void *long_reply_worker(void *arg)
+{
+    struct job *j = arg;
+    snprintf(j->body, sizeof(j->body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"go\"}],\"temperature\":0,"
+             "\"max_tokens\":400,\"ignore_eos\":true,\"stream\":true}");
+    run_one(j);
+    return NULL;
+}
+
+/* With --prefill-chunk 8, a long prompt arriving while another stream decodes is fed in
+ * steps of at most 8 prompt tokens (plus the decoding token), never in one long step;
+ * its reply is the same as when it runs alone. */
+static void test_prefill_chunk_while_decoding(void)
+{
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *args[] = {"--model", model, "--parallel", "2", "--prefill-chunk", "8",
+                          "--threads", "2", NULL};
+    itest_stop(&srv);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    static struct job a, b, b_alone;
+    char prompt[2048];
+    int n = snprintf(prompt, sizeof(prompt), "Summarise:");
+    for (int k = 0; k < 60; k++)
+        n += snprintf(prompt + n, sizeof(prompt) - (size_t)n, " word%d", k);
+    snprintf(b.body, sizeof(b.body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"temperature\":0,"
+             "\"max_tokens\":6,\"stream\":true}", prompt);
+    memcpy(b_alone.body, b.body, sizeof(b.body));
+    pthread_t t;
+    pthread_create(&t, NULL, long_reply_worker, &a);
+    for (int i = 0; i < 2000 && metric_value("chatd_tokens_generated_total{model=\"tiny-qwen2-q8_0\"} ") < 1; i++)
+        usleep(1000);
+    long prefilled0 = metric_value("chatd_tokens_prefilled_total{model=\"tiny-qwen2-q8_0\"} ");
+    run_one(&b);
+    /* b's whole prompt went in while a was still decoding */
+    ASSERT_INT_EQ(metric_value("chatd_active_sequences{model=\"tiny-qwen2-q8_0\"} "), 1);
+    long prompt_tokens = metric_value("chatd_tokens_prefilled_total{model=\"tiny-qwen2-q8_0\"} ") - prefilled0;
+    pthread_join(t, NULL);
+    ASSERT_INT_EQ(a.status, 200);
+    ASSERT_INT_EQ(b.status, 200);
+    ASSERT_TRUE(prompt_tokens > 64); /* enough to have needed a 65-256 token step */
+    /* no step of 17-256 tokens: a's own prompt is short, b's came 8 at a time */
+    long le16 = metric_value("chatd_batch_tokens_bucket{model=\"tiny-qwen2-q8_0\",le=\"16\"} ");
+    long le256 = metric_value("chatd_batch_tokens_bucket{model=\"tiny-qwen2-q8_0\",le=\"256\"} ");
+    ASSERT_TRUE(le16 > 0);
+    ASSERT_INT_EQ(le256, le16);
+    run_one(&b_alone);
+    ASSERT_INT_EQ(b_alone.status, 200);
+    ASSERT_STR_EQ(b.text, b_alone.text);
+    free(a.text);
+    free(b.text);
+    free(b_alone.text);
+}
+
 int main(void)
 {
     char model[1024];
@@ -158,6 +227,7 @@ int main(void)
         return 1;
     RUN(test_concurrent_equals_alone);
     RUN(test_queue_full_is_429);
+    RUN(test_prefill_chunk_while_decoding);
     itest_stop(&srv);
     itest_cleanup(&srv);
     return TEST_DONE();
