@@ -3,11 +3,14 @@
  *
  *   chat_bench concurrency --url URL [--levels 1,2,4,8,16] [--tokens 64] [--words 32]
  *   chat_bench session --url URL [--turns 20] [--words 60] [--tokens 16]
+ *   chat_bench arrival --url URL [--levels 4] [--words 400] [--tokens 200]
  *
  * concurrency: at each level N, N streams run at once (temperature 0, ignore_eos, a fixed
  * number of tokens each); prints aggregate tokens/s (content frames over wall time, prefill
  * included), decode tokens/s (the sum of each stream's rate from its first token to its
  * last), time to first token and inter-token latency percentiles as seen by the client.
+ * arrival: N streams decode, then a request with a long prompt arrives; prints how long the
+ * decoders' tokens are held up while it is prefilled, and its time to first token.
  * session: one chatd session of T turns (needs chatd's /v1/sessions); prints the time to
  * first token of every turn. Run it against servers started with --kv-reuse 1 and 0 to see
  * what prefix reuse saves. Output is a table, or JSON lines with --json. */
@@ -202,6 +205,62 @@ static int concurrency(const char *base, const char *levels, int tokens, int wor
     return 0;
 }
 
+/* arrival: N streams decode; once each has 10 tokens, one request with a long prompt
+ * arrives. Prints the decoders' inter-token gaps from that moment (p50, p99, max: how
+ * long the newcomer's prefill stalls them) and the newcomer's time to first token. */
+static int arrival(const char *base, int n, int tokens, int words, bool json)
+{
+    char url[512], body[16384], prompt[12288];
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", base);
+    CURLM *multi = curl_multi_init();
+    struct stream *s = calloc((size_t)n + 1, sizeof(*s));
+    for (int i = 0; i < n; i++) {
+        make_prompt(prompt, sizeof(prompt), 8, i);
+        snprintf(body, sizeof(body),
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"temperature\":0,"
+                 "\"max_tokens\":%d,\"ignore_eos\":true,\"stream\":true}", prompt, tokens);
+        stream_start(&s[i], multi, url, body);
+    }
+    int running = 1, ready = 0, from[64] = {0};
+    while (running && ready < n) {
+        curl_multi_perform(multi, &running);
+        ready = 0;
+        for (int i = 0; i < n; i++)
+            ready += s[i].n_tokens >= 10;
+        if (running && ready < n)
+            curl_multi_poll(multi, NULL, 0, 10, NULL);
+    }
+    for (int i = 0; i < n && i < 64; i++)
+        from[i] = s[i].n_gaps;
+    make_prompt(prompt, sizeof(prompt), words, 999);
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"temperature\":0,"
+             "\"max_tokens\":4,\"stream\":true}", prompt);
+    stream_start(&s[n], multi, url, body);
+    run_all(multi);
+    int n_gaps = 0;
+    double *gaps = NULL;
+    for (int i = 0; i < n && i < 64; i++) {
+        gaps = realloc(gaps, (size_t)(n_gaps + s[i].n_gaps - from[i] + 1) * sizeof(double));
+        memcpy(gaps + n_gaps, s[i].gaps + from[i], (size_t)(s[i].n_gaps - from[i]) * sizeof(double));
+        n_gaps += s[i].n_gaps - from[i];
+    }
+    double i50 = pct(gaps, n_gaps, 50), i99 = pct(gaps, n_gaps, 99), imax = pct(gaps, n_gaps, 100);
+    double ttft = s[n].n_tokens ? s[n].t_first - s[n].t0 : -1;
+    if (json)
+        printf("{\"streams\":%d,\"prompt_words\":%d,\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f,"
+               "\"itl_max_ms\":%.2f,\"newcomer_ttft_ms\":%.1f}\n", n, words, i50, i99, imax, ttft);
+    else
+        printf("%d streams decoding, a %d-word prompt arrives: their ITL p50 %.2f ms, p99 %.2f ms, "
+               "max %.1f ms; its TTFT %.1f ms\n", n, words, i50, i99, imax, ttft);
+    for (int i = 0; i <= n; i++)
+        stream_free(&s[i], multi);
+    free(s);
+    free(gaps);
+    curl_multi_cleanup(multi);
+    return 0;
+}
+
 static size_t collect(char *p, size_t size, size_t n, void *ud)
 {
     struct stream *s = ud;
@@ -269,7 +328,8 @@ static int session(const char *base, int turns, int words, int tokens, bool json
 static void usage(void)
 {
     fprintf(stderr, "usage: chat_bench concurrency --url URL [--levels 1,2,4,8,16] [--tokens N] [--words N] [--json]\n"
-                    "       chat_bench session --url URL [--turns N] [--words N] [--tokens N] [--json]\n");
+                    "       chat_bench session --url URL [--turns N] [--words N] [--tokens N] [--json]\n"
+                    "       chat_bench arrival --url URL [--levels N] [--words N] [--tokens N] [--json]\n");
 }
 
 int main(int argc, char **argv)
@@ -311,6 +371,9 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(argv[1], "concurrency") == 0)
         rc = concurrency(url, levels, tokens > 0 ? tokens : 64, words > 0 ? words : 32, json);
+    else if (strcmp(argv[1], "arrival") == 0)
+        rc = arrival(url, atoi(levels) > 0 && atoi(levels) <= 64 ? atoi(levels) : 4,
+                     tokens > 0 ? tokens : 200, words > 0 ? words : 400, json);
     else if (strcmp(argv[1], "session") == 0)
         rc = session(url, turns, words > 0 ? words : 60, tokens > 0 ? tokens : 16, json);
     else {

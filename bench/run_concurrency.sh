@@ -6,6 +6,9 @@
 # command line (e.g. PEER_ARGS="-ngl 99" to offload all layers to its Vulkan device).
 # Prints, per server, aggregate decode tokens/s and client-side TTFT / inter-token
 # latency percentiles at each concurrency level (build/bench/chat_bench concurrency).
+# MODE=arrival instead runs `chat_bench arrival`: the first level's streams decode TOKENS
+# tokens and a request with a WORDS-word prompt (default 400) arrives; prints how long
+# its prefill holds up their tokens. EXTRA_ARGS adds options to chatd's command line.
 set -euo pipefail
 model=${1:?usage: run_concurrency.sh MODEL.gguf [PEER_SERVER] [LEVELS] [TOKENS] [THREADS]}
 peer=${2:-}
@@ -16,6 +19,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 chatd=${CHATD:-$here/build/chatd}
 client=$here/build/bench/chat_bench
 slots=$(echo "$levels" | tr ',' '\n' | sort -n | tail -1)
+[ "${MODE:-concurrency}" = arrival ] && slots=$((${levels%%,*} + 1)) # the newcomer's slot
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
@@ -28,13 +32,23 @@ wait_up() {
     return 1
 }
 
+run_client() {
+    if [ "${MODE:-concurrency}" = arrival ]; then
+        "$client" arrival --url "http://127.0.0.1:$1" --levels "${levels%%,*}" \
+            --tokens "$tokens" --words "${WORDS:-400}"
+    else
+        "$client" concurrency --url "http://127.0.0.1:$1" --levels "$levels" --tokens "$tokens"
+    fi
+}
+
 port=$((20000 + RANDOM % 20000))
 echo "== chatd ($(basename "$model"), $slots slots, $threads threads, $tokens tokens per stream)"
 "$chatd" serve --model "$model" --port $port --db "$tmp/bench.db" --parallel "$slots" \
-    --threads "$threads" --ctx-size 1024 --backend "${BACKEND:-cpu}" --log-level warn &
+    --threads "$threads" --ctx-size 1024 --backend "${BACKEND:-cpu}" --log-level warn \
+    ${EXTRA_ARGS:-} &
 pid=$!
 wait_up $port
-"$client" concurrency --url "http://127.0.0.1:$port" --levels "$levels" --tokens "$tokens"
+run_client $port
 kill $pid; wait $pid 2>/dev/null || true
 
 if [ -n "$peer" ] && [ -x "$peer" ]; then
@@ -44,6 +58,6 @@ if [ -n "$peer" ] && [ -x "$peer" ]; then
         -t "$threads" ${PEER_ARGS:-} >"$tmp/peer.log" 2>&1 &
     pid=$!
     wait_up $port
-    "$client" concurrency --url "http://127.0.0.1:$port" --levels "$levels" --tokens "$tokens"
+    run_client $port
     kill $pid; wait $pid 2>/dev/null || true
 fi
