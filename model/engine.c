@@ -260,12 +260,11 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
         (*n_ent)++;
     }
     /* Prefill oldest job first so a long prompt cannot starve earlier ones. While
-     * sequences decode, their next token waits for this step, so its prompt tokens are
-     * capped at prefill_chunk: a long prompt is spread over several steps instead of
-     * stalling every stream for one long one. */
-    uint32_t limit = e->p.n_batch;
-    if (*n_ent > 0 && e->p.prefill_chunk > 0 && n + e->p.prefill_chunk < limit)
-        limit = n + e->p.prefill_chunk;
+     * sequences decode, their next token waits for this step, so each prompt gives it at
+     * most prefill_chunk tokens: a long prompt is spread over several steps instead of
+     * stalling every stream for one long one (short prompts arriving together still
+     * share a step). */
+    uint32_t chunk = *n_ent > 0 && e->p.prefill_chunk > 0 ? e->p.prefill_chunk : e->p.n_batch;
     for (;;) {
         int pick = -1;
         for (uint32_t i = 0; i < e->p.n_slots; i++) {
@@ -278,12 +277,13 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
             if (!queued && (pick < 0 || s->job->seq < e->slots[pick].job->seq))
                 pick = (int)i;
         }
-        if (pick < 0 || n >= limit)
+        if (pick < 0 || n >= e->p.n_batch)
             break;
         struct slot *s = &e->slots[pick];
         struct eng_job *j = s->job;
         uint32_t left = j->n_prompt - j->n_prefilled;
-        uint32_t take = left < limit - n ? left : limit - n;
+        uint32_t take = left < e->p.n_batch - n ? left : e->p.n_batch - n;
+        take = take < chunk ? take : chunk;
         ent[*n_ent] = (struct step_entry){pick, n, take, take == left};
         for (uint32_t k = 0; k < take; k++) {
             e->b_tok[n + k] = j->prompt[j->n_prefilled + k];

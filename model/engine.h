@@ -82,7 +82,7 @@ struct eng_params {
     uint32_t n_ctx;        /* per slot */
     uint32_t n_batch;      /* most tokens in one forward */
     uint32_t queue_depth;  /* jobs waiting for a slot beyond n_slots */
-    uint32_t prefill_chunk; /* most prompt tokens in a step that also decodes (0: n_batch) */
+    uint32_t prefill_chunk; /* most tokens of one prompt in a step that also decodes (0: no cap) */
     bool no_reuse;         /* never reuse a cached prefix (benchmarks) */
 };
 

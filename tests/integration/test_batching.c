@@ -172,7 +172,7 @@ static void *long_reply_worker(void *arg)
 }
 
 /* With --prefill-chunk 8, a long prompt arriving while another stream decodes is fed in
- * steps of at most 8 prompt tokens (plus the decoding token), never in one long step;
+ * steps of at most 8 of its tokens (plus the decoding token), never in one long step;
  * its reply is the same as when it runs alone. */
 static void test_prefill_chunk_while_decoding(void)
 {
