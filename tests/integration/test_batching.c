@@ -111,6 +111,20 @@ static void test_concurrent_equals_alone(void)
     }
 }
 
+/* Restarts the server on the tiny model with 2 threads and these flags (NULL-ended). */
+static int restart(const char *const *flags)
+{
+    char model[1024];
+    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    const char *args[16] = {"--model", model, "--threads", "2"};
+    int n = 4;
+    for (int i = 0; flags[i] && n < 15; i++)
+        args[n++] = flags[i];
+    args[n] = NULL;
+    itest_stop(&srv);
+    return itest_start(&srv, args);
+}
+
 static void *slow_worker(void *arg)
 {
     struct itest_resp *r = arg;
@@ -124,12 +138,8 @@ static void *slow_worker(void *arg)
  * those that find the queue full; the others complete. */
 static void test_queue_full_is_429(void)
 {
-    char model[1024];
-    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
-    const char *args[] = {"--model", model, "--parallel", "1", "--queue-depth", "1",
-                          "--threads", "2", NULL};
-    itest_stop(&srv);
-    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    const char *flags[] = {"--parallel", "1", "--queue-depth", "1", NULL};
+    ASSERT_INT_EQ(restart(flags), 0);
     struct itest_resp r[6];
     pthread_t t[6];
     for (int i = 0; i < 6; i++)
@@ -176,12 +186,8 @@ static void *long_reply_worker(void *arg)
  * its reply is the same as when it runs alone. */
 static void test_prefill_chunk_while_decoding(void)
 {
-    char model[1024];
-    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
-    const char *args[] = {"--model", model, "--parallel", "2", "--prefill-chunk", "8",
-                          "--threads", "2", NULL};
-    itest_stop(&srv);
-    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    const char *flags[] = {"--parallel", "2", "--prefill-chunk", "8", NULL};
+    ASSERT_INT_EQ(restart(flags), 0);
     static struct job a, b, b_alone;
     char prompt[2048];
     int n = snprintf(prompt, sizeof(prompt), "Summarise:");
