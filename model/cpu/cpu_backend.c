@@ -257,17 +257,23 @@ static void norm_worker(void *ctx, int ith, int nth)
     }
 }
 
-/* The input of the mat-muls with weight wt: the norm stage, and `have` records the
- * activation format it quantised. */
+/* A stage wrote a new input for the next mat-muls: `have` holds only the activation
+ * format it quantised that input into. */
+static void fresh_input(bool have[ACT_N], uint32_t act_type)
+{
+    memset(have, 0, ACT_N * sizeof(bool));
+    if (act_index(act_type) >= 0)
+        have[act_index(act_type)] = true;
+}
+
+/* The input of the mat-muls with weight wt: the norm stage. */
 static void norm_stage(struct bk_backend *b, int n, const float *add, const float *norm,
                        uint32_t wt, bool have[ACT_N])
 {
     struct tok_task t = {.b = b, .n_tok = n, .add = add, .norm = norm,
                          .act_type = quant_act_type(wt)};
     run_tokens(b, norm_worker, &t);
-    memset(have, 0, ACT_N * sizeof(bool));
-    if (act_index(t.act_type) >= 0)
-        have[act_index(t.act_type)] = true;
+    fresh_input(have, t.act_type);
 }
 
 /* RoPE on q and k, then k and v stored in the cache */
@@ -345,9 +351,7 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
     cpu_matmul(b->pool, mm, 2, n);
     struct tok_task st = {.b = b, .n_tok = n, .act_type = quant_act_type(L->w_down.type)};
     run_tokens(b, swiglu_worker, &st);
-    memset(have, 0, sizeof(have));
-    if (act_index(st.act_type) >= 0)
-        have[act_index(st.act_type)] = true;
+    fresh_input(have, st.act_type);
     set_mm(&mm[0], b, &L->w_down, b->hb, n, have, NULL, b->xb2, hp->n_embd);
     cpu_matmul(b->pool, mm, 1, n);
 }
