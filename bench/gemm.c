@@ -71,28 +71,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_gemm: --cols must be a multiple of 32, the rest positive\n");
         return 2;
     }
-    /* one matrix of random weights, repacked when the backend would repack it */
+    /* one matrix of random weights, repacked row by row as the backend repacks it */
     size_t bytes = rb * (size_t)rows;
-    uint8_t *one = malloc(bytes);
+    uint8_t *row = malloc(rb), *one = malloc(bytes);
     float *x = malloc(sizeof(float) * (size_t)cols * 16);
+    uint32_t rp = quant_repacked_type(t, cols);
     srand(1);
     for (long r = 0; r < rows; r++) {
         for (long c = 0; c < cols; c++)
             x[c] = (float)(rand() % 2001 - 1000) / 1000.0f;
         if (t == GGML_TYPE_Q8_0)
-            quant_row_q8_0(x, (struct quant_q8_0 *)(void *)(one + rb * (size_t)r), cols);
+            quant_row_q8_0(x, (struct quant_q8_0 *)(void *)row, cols);
         else
-            quant_row_q4_0(x, (struct quant_q4_0 *)(void *)(one + rb * (size_t)r), cols);
+            quant_row_q4_0(x, (struct quant_q4_0 *)(void *)row, cols);
+        if (rp)
+            quant_repack_row(t, row, one + rb * (size_t)r, cols);
+        else
+            memcpy(one + rb * (size_t)r, row, rb);
     }
-    uint32_t wt = quant_repacked_type(t, cols) ? quant_repacked_type(t, cols) : t;
-    if (wt != t) {
-        uint8_t *tmp = malloc(rb);
-        for (long r = 0; r < rows; r++) {
-            memcpy(tmp, one + rb * (size_t)r, rb);
-            quant_repack_row(t, tmp, one + rb * (size_t)r, cols);
-        }
-        free(tmp);
-    }
+    free(row);
+    uint32_t wt = rp ? rp : t;
     /* copies filling --mb MiB in huge-page backed memory, as the backend holds weights */
     int n = (int)(((size_t)mb << 20) / bytes) + 1;
     size_t stride = (bytes + 4095) & ~(size_t)4095;
