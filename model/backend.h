@@ -12,27 +12,11 @@
 #ifndef CHATD_BACKEND_H
 #define CHATD_BACKEND_H
 
+#include "model.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-enum mdl_arch { MDL_ARCH_LLAMA = 0, MDL_ARCH_QWEN2 = 1 };
-
-struct mdl_hparams {
-    enum mdl_arch arch;
-    uint32_t n_vocab;
-    uint32_t n_embd;
-    uint32_t n_layer;
-    uint32_t n_head;
-    uint32_t n_head_kv;
-    uint32_t head_dim;    /* n_embd / n_head */
-    uint32_t n_ff;
-    uint32_t n_ctx_train;
-    uint32_t n_rot;       /* rope.dimension_count */
-    float rope_freq_base;
-    float rms_eps;
-    bool rope_neox;       /* qwen2: rotate split halves; llama: adjacent pairs */
-};
 
 /* A weight tensor as it lies in the mapped file: `type` is an enum ggml_type,
  * ne[0] is the row length (fan-in), ne[1] the number of rows. Borrowed. */
@@ -66,18 +50,6 @@ struct bk_params {
     int device;           /* vulkan: device index, -1 = best */
 };
 
-/* One forward: n_tokens tokens, token i goes to slot[i] at position pos[i]. Within a
- * slot, positions must continue that slot's cache (pos == current length) and are
- * in increasing order. Logits are written for every i with want_logits[i] set, in
- * order, as rows of n_vocab floats. */
-struct bk_batch {
-    uint32_t n_tokens;
-    const int32_t *tokens;
-    const int32_t *pos;
-    const int32_t *slot;
-    const bool *want_logits;
-};
-
 struct bk_backend; /* the backend's own state */
 
 struct bk_ops {
@@ -97,24 +69,13 @@ struct bk_ops {
 extern const struct bk_ops bk_cpu_ops;
 extern const struct bk_ops bk_vulkan_ops;
 
-/* ---- Vulkan devices (model/vulkan/vkb_device.c) ---- */
+/* ---- the model's backend, for model/ and its tests (model.c) ---- */
 
-struct vkb_device_info {
-    char name[256];
-    const char *type;       /* "discrete", "integrated", "virtual", "cpu", "other" */
-    uint64_t memory_bytes;  /* largest device-local heap */
-    uint32_t subgroup_size;
-    uint32_t api_version;   /* VK_MAKE_API_VERSION encoding */
-};
-
-/* Lists up to max Vulkan devices into out (in the order of --device N) and sets *n
- * to the number present. Returns 0, or a negative code with a message in err when no
- * Vulkan driver or device is usable. */
-int vkb_list_devices(struct vkb_device_info *out, uint32_t max, uint32_t *n, char *err,
-                     size_t err_len);
-/* The `--backend auto` policy: returns 1 when the Vulkan backend should run (a
- * discrete or integrated GPU is present), 0 when the CPU backend should (only a CPU
- * Vulkan device such as lavapipe, or no driver), and says why in `why`. */
-int vkb_pick_auto(char *why, size_t why_len);
+struct mdl_model;
+/* A backend by name ("cpu", "vulkan"), or NULL when unknown or not built in. */
+const struct bk_ops *mdl_find_backend(const char *name);
+const struct mdl_weights *mdl_weights(const struct mdl_model *m);
+const struct bk_ops *mdl_backend_ops(const struct mdl_model *m);
+struct bk_backend *mdl_backend(const struct mdl_model *m);
 
 #endif

@@ -1,17 +1,14 @@
-/* genmodel.c - the random-weight model generator (see genmodel.h).
+/* genmodel.c - the random-weight model generator (see model.h).
  *
  * Normal deviates come from xoshiro256** seeded through splitmix64 with the model seed
  * and the CRC-32 of the tensor name, turned into N(0,1) by the Box-Muller transform.
  * Tensors are generated, converted to the file type and handed to the GGUF writer by
  * reference, so peak memory is about the size of the output file.
  */
-#include "genmodel.h"
-#include "rng.h"
-
-#include "gguf.h"
-#include "gguf_writer.h"
 #include "model.h"
+
 #include "quant.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,7 +56,7 @@ static double rng_normal(struct gen_rng *r)
 
 /* ---- parameters --------------------------------------------------------------------- */
 
-void gen_default_params(struct gen_params *p)
+void mdl_gen_default_params(struct mdl_gen_params *p)
 {
     memset(p, 0, sizeof(*p));
     p->arch = MDL_ARCH_LLAMA;
@@ -76,12 +73,12 @@ void gen_default_params(struct gen_params *p)
     p->tied_output = 1;
 }
 
-int gen_preset(struct gen_params *p, const char *name)
+int mdl_gen_preset(struct mdl_gen_params *p, const char *name)
 {
     if (strcmp(name, "tiny") == 0) {
         uint32_t type = p->type;
         enum mdl_arch arch = p->arch;
-        gen_default_params(p);
+        mdl_gen_default_params(p);
         p->type = type;
         p->arch = arch;
         if (arch == MDL_ARCH_QWEN2) {
@@ -113,7 +110,7 @@ int gen_preset(struct gen_params *p, const char *name)
 /* ---- writing ------------------------------------------------------------------------ */
 
 struct gen_state {
-    const struct gen_params *p;
+    const struct mdl_gen_params *p;
     struct gguf_writer *w;
     void **bufs; /* tensor buffers borrowed by the writer */
     size_t n_bufs;
@@ -283,7 +280,7 @@ static int copy_kv(struct gguf_writer *w, const struct gguf_file *v, const struc
 
 static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t *n_vocab)
 {
-    const struct gen_params *p = g->p;
+    const struct mdl_gen_params *p = g->p;
     const char *a = p->arch == MDL_ARCH_QWEN2 ? "qwen2" : "llama";
     char key[128];
     int rc = 0;
@@ -336,7 +333,7 @@ static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t
 
 static int add_layers(struct gen_state *g)
 {
-    const struct gen_params *p = g->p;
+    const struct mdl_gen_params *p = g->p;
     uint64_t hd = p->n_embd / p->n_head;
     uint64_t qd = hd * p->n_head;
     uint64_t kvd = hd * p->n_head_kv;
@@ -366,7 +363,7 @@ static int add_layers(struct gen_state *g)
     return rc;
 }
 
-static int check_params(const struct gen_params *p, char *err, size_t len)
+static int check_params(const struct mdl_gen_params *p, char *err, size_t len)
 {
     if (p->type != GGML_TYPE_F32 && p->type != GGML_TYPE_F16 && p->type != GGML_TYPE_Q8_0 &&
         p->type != GGML_TYPE_Q4_0) {
@@ -388,7 +385,7 @@ static int check_params(const struct gen_params *p, char *err, size_t len)
     return 0;
 }
 
-int gen_model_write(const struct gen_params *p, const char *vocab_path, const char *out_path,
+int mdl_gen_write(const struct mdl_gen_params *p, const char *vocab_path, const char *out_path,
                     char *err, size_t err_len)
 {
     int rc = check_params(p, err, err_len);

@@ -3,9 +3,8 @@
  */
 #include "model.h"
 
-#include "gguf.h"
+#include "backend.h"
 #include "loader.h"
-#include "tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +201,30 @@ const struct bk_ops *mdl_backend_ops(const struct mdl_model *m)
 struct bk_backend *mdl_backend(const struct mdl_model *m)
 {
     return m->bk;
+}
+
+const char *mdl_backend_name(const struct mdl_model *m)
+{
+    return m->ops->name;
+}
+
+const char *mdl_backend_describe(const struct mdl_model *m)
+{
+    return m->ops->describe(m->bk);
+}
+
+static bool vocab_is_eog(const void *ctx, int32_t id)
+{
+    return tok_is_eog(ctx, id);
+}
+
+struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p, char *err,
+                                size_t err_len)
+{
+    struct eng_params ep = *p;
+    ep.is_eog = vocab_is_eog;
+    ep.eog_ctx = m->vocab;
+    return eng_start(m->ops, m->bk, m->w.hp.n_vocab, &ep, err, err_len);
 }
 
 int mdl_forward(struct mdl_model *m, const struct bk_batch *batch, float *logits)

@@ -10,11 +10,18 @@
 #ifndef CHATD_MODEL_H
 #define CHATD_MODEL_H
 
-#include "backend.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The sub-libraries whose headers are part of this contract: reading GGUF files,
+ * tokenizing, rendering chat templates, and generating (engine, sampler, reasoning
+ * split, stop strings). Quantisation, the weight loader and the backends stay inside
+ * model/. */
+#include "gguf/gguf.h"
+#include "runtime/runtime.h"
+#include "template/template.h"
+#include "tokenizer/tokenizer.h"
 
 #define MDL_ERRORS(X)                                                                              \
     X(MDL_EIO, -1, "I/O error")                                                                    \
@@ -31,6 +38,38 @@ enum mdl_error {
 };
 
 const char *mdl_strerror(int code);
+
+/* ---- hyperparameters and forwards ---- */
+
+enum mdl_arch { MDL_ARCH_LLAMA = 0, MDL_ARCH_QWEN2 = 1 };
+
+struct mdl_hparams {
+    enum mdl_arch arch;
+    uint32_t n_vocab;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;    /* n_embd / n_head */
+    uint32_t n_ff;
+    uint32_t n_ctx_train;
+    uint32_t n_rot;       /* rope.dimension_count */
+    float rope_freq_base;
+    float rms_eps;
+    bool rope_neox;       /* qwen2: rotate split halves; llama: adjacent pairs */
+};
+
+/* One forward: n_tokens tokens, token i goes to slot[i] at position pos[i]. Within a
+ * slot, positions must continue that slot's cache (pos == current length) and are
+ * in increasing order. Logits are written for every i with want_logits[i] set, in
+ * order, as rows of n_vocab floats. */
+struct bk_batch {
+    uint32_t n_tokens;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *slot;
+    const bool *want_logits;
+};
 
 struct mdl_params {
     const char *backend; /* "cpu" (default) or "vulkan" */
@@ -63,16 +102,90 @@ const char *mdl_chat_template(const struct mdl_model *m);
 const struct gguf_file *mdl_gguf(const struct mdl_model *m);
 /* The model's tokenizer (tokenizer.h), loaded at open. */
 const struct tok_vocab *mdl_vocab(const struct mdl_model *m);
-const struct mdl_weights *mdl_weights(const struct mdl_model *m);
+/* The backend's name ("cpu", "vulkan") and a short description of it (device, threads). */
+const char *mdl_backend_name(const struct mdl_model *m);
+const char *mdl_backend_describe(const struct mdl_model *m);
 
-/* The backend and its state, for the engine's forwards (see backend.h). */
-const struct bk_ops *mdl_backend_ops(const struct mdl_model *m);
-struct bk_backend *mdl_backend(const struct mdl_model *m);
-/* Shorthand for mdl_backend_ops(m)->forward(mdl_backend(m), batch, logits). */
+/* One forward through the backend (only the thread that owns the model may call it). */
 int mdl_forward(struct mdl_model *m, const struct bk_batch *batch, float *logits);
+/* Forgets the positions >= from_pos of a slot's KV cache (0 empties it). */
 void mdl_kv_truncate(struct mdl_model *m, uint32_t slot, uint32_t from_pos);
 
-/* A backend by name ("cpu", "vulkan"), or NULL when unknown or not built in. */
-const struct bk_ops *mdl_find_backend(const char *name);
+/* Starts the generation engine (runtime.h) over the model's backend and KV cache; the
+ * engine ends a reply at the tokenizer's end-of-generation tokens. From then on only
+ * the engine thread runs forwards. The model must outlive the engine (eng_stop first).
+ * Returns NULL with a message in err on failure. */
+struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p, char *err,
+                                size_t err_len);
+
+/* ---- generated models (genmodel.c, demo.c) ---- */
+
+/* Deterministic random-weight GGUF models for tests and benchmarks.
+ *
+ * Tensors are drawn from a generator seeded by (seed, crc32(tensor name)), so a tensor
+ * depends only on the seed and its name: weight matrices N(0, 1/sqrt(fan_in)), RMSNorm
+ * weights 1 + N(0, 0.05), qwen2 q/k/v biases N(0, 0.5). Every tokenizer.* key is copied
+ * from a vocab-only GGUF file. Weight types: F32, F16, Q8_0, Q4_0 (in a Q4_0 model the
+ * token embedding and output matrices are Q8_0); norms and biases stay F32. */
+struct mdl_gen_params {
+    enum mdl_arch arch;
+    uint32_t type; /* GGML_TYPE_F32, F16, Q8_0 or Q4_0 */
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t n_ff;
+    uint32_t n_ctx;
+    uint64_t seed;
+    float rope_freq_base;
+    float rms_eps;
+    int tied_output;           /* 1: no output.weight */
+    const char *chat_template; /* NULL: keep the vocab file's, if any */
+};
+
+/* Fills the "tiny" defaults (llama, 64 wide, 2 layers, 4/2 heads, ffn 192, ctx 512). */
+void mdl_gen_default_params(struct mdl_gen_params *p);
+/* Applies a named preset ("tiny", "bench-llama"); returns -1 for an unknown name. */
+int mdl_gen_preset(struct mdl_gen_params *p, const char *name);
+
+/* Writes the model to out_path using the tokenizer of vocab_path. Returns 0 or a
+ * negative MDL_E* code with a message in err. */
+int mdl_gen_write(const struct mdl_gen_params *p, const char *vocab_path, const char *out_path,
+                    char *err, size_t err_len);
+
+/* File name of the demo model inside the model directory. */
+#define MDL_DEMO_MODEL_NAME "chatd-demo.gguf"
+
+/* The model chatd serves when none is configured or downloaded: a small random-weight
+ * qwen2 model (its output is gibberish). Writes model_dir/chatd-demo.gguf unless a valid
+ * one is already there (creating model_dir as needed) and puts its path into path_out.
+ * The file is built from a byte-level BPE vocabulary made in code and the generator
+ * above, into a temporary file renamed into place, so concurrent callers and crashes
+ * never leave a half-written model; the bytes are identical on every run. Returns 0, or
+ * -1 with a message in err (path_out is then ""). Call from one thread. */
+int mdl_demo_model(const char *model_dir, char *path_out, size_t len, char *err, size_t err_len);
+
+/* mkdir -p with mode 0755 (model directories). Returns 0, or -1 with errno set. */
+int mdl_mkdirs(const char *path);
+
+/* ---- Vulkan devices (vulkan/vkb_device.c) ---- */
+
+struct vkb_device_info {
+    char name[256];
+    const char *type;       /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint64_t memory_bytes;  /* largest device-local heap */
+    uint32_t subgroup_size;
+    uint32_t api_version;   /* VK_MAKE_API_VERSION encoding */
+};
+
+/* Lists up to max Vulkan devices into out (in the order of --device N) and sets *n
+ * to the number present. Returns 0, or a negative code with a message in err when no
+ * Vulkan driver or device is usable. */
+int vkb_list_devices(struct vkb_device_info *out, uint32_t max, uint32_t *n, char *err,
+                     size_t err_len);
+/* The `--backend auto` policy: returns 1 when the Vulkan backend should run (a
+ * discrete or integrated GPU is present), 0 when the CPU backend should (only a CPU
+ * Vulkan device such as lavapipe, or no driver), and says why in `why`. */
+int vkb_pick_auto(char *why, size_t why_len);
 
 #endif

@@ -7,7 +7,7 @@ pkgs=(
     build-essential cmake pkg-config clang
     libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
-    libcurl4-openssl-dev libpcre2-dev libsodium-dev libinih-dev
+    libcurl4-openssl-dev libpcre2-dev libsodium-dev libinih-dev libutf8proc-dev
     python3 chromium
 )
 # Node.js and npm may come from outside Debian (they then conflict with Debian's npm):

@@ -1,7 +1,7 @@
 /* log.c - writes one log line per event to stderr with a UTC timestamp and level.
  * Called from any thread: the line is formatted into a local buffer and written with
  * one fputs, so lines from different threads never interleave. */
-#include "log.h"
+#include "server.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* main.c - the chatd executable: dispatches to a subcommand. Only this file and the
  * cli_*.c files may end the process. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>

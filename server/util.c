@@ -1,5 +1,5 @@
 /* util.c - small helpers shared by the handlers. */
-#include "srv.h"
+#include "server.h"
 
 #include <stdlib.h>
 #include <string.h>

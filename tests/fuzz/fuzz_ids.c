@@ -4,7 +4,7 @@
  * Oracle: an accepted id is 1..cap bytes of [A-Za-z0-9._:-] with no "/", no "..", no
  * NUL or control byte. */
 #include "fuzz.h"
-#include "oai.h"
+#include "api/oai.h"
 
 #include <string.h>
 

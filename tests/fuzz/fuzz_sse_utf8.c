@@ -7,7 +7,7 @@
  * sanitizer's output is valid UTF-8 without NUL and equals a valid NUL-free input. */
 #include "fuzz.h"
 #include "gguf.h"
-#include "srv.h"
+#include "server.h"
 #include "tokenizer.h"
 
 #include <jansson.h>

@@ -3,9 +3,8 @@
  * byte-level BPE file, tiny llama and qwen2 models over the small vocabulary (F32 and
  * Q8_0), and a few deliberately broken variants (bad version, truncations, a tensor
  * offset past the end). Usage: make_seeds OUT_DIR (writes OUT_DIR/<name>.gguf). */
-#include "genmodel.h"
+#include "model.h"
 #include "gguf.h"
-#include "gguf_writer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,8 +122,8 @@ static int write_bpe(const char *name)
 static int write_model(const char *name, const char *vocab, enum mdl_arch arch, uint32_t type,
                        uint32_t n_embd, int tied)
 {
-    struct gen_params p;
-    gen_default_params(&p);
+    struct mdl_gen_params p;
+    mdl_gen_default_params(&p);
     p.arch = arch;
     p.type = type;
     p.n_embd = n_embd;
@@ -137,7 +136,7 @@ static int write_model(const char *name, const char *vocab, enum mdl_arch arch, 
     char err[256];
     char vpath[4096];
     snprintf(vpath, sizeof(vpath), "%s", path_of(vocab));
-    int rc = gen_model_write(&p, vpath, path_of(name), err, sizeof(err));
+    int rc = mdl_gen_write(&p, vpath, path_of(name), err, sizeof(err));
     if (rc)
         fprintf(stderr, "make_seeds: %s: %s\n", name, err);
     return rc;

@@ -2,9 +2,8 @@
  * loader, tokenizer and CPU backend accept, per-type tensor types, chat template. */
 #include "test.h"
 
-#include "genmodel.h"
+#include "backend.h"
 #include "gguf.h"
-#include "model.h"
 #include "quant.h"
 #include "tokenizer.h"
 
@@ -35,17 +34,17 @@ static void tmp_path(char *buf, size_t len, const char *tag)
 
 static void test_deterministic(void)
 {
-    struct gen_params p;
+    struct mdl_gen_params p;
     char a[128], b[128], err[256];
-    gen_default_params(&p);
+    mdl_gen_default_params(&p);
     p.type = GGML_TYPE_Q8_0;
     tmp_path(a, sizeof(a), "a");
     tmp_path(b, sizeof(b), "b");
     const char *vocab = test_fixture("tokenizer/ggml-vocab-llama-spm.gguf");
     char vpath[4096];
     snprintf(vpath, sizeof(vpath), "%s", vocab);
-    ASSERT_INT_EQ(gen_model_write(&p, vpath, a, err, sizeof(err)), 0);
-    ASSERT_INT_EQ(gen_model_write(&p, vpath, b, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(mdl_gen_write(&p, vpath, a, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(mdl_gen_write(&p, vpath, b, err, sizeof(err)), 0);
     size_t la, lb;
     char *da = slurp(a, &la);
     char *db = slurp(b, &lb);
@@ -55,7 +54,7 @@ static void test_deterministic(void)
     free(da);
     free(db);
     p.seed++;
-    ASSERT_INT_EQ(gen_model_write(&p, vpath, b, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(mdl_gen_write(&p, vpath, b, err, sizeof(err)), 0);
     da = slurp(a, &la);
     db = slurp(b, &lb);
     ASSERT_TRUE(la == lb && memcmp(da, db, la) != 0);
@@ -68,16 +67,16 @@ static void test_deterministic(void)
 /* Generates, opens through the facade and runs one forward. */
 static void gen_and_run(enum mdl_arch arch, uint32_t type, const char *vocab_rel)
 {
-    struct gen_params p;
+    struct mdl_gen_params p;
     char path[128], err[256], vpath[4096];
-    gen_default_params(&p);
+    mdl_gen_default_params(&p);
     p.arch = arch;
-    ASSERT_INT_EQ(gen_preset(&p, "tiny"), 0);
+    ASSERT_INT_EQ(mdl_gen_preset(&p, "tiny"), 0);
     p.type = type;
     p.chat_template = "{{ messages }}";
     tmp_path(path, sizeof(path), "run");
     snprintf(vpath, sizeof(vpath), "%s", test_fixture(vocab_rel));
-    ASSERT_INT_EQ(gen_model_write(&p, vpath, path, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(mdl_gen_write(&p, vpath, path, err, sizeof(err)), 0);
     struct mdl_model *m = NULL;
     struct mdl_params mp;
     mdl_default_params(&mp);
@@ -155,9 +154,9 @@ static int wide_logits(const char *path, float *l, uint32_t nv)
 /* The SIMD path (repacked Q4_0, tiled kernels) against the plain C path, end to end. */
 static void simd_vs_plain(uint32_t type)
 {
-    struct gen_params p;
+    struct mdl_gen_params p;
     char path[128], err[256], vpath[4096];
-    gen_default_params(&p);
+    mdl_gen_default_params(&p);
     p.type = type;
     p.n_embd = 128;
     p.n_head = 4;
@@ -165,7 +164,7 @@ static void simd_vs_plain(uint32_t type)
     p.n_ff = 256;
     tmp_path(path, sizeof(path), "wide");
     snprintf(vpath, sizeof(vpath), "%s", test_fixture("tokenizer/ggml-vocab-llama-spm.gguf"));
-    ASSERT_INT_EQ(gen_model_write(&p, vpath, path, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(mdl_gen_write(&p, vpath, path, err, sizeof(err)), 0);
     uint32_t nv = 32000;
     float *fast = malloc(nv * sizeof(float)), *plain = malloc(nv * sizeof(float));
     int rc1 = wide_logits(path, fast, nv);
@@ -193,14 +192,14 @@ static void test_simd_matches_plain(void)
 
 static void test_bad_params(void)
 {
-    struct gen_params p;
+    struct mdl_gen_params p;
     char err[256];
-    gen_default_params(&p);
+    mdl_gen_default_params(&p);
     p.n_head = 3;
-    ASSERT_TRUE(gen_model_write(&p, "nonexistent.gguf", "/tmp/x.gguf", err, sizeof(err)) < 0);
+    ASSERT_TRUE(mdl_gen_write(&p, "nonexistent.gguf", "/tmp/x.gguf", err, sizeof(err)) < 0);
     ASSERT_STR_CONTAINS(err, "shape");
-    ASSERT_INT_EQ(gen_preset(&p, "nope"), -1);
-    ASSERT_INT_EQ(gen_preset(&p, "bench-llama"), 0);
+    ASSERT_INT_EQ(mdl_gen_preset(&p, "nope"), -1);
+    ASSERT_INT_EQ(mdl_gen_preset(&p, "bench-llama"), 0);
     ASSERT_INT_EQ(p.n_embd, 1024);
     ASSERT_INT_EQ(p.n_ff, 2816);
 }

@@ -4,7 +4,6 @@
 #include "test.h"
 
 #include "gguf.h"
-#include "gguf_writer.h"
 #include "loader.h"
 #include "model.h"
 

@@ -1,0 +1,265 @@
+/* sampler.c - penalties, top-k / top-p / min-p truncation, temperature and a seeded
+ * draw (see runtime.h).
+ *
+ * Candidates are (id, logit) pairs. Truncation works on them sorted by logit (highest
+ * first, ties to the lower id) so results are stable. Softmax sums in double. The
+ * generator is xoshiro256** seeded through splitmix64.
+ */
+#include "runtime.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cand {
+    int32_t id;
+    float logit;
+};
+
+struct sampler {
+    struct sampler_params p;
+    uint32_t n_vocab;
+    struct cand *c; /* [n_vocab] */
+    double *prob;   /* [n_vocab] */
+    int32_t *hist;  /* ring of the last penalty_last_n tokens */
+    uint32_t hist_cap;
+    uint32_t hist_n;
+    uint32_t hist_head;
+    uint32_t *count; /* [n_vocab] occurrences in the ring */
+    struct rng rng;
+};
+
+void sampler_default_params(struct sampler_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->penalty_last_n = 64;
+}
+
+static double rng_uniform(struct sampler *s) /* [0, 1) */
+{
+    return (double)(rng_next(&s->rng) >> 11) * 0x1.0p-53;
+}
+
+void sampler_reset(struct sampler *s)
+{
+    rng_init(&s->rng, s->p.seed);
+    s->hist_n = 0;
+    s->hist_head = 0;
+    memset(s->count, 0, s->n_vocab * sizeof(*s->count));
+}
+
+struct sampler *sampler_new(const struct sampler_params *p, uint32_t n_vocab)
+{
+    if (n_vocab == 0)
+        return NULL;
+    struct sampler *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->hist_cap = p->penalty_last_n > 0 ? (uint32_t)p->penalty_last_n : 0;
+    s->c = malloc(n_vocab * sizeof(*s->c));
+    s->prob = malloc(n_vocab * sizeof(*s->prob));
+    s->count = calloc(n_vocab, sizeof(*s->count));
+    s->hist = malloc((s->hist_cap ? s->hist_cap : 1) * sizeof(*s->hist));
+    if (!s->c || !s->prob || !s->count || !s->hist) {
+        sampler_free(s);
+        return NULL;
+    }
+    sampler_reset(s);
+    return s;
+}
+
+void sampler_free(struct sampler *s)
+{
+    if (!s)
+        return;
+    free(s->c);
+    free(s->prob);
+    free(s->count);
+    free(s->hist);
+    free(s);
+}
+
+void sampler_accept(struct sampler *s, int32_t token)
+{
+    if (s->hist_cap == 0 || token < 0 || (uint32_t)token >= s->n_vocab)
+        return;
+    if (s->hist_n == s->hist_cap) {
+        int32_t old = s->hist[s->hist_head];
+        s->count[old]--;
+    } else {
+        s->hist_n++;
+    }
+    s->hist[s->hist_head] = token;
+    s->count[token]++;
+    s->hist_head = (s->hist_head + 1) % s->hist_cap;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a;
+    const struct cand *y = b;
+    if (x->logit != y->logit)
+        return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static bool has_penalties(const struct sampler_params *p)
+{
+    return p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+}
+
+/* Penalised logit of a candidate (llama.cpp's rule: divide positive logits by the
+ * repetition penalty, multiply negative ones). */
+static float penalised(const struct sampler *s, int32_t id, float l)
+{
+    uint32_t n = s->count[id];
+    if (n == 0)
+        return l;
+    if (s->p.repeat_penalty != 1.0f)
+        l = l > 0.0f ? l / s->p.repeat_penalty : l * s->p.repeat_penalty;
+    return l - (float)n * s->p.frequency_penalty - s->p.presence_penalty;
+}
+
+/* Keeps the k best candidates of c[0..n) at the front, sorted. */
+static uint32_t keep_top(struct cand *c, uint32_t n, uint32_t k)
+{
+    if (k >= n) {
+        qsort(c, n, sizeof(*c), cand_cmp);
+        return n;
+    }
+    /* selection by a bounded insertion into the first k slots */
+    qsort(c, k, sizeof(*c), cand_cmp);
+    for (uint32_t i = k; i < n; i++) {
+        if (cand_cmp(&c[i], &c[k - 1]) >= 0)
+            continue;
+        struct cand x = c[i];
+        uint32_t j = k - 1;
+        while (j > 0 && cand_cmp(&x, &c[j - 1]) < 0) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = x;
+    }
+    return k;
+}
+
+/* softmax of c[0..n) (sorted, best first) at temperature t into s->prob. */
+static void softmax(struct sampler *s, uint32_t n, float t)
+{
+    double sum = 0.0;
+    double max = (double)s->c[0].logit / t;
+    for (uint32_t i = 0; i < n; i++) {
+        s->prob[i] = exp((double)s->c[i].logit / t - max);
+        sum += s->prob[i];
+    }
+    for (uint32_t i = 0; i < n; i++)
+        s->prob[i] /= sum;
+}
+
+int32_t sampler_sample(struct sampler *s, const float *logits)
+{
+    bool pen = has_penalties(&s->p) && s->hist_n > 0;
+    uint32_t n = s->n_vocab;
+    if (s->p.temperature <= 0.0f) {
+        int32_t best = 0;
+        float bl = pen ? penalised(s, 0, logits[0]) : logits[0];
+        for (uint32_t i = 1; i < n; i++) {
+            float l = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
+            if (l > bl) {
+                bl = l;
+                best = (int32_t)i;
+            }
+        }
+        return best;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        s->c[i].id = (int32_t)i;
+        s->c[i].logit = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
+    }
+    n = keep_top(s->c, n, s->p.top_k > 0 ? (uint32_t)s->p.top_k : n);
+    if (s->p.top_p < 1.0f) {
+        softmax(s, n, 1.0f);
+        double cum = 0.0;
+        uint32_t keep = n;
+        for (uint32_t i = 0; i < n; i++) {
+            cum += s->prob[i];
+            if (cum >= s->p.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (s->p.min_p > 0.0f) {
+        softmax(s, n, 1.0f);
+        uint32_t keep = 1;
+        while (keep < n && s->prob[keep] >= s->p.min_p * s->prob[0])
+            keep++;
+        n = keep;
+    }
+    softmax(s, n, s->p.temperature);
+    double u = rng_uniform(s);
+    double cum = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        cum += s->prob[i];
+        if (u < cum)
+            return s->c[i].id;
+    }
+    return s->c[n - 1].id;
+}
+
+static double log_sum_exp(const float *l, uint32_t n, float *max_out)
+{
+    float max = l[0];
+    for (uint32_t i = 1; i < n; i++)
+        max = l[i] > max ? l[i] : max;
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += exp((double)l[i] - max);
+    *max_out = max;
+    return log(sum);
+}
+
+float sampler_logprob(const float *logits, uint32_t n_vocab, int32_t id)
+{
+    float max;
+    double lse = log_sum_exp(logits, n_vocab, &max);
+    if (id < 0 || (uint32_t)id >= n_vocab)
+        return -INFINITY;
+    return (float)((double)logits[id] - max - lse);
+}
+
+int sampler_top_logprobs(const float *logits, uint32_t n_vocab, int k, int32_t *ids,
+                         float *logprobs)
+{
+    if (k <= 0 || n_vocab == 0)
+        return 0;
+    if ((uint32_t)k > n_vocab)
+        k = (int)n_vocab;
+    float max;
+    double lse = log_sum_exp(logits, n_vocab, &max);
+    int m = 0;
+    for (uint32_t i = 0; i < n_vocab; i++) {
+        float l = logits[i];
+        if (m == k && !(l > logits[ids[k - 1]]))
+            continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && l > logits[ids[j - 1]]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = (int32_t)i;
+    }
+    for (int i = 0; i < m; i++)
+        logprobs[i] = (float)((double)logits[ids[i]] - max - lse);
+    return m;
+}

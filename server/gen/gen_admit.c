@@ -1,0 +1,145 @@
+/* gen_admit.c - admitting a request: its Idempotency-Key, the user's monthly quota
+ * (the worst case, prompt + max_tokens, is reserved until the reply is billed), the
+ * engine job with the request's sampling, and the session's new messages, committed
+ * before inference so a crash never loses what the user said.
+ *
+ * Runs on the request's connection thread. */
+#include "gen/gen.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int gen_idem_claim(struct gen *g, const char *key, char **replay)
+{
+    *replay = NULL;
+    if (!key)
+        return 0;
+    if (!oai_valid_id(key, STORE_ID_MAX))
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EINVAL, "Idempotency-Key",
+                        "Idempotency-Key must be 1-64 characters of [A-Za-z0-9._:-]");
+    if (store_idem_begin(g->srv->store, g->user_id, key, g->request_id) == 0) {
+        snprintf(g->idem_key, sizeof(g->idem_key), "%s", key);
+        return 0;
+    }
+    char rid[STORE_ID_MAX + 1];
+    if (store_idem_get(g->srv->store, g->user_id, key, rid, replay) != 0 || !*replay)
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EIDEMBUSY, NULL,
+                        "a request with this Idempotency-Key is still running or did not complete (request %s)",
+                        rid);
+    return 0;
+}
+
+int gen_quota_admit(struct gen *g)
+{
+    struct store_user u;
+    int rc = store_user_get(g->srv->store, g->user_id, &u);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the user's quota could not be read: %s",
+                        store_strerror(rc));
+    if (u.token_quota <= 0)
+        return 0;
+    int64_t used = 0;
+    rc = store_usage_month_tokens(g->srv->store, g->user_id, &used);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the user's usage could not be read: %s",
+                        store_strerror(rc));
+    int64_t reserved = srv_quota_reserved(g->srv, g->user_id);
+    int64_t left = u.token_quota - used - reserved - g->n_prompt;
+    if (left < 1)
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EQUOTA, NULL,
+                        "monthly token quota of %lld exceeded (used %lld, in flight %lld, this prompt %u)",
+                        (long long)u.token_quota, (long long)used, (long long)reserved, g->n_prompt);
+    if ((int64_t)g->max_tokens > left) {
+        g->max_tokens = (uint32_t)left;
+        g->quota_capped = true;
+    }
+    g->reserved_tokens = g->n_prompt + g->max_tokens;
+    srv_quota_reserve(g->srv, g->user_id, g->reserved_tokens);
+    return 0;
+}
+
+void gen_release(struct gen *g)
+{
+    if (g->reserved_tokens)
+        srv_quota_reserve(g->srv, g->user_id, -g->reserved_tokens);
+    g->reserved_tokens = 0;
+}
+
+/* The request's sampling, as the engine runs it. */
+static void sampling_of(const struct gen *g, struct eng_sampling *s, struct eng_bias *bias)
+{
+    eng_default_sampling(s);
+    s->sampler.temperature = (float)g->q.temperature;
+    s->sampler.top_k = (int32_t)g->q.top_k;
+    s->sampler.top_p = (float)g->q.top_p;
+    s->sampler.min_p = (float)g->q.min_p;
+    s->sampler.presence_penalty = (float)g->q.presence_penalty;
+    s->sampler.frequency_penalty = (float)g->q.frequency_penalty;
+    s->sampler.repeat_penalty = (float)g->q.repetition_penalty;
+    s->sampler.seed = g->q.has_seed ? g->q.seed : ((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g);
+    for (size_t i = 0; i < g->q.n_bias; i++)
+        bias[i] = (struct eng_bias){(int32_t)g->q.bias[i].id, (float)g->q.bias[i].bias};
+    s->bias = bias;
+    s->n_bias = g->q.n_bias;
+    s->n_top_logprobs = g->q.logprobs ? (int)(g->q.top_logprobs > 0 ? g->q.top_logprobs : 1) : 0;
+    s->reasoning_budget = g->split_reasoning ? g->q.max_reasoning_tokens : -1;
+    s->think_open = tok_find(g->sm->tok, "<think>");
+    s->think_close = tok_find(g->sm->tok, "</think>");
+    s->start_in_thought = g->sm->thinks;
+    s->ignore_eos = g->q.ignore_eos;
+}
+
+int gen_setup_job(struct gen *g)
+{
+    struct eng_job *j = eng_job_new();
+    struct eng_bias *bias = calloc(g->q.n_bias + 1, sizeof(*bias));
+    if (!j || !bias) {
+        free(bias);
+        eng_job_release(j);
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
+    }
+    j->prompt = g->prompt;
+    g->prompt = NULL;
+    j->n_prompt = g->n_prompt;
+    j->max_tokens = g->max_tokens;
+    j->user_id = g->user_id;
+    snprintf(j->cache_key, sizeof(j->cache_key), "%s", g->session_id);
+    g->job = j;
+    struct eng_sampling s;
+    sampling_of(g, &s, bias);
+    int rc = eng_job_set_sampling(j, &s, mdl_n_vocab(g->sm->mdl));
+    free(bias);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_ENGINE, rc, NULL, "the sampling parameters were refused: %s",
+                        eng_strerror(rc));
+    return 0;
+}
+
+int gen_save_messages(struct gen *g)
+{
+    if (!g->session_id[0])
+        return 0;
+    for (size_t i = 0; i < g->q.n_msgs; i++) {
+        const char *c = g->q.msgs[i].content;
+        bool last = i + 1 == g->q.n_msgs;
+        /* The last message keeps the prompt ids that follow the stored ones reused (its
+         * own text and the template around it), so the next turn feeds them again
+         * unchanged; its token count is theirs. Earlier ones are counted alone. */
+        size_t n = last ? g->n_prompt - g->prompt_tail_from : 0;
+        int32_t *ids = NULL;
+        if (!last && tok_encode(g->sm->tok, c, strlen(c), false, false, &ids, &n) != 0)
+            n = 0;
+        free(ids);
+        struct store_msg_in m = {.role = g->q.msgs[i].role, .content = c,
+                                 .token_ids = last ? g->job->prompt + g->prompt_tail_from : NULL,
+                                 .n_token_ids = last ? g->n_prompt - g->prompt_tail_from : 0,
+                                 .n_tokens = (int64_t)n, .fingerprint = g->sm->fingerprint,
+                                 .status = STORE_MSG_COMPLETE};
+        int rc = store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL);
+        if (rc != 0)
+            return gen_fail(g, SRV_MOD_STORE, rc, NULL, "could not store the message: %s",
+                            store_errmsg());
+    }
+    return 0;
+}

@@ -1,0 +1,174 @@
+/* test_sampler.c - greedy, truncation, temperature, penalties, seeding, logprobs. */
+#include "test.h"
+
+#include "runtime.h"
+
+#define NV 6
+
+static const float logits[NV] = {1.0f, 3.0f, 2.5f, -1.0f, 0.0f, 2.9f};
+
+static struct sampler *make(float temp, int top_k, float top_p, float min_p, uint64_t seed)
+{
+    struct sampler_params p;
+    sampler_default_params(&p);
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.seed = seed;
+    return sampler_new(&p, NV);
+}
+
+static void test_greedy(void)
+{
+    struct sampler *s = make(0.0f, 0, 1.0f, 0.0f, 1);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 1);
+    sampler_free(s);
+    float tie[NV] = {0, 2, 2, 0, 0, 0};
+    s = make(0.0f, 0, 1.0f, 0.0f, 1);
+    ASSERT_INT_EQ(sampler_sample(s, tie), 1); /* lower id wins a tie */
+    sampler_free(s);
+}
+
+static void test_top_k_one_is_greedy(void)
+{
+    struct sampler *s = make(1.5f, 1, 1.0f, 0.0f, 7);
+    for (int i = 0; i < 50; i++)
+        ASSERT_INT_EQ(sampler_sample(s, logits), 1);
+    sampler_free(s);
+}
+
+static void test_top_k_limits(void)
+{
+    struct sampler *s = make(5.0f, 2, 1.0f, 0.0f, 3);
+    for (int i = 0; i < 200; i++) {
+        int t = sampler_sample(s, logits);
+        ASSERT_TRUE(t == 1 || t == 5);
+    }
+    sampler_free(s);
+}
+
+static void test_top_p(void)
+{
+    /* probabilities: id1 .40 id5 .36 id2 .24 (roughly): top_p 0.5 keeps ids 1 and 5 */
+    struct sampler *s = make(1.0f, 0, 0.5f, 0.0f, 9);
+    int seen[NV] = {0};
+    for (int i = 0; i < 400; i++)
+        seen[sampler_sample(s, logits)]++;
+    ASSERT_INT_EQ(seen[0] + seen[2] + seen[3] + seen[4], 0);
+    ASSERT_TRUE(seen[1] > 0 && seen[5] > 0);
+    sampler_free(s);
+}
+
+static void test_min_p(void)
+{
+    /* min_p 0.7: keeps ids whose probability >= 0.7 * p(id1): id5 (e^-0.1 = .90) stays,
+     * id2 (e^-0.5 = .61) goes */
+    struct sampler *s = make(1.0f, 0, 1.0f, 0.7f, 5);
+    for (int i = 0; i < 300; i++) {
+        int t = sampler_sample(s, logits);
+        ASSERT_TRUE(t == 1 || t == 5);
+    }
+    sampler_free(s);
+}
+
+static void test_distribution(void)
+{
+    struct sampler *s = make(1.0f, 0, 1.0f, 0.0f, 11);
+    int seen[NV] = {0};
+    enum { DRAWS = 20000 };
+    for (int i = 0; i < DRAWS; i++)
+        seen[sampler_sample(s, logits)]++;
+    double sum = 0;
+    for (int i = 0; i < NV; i++)
+        sum += exp(logits[i]);
+    for (int i = 0; i < NV; i++)
+        ASSERT_NEAR((double)seen[i] / DRAWS, exp(logits[i]) / sum, 0.015);
+    sampler_free(s);
+}
+
+static void test_seed_reproducible(void)
+{
+    struct sampler *a = make(1.0f, 0, 1.0f, 0.0f, 42);
+    struct sampler *b = make(1.0f, 0, 1.0f, 0.0f, 42);
+    struct sampler *c = make(1.0f, 0, 1.0f, 0.0f, 43);
+    int same_ac = 1;
+    for (int i = 0; i < 100; i++) {
+        int x = sampler_sample(a, logits);
+        ASSERT_INT_EQ(x, sampler_sample(b, logits));
+        same_ac &= x == sampler_sample(c, logits);
+    }
+    ASSERT_TRUE(!same_ac);
+    sampler_reset(a);
+    sampler_reset(b);
+    ASSERT_INT_EQ(sampler_sample(a, logits), sampler_sample(b, logits));
+    sampler_free(a);
+    sampler_free(b);
+    sampler_free(c);
+}
+
+static void test_penalties(void)
+{
+    struct sampler_params p;
+    sampler_default_params(&p);
+    p.temperature = 0.0f;
+    p.repeat_penalty = 1.5f; /* 3.0 / 1.5 = 2.0 < 2.9 */
+    struct sampler *s = sampler_new(&p, NV);
+    sampler_accept(s, 1);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 5);
+    sampler_free(s);
+    p.repeat_penalty = 1.0f;
+    p.presence_penalty = 0.2f; /* 3.0 - 0.2 < 2.9 */
+    s = sampler_new(&p, NV);
+    sampler_accept(s, 1);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 5);
+    sampler_free(s);
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = 0.06f; /* once: 2.94 > 2.9; twice: 2.88 < 2.9 */
+    s = sampler_new(&p, NV);
+    sampler_accept(s, 1);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 1);
+    sampler_accept(s, 1);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 5);
+    sampler_free(s);
+    p.penalty_last_n = 1; /* only the last token counts */
+    s = sampler_new(&p, NV);
+    sampler_accept(s, 1);
+    sampler_accept(s, 1);
+    sampler_accept(s, 3);
+    ASSERT_INT_EQ(sampler_sample(s, logits), 1);
+    sampler_free(s);
+}
+
+static void test_logprobs(void)
+{
+    int32_t ids[3];
+    float lp[3];
+    ASSERT_INT_EQ(sampler_top_logprobs(logits, NV, 3, ids, lp), 3);
+    ASSERT_INT_EQ(ids[0], 1);
+    ASSERT_INT_EQ(ids[1], 5);
+    ASSERT_INT_EQ(ids[2], 2);
+    double sum = 0;
+    for (int i = 0; i < NV; i++)
+        sum += exp(logits[i]);
+    ASSERT_NEAR(lp[0], 3.0 - log(sum), 1e-6);
+    ASSERT_NEAR(sampler_logprob(logits, NV, 3), -1.0 - log(sum), 1e-6);
+    int32_t all_ids[NV];
+    float all_lp[NV];
+    ASSERT_INT_EQ(sampler_top_logprobs(logits, NV, NV, all_ids, all_lp), NV);
+    ASSERT_INT_EQ(all_ids[NV - 1], 3);
+}
+
+int main(void)
+{
+    RUN(test_greedy);
+    RUN(test_top_k_one_is_greedy);
+    RUN(test_top_k_limits);
+    RUN(test_top_p);
+    RUN(test_min_p);
+    RUN(test_distribution);
+    RUN(test_seed_reproducible);
+    RUN(test_penalties);
+    RUN(test_logprobs);
+    return TEST_DONE();
+}
