@@ -128,28 +128,41 @@ static int set_opt(struct chatd_config *cfg, const struct opt *o, const char *va
         int64_t v;
         if (!parse_int(value, &v)) {
             snprintf(err, err_len, "%s: %s: '%s' is not a whole number", source, o->key, value);
-            return -1;
+            return CFG_EINVAL;
         }
         if (v < o->lo || v > o->hi) {
             snprintf(err, err_len, "%s: %s: %lld is out of range [%lld, %lld]", source, o->key,
                      (long long)v, (long long)o->lo, (long long)o->hi);
-            return -1;
+            return CFG_EINVAL;
         }
         *int_field(cfg, o) = v;
         return 0;
     }
     if (o->kind == OPT_KIND_ENUM && !choice_ok(o->choices, value)) {
         snprintf(err, err_len, "%s: %s: '%s' is not one of %s", source, o->key, value, o->choices);
-        return -1;
+        return CFG_EINVAL;
     }
     char *copy = strdup(value);
     if (!copy) {
         snprintf(err, err_len, "%s: %s: out of memory", source, o->key);
-        return -1;
+        return CFG_ENOMEM;
     }
     free(*str_field(cfg, o));
     *str_field(cfg, o) = copy;
     return 0;
+}
+
+const char *cfg_strerror(int code)
+{
+    switch (code) {
+#define CFG_ERR_CASE_(name, c, text)                                                      \
+    case c:                                                                               \
+        return text;
+        CFG_ERRORS(CFG_ERR_CASE_)
+#undef CFG_ERR_CASE_
+    default:
+        return "unknown error";
+    }
 }
 
 int cfg_set(struct chatd_config *cfg, const char *key, const char *value, const char *source,
@@ -158,7 +171,7 @@ int cfg_set(struct chatd_config *cfg, const char *key, const char *value, const 
     const struct opt *o = find_opt(key);
     if (!o) {
         snprintf(err, err_len, "%s: unknown option '%s'", source, key);
-        return -1;
+        return CFG_EUNKNOWN;
     }
     return set_opt(cfg, o, value, source, err, err_len);
 }
@@ -251,14 +264,14 @@ int cfg_load_file(struct chatd_config *cfg, const char *path, char *err, size_t 
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, err_len, "%s: cannot open config file: %s", path, strerror(errno));
-        return -1;
+        return CFG_EIO;
     }
     struct ini_ctx c = {.cfg = cfg, .path = path};
     int line = ini_parse_file(f, on_ini_line, &c);
     fclose(f);
     if (line != 0) {
         snprintf(err, err_len, "%s:%d: %s", path, line, c.msg[0] ? c.msg : "syntax error");
-        return -1;
+        return CFG_EINVAL;
     }
     free(cfg->config_file);
     cfg->config_file = strdup(path);
@@ -292,12 +305,13 @@ int cfg_load_env(struct chatd_config *cfg, char **envp, char *err, size_t err_le
             key[i] = (char)tolower((unsigned char)var[6 + i]);
         if (!find_opt(key)) {
             snprintf(err, err_len, "environment %s: unknown option '%s'", var, key);
-            return -1;
+            return CFG_EUNKNOWN;
         }
         char source[160];
         snprintf(source, sizeof(source), "environment %s", var);
-        if (cfg_set(cfg, key, eq + 1, source, err, err_len) != 0)
-            return -1;
+        int rc = cfg_set(cfg, key, eq + 1, source, err, err_len);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -331,17 +345,17 @@ int cfg_from_args(struct chatd_config *cfg, int argc, char **argv, char **envp, 
         if (strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc) {
                 snprintf(err, err_len, "flag --config: missing value");
-                return -1;
+                return CFG_EINVAL;
             }
             file = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             file = argv[i] + 9;
         }
     }
-    if (file && *file && cfg_load_file(cfg, file, err, err_len) != 0)
-        return -1;
-    if (cfg_load_env(cfg, envp, err, err_len) != 0)
-        return -1;
+    int rc = file && *file ? cfg_load_file(cfg, file, err, err_len) : 0;
+    rc = rc ? rc : cfg_load_env(cfg, envp, err, err_len);
+    if (rc != 0)
+        return rc;
     for (int i = 1; i < argc; i++) {
         char key[128];
         if (strcmp(argv[i], "--config") == 0) {
@@ -352,7 +366,7 @@ int cfg_from_args(struct chatd_config *cfg, int argc, char **argv, char **envp, 
             continue;
         if (!flag_key(argv[i], key, sizeof(key))) {
             snprintf(err, err_len, "unexpected argument '%s'", argv[i]);
-            return -1;
+            return CFG_EINVAL;
         }
         char source[160];
         snprintf(source, sizeof(source), "flag --%.100s", argv[i] + 2);
@@ -366,14 +380,15 @@ int cfg_from_args(struct chatd_config *cfg, int argc, char **argv, char **envp, 
             value = argv[++i];
         } else {
             snprintf(err, err_len, "%s: missing value", source);
-            return -1;
+            return CFG_EINVAL;
         }
         if (!find_opt(key)) {
             snprintf(err, err_len, "%s: unknown option '%s'", source, key);
-            return -1;
+            return CFG_EUNKNOWN;
         }
-        if (cfg_set(cfg, key, value, source, err, err_len) != 0)
-            return -1;
+        rc = cfg_set(cfg, key, value, source, err, err_len);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }

@@ -33,11 +33,28 @@ struct chatd_config {
     char *config_file; /* the file read, or NULL */
 };
 
+/* Error codes of the cfg_ functions (negative); the message names the key, the value
+ * and where it came from. */
+#define CFG_ERRORS(X)                                                                     \
+    X(CFG_EIO, -1, "cannot read the config file")                                         \
+    X(CFG_EINVAL, -2, "invalid value or argument")                                        \
+    X(CFG_EUNKNOWN, -3, "unknown option")                                                 \
+    X(CFG_ENOMEM, -4, "out of memory")
+
+enum cfg_error {
+#define CFG_ERR_ENUM_(name, code, text) name = code,
+    CFG_ERRORS(CFG_ERR_ENUM_)
+#undef CFG_ERR_ENUM_
+};
+
+/* Static text of a CFG_E* code; "unknown error" otherwise. */
+const char *cfg_strerror(int code);
+
 /* Fills cfg with the defaults. Caller frees with cfg_fini. */
 void cfg_init(struct chatd_config *cfg);
 void cfg_fini(struct chatd_config *cfg);
 
-/* Applies the INI file at path. Returns 0, or -1 with a message in err. */
+/* Applies the INI file at path. Returns 0, or a CFG_E* code with a message in err. */
 int cfg_load_file(struct chatd_config *cfg, const char *path, char *err, size_t err_len);
 /* Applies every CHATD_<KEY> variable of envp (NULL-terminated "K=V" strings); an
  * unknown CHATD_ variable is an error. CHATD_CONFIG is skipped (it names the file). */
@@ -51,7 +68,7 @@ int cfg_has_key(const char *key);
 /* The whole precedence chain for `chatd serve`-style commands: defaults, the file
  * named by --config or CHATD_CONFIG (optional), the environment, then the flags
  * (--key value or --key=value). Returns 0, 1 when --help was given (help printed
- * to `out`), or -1 with a message in err. */
+ * to `out`), or a CFG_E* code with a message in err. */
 int cfg_from_args(struct chatd_config *cfg, int argc, char **argv, char **envp, FILE *out,
                   char *err, size_t err_len);
 

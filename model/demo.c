@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,18 +53,6 @@ struct demo_vocab {
 };
 
 /* ---- building the vocabulary ------------------------------------------------------- */
-
-/* Appends code point cp as UTF-8 to s (room for 4 bytes and the NUL is the caller's). */
-static size_t put_utf8(char *s, uint32_t cp)
-{
-    if (cp < 0x80) {
-        s[0] = (char)cp;
-        return 1;
-    }
-    s[0] = (char)(0xC0 | (cp >> 6));
-    s[1] = (char)(0x80 | (cp & 0x3F));
-    return 2; /* the mapping never goes past U+0143 */
-}
 
 /* GPT-2's byte-to-unicode mapping, in its order: the printable bytes first, then
  * the others mapped to U+0100, U+0101, ... */
@@ -104,7 +93,7 @@ static int add_word(struct demo_vocab *v, const char *word, bool space)
     char prefix[96] = "";
     size_t n = 0;
     if (space)
-        n = put_utf8(prefix, 0x100 + 32); /* ' ' is the 33rd unprintable byte: U+0120 */
+        n = (size_t)utf8proc_encode_char(0x100 + 32, (utf8proc_uint8_t *)prefix); /* ' ' is the 33rd unprintable byte: U+0120 */
     prefix[n] = 0;
     for (const char *c = word; *c; c++) {
         char letter[2] = {*c, 0};
@@ -128,12 +117,12 @@ static int build_vocab(struct demo_vocab *v)
     char s[8];
     for (int b = 0; b < 256 && rc == 0; b++) /* printable bytes first, in byte order */
         if (byte_is_printable(b)) {
-            s[put_utf8(s, (uint32_t)b)] = 0;
+            s[utf8proc_encode_char(b, (utf8proc_uint8_t *)s)] = 0;
             rc = add_token(v, s, TOK_TYPE_NORMAL);
         }
     for (int b = 0; b < 256 && rc == 0; b++)
         if (!byte_is_printable(b)) {
-            s[put_utf8(s, next++)] = 0;
+            s[utf8proc_encode_char((utf8proc_int32_t)next++, (utf8proc_uint8_t *)s)] = 0;
             rc = add_token(v, s, TOK_TYPE_NORMAL);
         }
     for (size_t i = 0; i < sizeof(demo_words) / sizeof(demo_words[0]) && rc == 0; i++)

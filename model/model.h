@@ -16,10 +16,11 @@
 
 /* The sub-libraries whose headers are part of this contract: reading GGUF files,
  * tokenizing, rendering chat templates, and generating (engine, sampler, reasoning
- * split, stop strings). Quantisation, the weight loader and the backends stay inside
+ * split, stop strings), and the string buffer they all build text with. Quantisation, the weight loader and the backends stay inside
  * model/. */
 #include "gguf/gguf.h"
 #include "runtime/runtime.h"
+#include "strbuf.h"
 #include "template/template.h"
 #include "tokenizer/tokenizer.h"
 

@@ -1,5 +1,5 @@
 /* main.c - the chatd executable: dispatches to a subcommand. Only this file and the
- * cli_*.c files may end the process. */
+ * cli/ files may end the process. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -24,7 +24,6 @@ static const struct command commands[] = {
     {"info", cli_info, "describe a GGUF model file"},
     {"tokenize", cli_tokenize, "print the token ids of stdin (--model FILE [--bos])"},
     {"detokenize", cli_detokenize, "print the text of token ids on stdin (--model FILE)"},
-    {"devices", cli_devices, "list Vulkan devices and the --backend auto choice"},
     {"render-template", cli_render_template, "render a chat template with messages from a JSON file"},
     {"pull", cli_pull, "download a GGUF model (URL or OWNER/REPO/FILE.gguf [--sha256 HEX])"},
     {"models", cli_models, "list the models in the model directory"},

@@ -210,16 +210,6 @@ void srv_quota_reserve(struct srv *s, int64_t user_id, int64_t delta);
 /* Adds a stored usage row to the user's /metrics counters. */
 void srv_meter_add(struct srv *s, int64_t user_id, const struct store_usage *u);
 
-/* A growing NUL-terminated byte buffer (util.c). */
-struct strbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
-int strbuf_append(struct strbuf *b, const char *s, size_t len); /* 0, or -1 out of memory */
-void strbuf_free(struct strbuf *b);
-
 /* Copies len bytes as valid UTF-8 (invalid bytes and NUL become U+FFFD). Caller frees. */
 char *srv_utf8_sanitize(const char *s, size_t len, size_t *out_len);
 

@@ -1,12 +1,9 @@
-/* template.c - chat templates: lexer and parser for the Jinja2 subset, the public
- * tmpl_* entry points (the built-in templates are in template_builtin.c).
+/* template.c - chat templates: the parser for the Jinja2 subset and the public tmpl_*
+ * entry points (the lexer is in template_lex.c, the built-in templates in
+ * template_builtin.c).
  *
  * The source is normalised first (\r\n and \r become \n, one trailing newline is
- * dropped), then lexed into one token array: data runs, tag delimiters and the tokens
- * inside tags. Whitespace control happens in the lexer exactly as jinja2 does it with
- * trim_blocks and lstrip_blocks: a '-' marker strips all whitespace on that side, a
- * block or comment tag alone on its line loses its indentation, and the newline right
- * after a block or comment tag goes. The recursive-descent parser turns the tokens
+ * dropped), then lexed into one token array. The recursive-descent parser turns the tokens
  * into a tree of struct tn (template_int.h) allocated from the template's arena; its
  * depth is capped so hostile templates cannot exhaust the stack. Filter and test
  * names are resolved while parsing, so an unknown one fails at load, with its line.
@@ -100,467 +97,6 @@ struct tmpl {
     struct tn *body;
 };
 
-/* ------------------------------------------------------------------ lexer */
-
-enum tk_kind {
-    TK_DATA,
-    TK_VAR_BEGIN,
-    TK_VAR_END,
-    TK_BLOCK_BEGIN,
-    TK_BLOCK_END,
-    TK_NAME,
-    TK_STRING,
-    TK_INT,
-    TK_FLOAT,
-    TK_OP,
-    TK_EOF,
-};
-
-struct tk {
-    enum tk_kind kind;
-    int line;
-    const char *s;      /* source text of the token (data, name, operator) */
-    size_t len;
-    struct tv val;      /* TK_STRING (decoded), TK_INT, TK_FLOAT */
-};
-
-struct parser {
-    struct tmpl_arena *arena;
-    const char *src;
-    size_t len;
-    struct tk *toks;
-    size_t n_toks;
-    size_t cap_toks;
-    size_t pos;
-    int depth;
-    int loop_depth;
-    int macro_depth;
-    char *err;
-    size_t err_len;
-    bool failed;
-};
-
-static void perr(struct parser *P, int line, const char *fmt, ...)
-{
-    if (P->failed)
-        return;
-    P->failed = true;
-    if (!P->err || P->err_len == 0)
-        return;
-    int n = snprintf(P->err, P->err_len, "line %d: ", line);
-    if (n < 0 || (size_t)n >= P->err_len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(P->err + n, P->err_len - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-static struct tk *push_tok(struct parser *P, enum tk_kind kind, int line, const char *s, size_t len)
-{
-    if (P->n_toks == P->cap_toks) {
-        size_t cap = P->cap_toks ? P->cap_toks * 2 : 256;
-        if (cap > SIZE_MAX / sizeof(*P->toks)) {
-            perr(P, line, "template too large");
-            return NULL;
-        }
-        struct tk *t = realloc(P->toks, cap * sizeof(*t));
-        if (!t) {
-            perr(P, line, "out of memory");
-            return NULL;
-        }
-        P->toks = t;
-        P->cap_toks = cap;
-    }
-    struct tk *t = &P->toks[P->n_toks++];
-    memset(t, 0, sizeof(*t));
-    t->kind = kind;
-    t->line = line;
-    t->s = s;
-    t->len = len;
-    return t;
-}
-
-/* Length of the UTF-8 whitespace character at s (Python's str.isspace), or 0. */
-static size_t py_space_len(const unsigned char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    unsigned c = s[0];
-    if (c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f))
-        return 1;
-    if (c == 0xc2 && n >= 2 && (s[1] == 0x85 || s[1] == 0xa0))
-        return 2;
-    if (c == 0xe1 && n >= 3 && s[1] == 0x9a && s[2] == 0x80)
-        return 3; /* U+1680 */
-    if (c == 0xe2 && n >= 3) {
-        unsigned cp = ((c & 0x0fu) << 12) | ((s[1] & 0x3fu) << 6) | (s[2] & 0x3fu);
-        if ((cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
-            cp == 0x205f)
-            return 3;
-    }
-    if (c == 0xe3 && n >= 3 && s[1] == 0x80 && s[2] == 0x80)
-        return 3; /* U+3000 */
-    return 0;
-}
-
-/* End of the whitespace run starting at i. */
-static size_t skip_py_space(const char *s, size_t i, size_t n)
-{
-    size_t k;
-    while (i < n && (k = py_space_len((const unsigned char *)s + i, n - i)) > 0)
-        i += k;
-    return i;
-}
-
-/* Start of the whitespace run ending at `end` (not before `start`). */
-static size_t rstrip_py_space(const char *s, size_t start, size_t end)
-{
-    while (end > start) {
-        size_t k = 0;
-        for (size_t w = 1; w <= 3 && w <= end - start; w++) {
-            size_t l = py_space_len((const unsigned char *)s + end - w, w);
-            if (l == w) {
-                k = w;
-                break;
-            }
-        }
-        if (!k)
-            break;
-        end -= k;
-    }
-    return end;
-}
-
-static int count_lines(const char *s, size_t a, size_t b)
-{
-    int n = 0;
-    for (size_t i = a; i < b; i++)
-        n += s[i] == '\n';
-    return n;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Decodes a Python string literal body (between the quotes) into the arena, with
- * Python's escapes; an unknown escape keeps its backslash. */
-static int decode_string(struct parser *P, int line, const char *s, size_t n, struct tv *out)
-{
-    char *o = tmpl_arena_alloc(P->arena, n + 1);
-    if (!o) {
-        perr(P, line, "out of memory");
-        return -1;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\' || i + 1 >= n) {
-            o[k++] = s[i];
-            continue;
-        }
-        char c = s[++i];
-        int digits = 0;
-        switch (c) {
-        case 'n': o[k++] = '\n'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'r': o[k++] = '\r'; break;
-        case '\\': o[k++] = '\\'; break;
-        case '\'': o[k++] = '\''; break;
-        case '"': o[k++] = '"'; break;
-        case 'a': o[k++] = '\a'; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case 'v': o[k++] = '\v'; break;
-        case '\n': break; /* line continuation */
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
-        default:
-            if (c >= '0' && c <= '7') {
-                uint32_t v = 0;
-                int m = 0;
-                while (m < 3 && i < n && s[i] >= '0' && s[i] <= '7') {
-                    v = v * 8 + (uint32_t)(s[i] - '0');
-                    i++;
-                    m++;
-                }
-                i--;
-                k += put_utf8(o + k, v);
-            } else {
-                o[k++] = '\\';
-                o[k++] = c;
-            }
-        }
-        if (digits) {
-            uint32_t v = 0;
-            for (int d = 0; d < digits; d++) {
-                int h = i + 1 + (size_t)d < n ? hexval((unsigned char)s[i + 1 + d]) : -1;
-                if (h < 0) {
-                    perr(P, line, "truncated \\%c escape in string literal", c);
-                    return -1;
-                }
-                v = v * 16 + (uint32_t)h;
-            }
-            i += (size_t)digits;
-            if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-                perr(P, line, "invalid code point in string literal");
-                return -1;
-            }
-            /* a \u escape may expand 6 source bytes to at most 3, \U 10 to 4: fits */
-            k += put_utf8(o + k, v);
-        }
-    }
-    o[k] = 0;
-    *out = tv_str(o, k);
-    return 0;
-}
-
-static bool is_name_start(int c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static bool is_digit(int c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Lexes the tokens inside one {{ }} or {% %} tag starting at *pos (just after the
- * opener and its marker). Stops after the closer; *pos is then just past it and any
- * whitespace the closer removes. */
-static int lex_tag(struct parser *P, size_t *pos, int *line, bool block)
-{
-    const char *s = P->src;
-    size_t n = P->len;
-    size_t i = *pos;
-    int open_line = *line;
-    int balance = 0;
-    for (;;) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ||
-                         s[i] == '\f' || s[i] == '\v')) {
-            *line += s[i] == '\n';
-            i++;
-        }
-        if (i >= n) {
-            perr(P, open_line, "unexpected end of template, expected '%s'", block ? "%}" : "}}");
-            return -1;
-        }
-        char c2 = block ? '%' : '}';
-        if (balance == 0) {
-            bool minus = s[i] == '-' && i + 2 < n && s[i + 1] == c2 && s[i + 2] == '}';
-            bool plus = block && s[i] == '+' && i + 2 < n && s[i + 1] == c2 && s[i + 2] == '}';
-            bool plain = s[i] == c2 && i + 1 < n && s[i + 1] == '}';
-            if (minus || plus || plain) {
-                i += plain ? 2 : 3;
-                if (!push_tok(P, block ? TK_BLOCK_END : TK_VAR_END, *line, NULL, 0))
-                    return -1;
-                if (minus) {
-                    size_t j = skip_py_space(s, i, n);
-                    *line += count_lines(s, i, j);
-                    i = j;
-                } else if (block && plain && i < n && s[i] == '\n') {
-                    i++; /* trim_blocks */
-                    (*line)++;
-                }
-                *pos = i;
-                return 0;
-            }
-        }
-        size_t st = i;
-        unsigned char c = (unsigned char)s[i];
-        struct tk *t;
-        if (is_name_start(c)) {
-            while (i < n && (is_name_start((unsigned char)s[i]) || is_digit((unsigned char)s[i])))
-                i++;
-            if (!push_tok(P, TK_NAME, *line, s + st, i - st))
-                return -1;
-        } else if (is_digit(c)) {
-            while (i < n && (is_digit((unsigned char)s[i]) || s[i] == '_'))
-                i++;
-            bool is_float = false;
-            if (i + 1 < n && s[i] == '.' && is_digit((unsigned char)s[i + 1])) {
-                is_float = true;
-                i++;
-                while (i < n && (is_digit((unsigned char)s[i]) || s[i] == '_'))
-                    i++;
-            }
-            if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-                size_t j = i + 1;
-                if (j < n && (s[j] == '+' || s[j] == '-'))
-                    j++;
-                if (j < n && is_digit((unsigned char)s[j])) {
-                    is_float = true;
-                    i = j;
-                    while (i < n && is_digit((unsigned char)s[i]))
-                        i++;
-                }
-            }
-            char buf[64];
-            size_t k = 0;
-            for (size_t j = st; j < i && k + 1 < sizeof(buf); j++)
-                if (s[j] != '_')
-                    buf[k++] = s[j];
-            buf[k] = 0;
-            t = push_tok(P, is_float ? TK_FLOAT : TK_INT, *line, s + st, i - st);
-            if (!t)
-                return -1;
-            if (is_float) {
-                t->val.kind = TV_FLOAT;
-                t->val.u.f = strtod(buf, NULL);
-            } else {
-                char *end;
-                unsigned long long v = strtoull(buf, &end, 10);
-                if (k >= 20 || v > (unsigned long long)INT64_MAX) {
-                    perr(P, *line, "integer literal too large");
-                    return -1;
-                }
-                t->val.kind = TV_INT;
-                t->val.u.i = (int64_t)v;
-            }
-        } else if (c == '\'' || c == '"') {
-            i++;
-            int sline = *line;
-            while (i < n && (unsigned char)s[i] != c) {
-                if (s[i] == '\\' && i + 1 < n) {
-                    *line += s[i + 1] == '\n';
-                    i++;
-                }
-                *line += s[i] == '\n';
-                i++;
-            }
-            if (i >= n) {
-                perr(P, sline, "unterminated string literal");
-                return -1;
-            }
-            i++;
-            t = push_tok(P, TK_STRING, sline, s + st, i - st);
-            if (!t || decode_string(P, sline, s + st + 1, i - st - 2, &t->val) < 0)
-                return -1;
-        } else {
-            static const char *const ops2[] = {"//", "**", "==", "!=", "<=", ">="};
-            size_t len = 0;
-            for (size_t k = 0; k < sizeof(ops2) / sizeof(ops2[0]); k++)
-                if (i + 1 < n && s[i] == ops2[k][0] && s[i + 1] == ops2[k][1])
-                    len = 2;
-            if (!len && strchr("+-*/%~<>=()[]{},.:|;", c) && c)
-                len = 1;
-            if (!len) {
-                if (c == '#' || c >= 0x80)
-                    perr(P, *line, "unexpected character in tag");
-                else
-                    perr(P, *line, "unexpected character '%c' in tag", c);
-                return -1;
-            }
-            if (c == '(' || c == '[' || c == '{')
-                balance++;
-            else if ((c == ')' || c == ']' || c == '}') && balance > 0)
-                balance--;
-            i += len;
-            if (!push_tok(P, TK_OP, *line, s + st, len))
-                return -1;
-        }
-    }
-}
-
-static int lex(struct parser *P)
-{
-    const char *s = P->src;
-    size_t n = P->len;
-    size_t pos = 0;
-    int line = 1;
-    bool line_starting = true;
-    while (pos < n) {
-        size_t t = pos;
-        while (t + 1 < n && !(s[t] == '{' && (s[t + 1] == '{' || s[t + 1] == '%' || s[t + 1] == '#')))
-            t++;
-        if (t + 1 >= n) {
-            if (!push_tok(P, TK_DATA, line, s + pos, n - pos))
-                return -1;
-            break;
-        }
-        char kind = s[t + 1];
-        char sign = (t + 2 < n && (s[t + 2] == '-' || s[t + 2] == '+')) ? s[t + 2] : 0;
-        size_t dend = t;
-        if (sign == '-') {
-            dend = rstrip_py_space(s, pos, t);
-        } else if (sign != '+' && kind != '{') {
-            /* lstrip_blocks: only whitespace between line start and the tag (jinja2
-             * tests the text after the last newline with Python's \s+) */
-            size_t lp = t;
-            while (lp > pos && s[lp - 1] != '\n')
-                lp--;
-            bool newline_found = lp > pos;
-            if ((newline_found || line_starting) && skip_py_space(s, lp, t) == t)
-                dend = lp;
-        }
-        if (dend > pos && !push_tok(P, TK_DATA, line, s + pos, dend - pos))
-            return -1;
-        line += count_lines(s, pos, t);
-        size_t i = t + 2 + (sign ? 1 : 0);
-        if (kind == '#') {
-            size_t e = i;
-            while (e + 1 < n && !(s[e] == '#' && s[e + 1] == '}'))
-                e++;
-            if (e + 1 >= n) {
-                perr(P, line, "unclosed comment");
-                return -1;
-            }
-            char esign = (e > i && (s[e - 1] == '-' || s[e - 1] == '+')) ? s[e - 1] : 0;
-            line += count_lines(s, i, e);
-            i = e + 2;
-            if (esign == '-') {
-                size_t j = skip_py_space(s, i, n);
-                line += count_lines(s, i, j);
-                i = j;
-            } else if (esign != '+' && i < n && s[i] == '\n') {
-                i++;
-                line++;
-            }
-        } else {
-            bool block = kind == '%';
-            if (!push_tok(P, block ? TK_BLOCK_BEGIN : TK_VAR_BEGIN, line, s + t, 2))
-                return -1;
-            if (lex_tag(P, &i, &line, block) < 0)
-                return -1;
-        }
-        line_starting = i > 0 && s[i - 1] == '\n';
-        pos = i;
-    }
-    return push_tok(P, TK_EOF, line, NULL, 0) ? 0 : -1;
-}
-
 /* ------------------------------------------------------------------ parser */
 
 static struct tk *cur(struct parser *P)
@@ -632,7 +168,7 @@ static int expect_op(struct parser *P, const char *op)
     if (accept_op(P, op))
         return 0;
     char buf[64];
-    perr(P, cur(P)->line, "expected '%s', got %s", op, tok_desc(cur(P), buf, sizeof(buf)));
+    tmpl_perr(P, cur(P)->line, "expected '%s', got %s", op, tok_desc(cur(P), buf, sizeof(buf)));
     return -1;
 }
 
@@ -643,7 +179,7 @@ static int expect_kind(struct parser *P, enum tk_kind kind, const char *what)
         return 0;
     }
     char buf[64];
-    perr(P, cur(P)->line, "expected %s, got %s", what, tok_desc(cur(P), buf, sizeof(buf)));
+    tmpl_perr(P, cur(P)->line, "expected %s, got %s", what, tok_desc(cur(P), buf, sizeof(buf)));
     return -1;
 }
 
@@ -651,7 +187,7 @@ static struct tn *node(struct parser *P, enum tn_kind kind, int line)
 {
     struct tn *n = tmpl_arena_alloc(P->arena, sizeof(*n));
     if (!n) {
-        perr(P, line, "out of memory");
+        tmpl_perr(P, line, "out of memory");
         return NULL;
     }
     memset(n, 0, sizeof(*n));
@@ -663,7 +199,7 @@ static struct tn *node(struct parser *P, enum tn_kind kind, int line)
 static bool enter(struct parser *P)
 {
     if (++P->depth > TMPL_MAX_DEPTH) {
-        perr(P, cur(P)->line, "template nested too deeply (limit %d)", TMPL_MAX_DEPTH);
+        tmpl_perr(P, cur(P)->line, "template nested too deeply (limit %d)", TMPL_MAX_DEPTH);
         return false;
     }
     return true;
@@ -699,11 +235,11 @@ static int parse_call_args(struct parser *P, struct tn **args)
         if (is_op(P, ")"))
             break; /* trailing comma */
         if (++count > TMPL_MAX_ARGS) {
-            perr(P, cur(P)->line, "too many arguments (limit %d)", TMPL_MAX_ARGS);
+            tmpl_perr(P, cur(P)->line, "too many arguments (limit %d)", TMPL_MAX_ARGS);
             return -1;
         }
         if (is_op(P, "*") || is_op(P, "**")) {
-            perr(P, cur(P)->line, "unsupported construct: *args / **kwargs in a call");
+            tmpl_perr(P, cur(P)->line, "unsupported construct: *args / **kwargs in a call");
             return -1;
         }
         struct tn *a;
@@ -719,7 +255,7 @@ static int parse_call_args(struct parser *P, struct tn **args)
         } else {
             for (struct tn *k = head; k; k = k->next)
                 if (k->kind == TN_KWARG) {
-                    perr(P, cur(P)->line, "positional argument follows keyword argument");
+                    tmpl_perr(P, cur(P)->line, "positional argument follows keyword argument");
                     return -1;
                 }
             if (!(a = parse_expr(P)))
@@ -737,13 +273,13 @@ static struct tn *parse_filter(struct parser *P, struct tn *base)
 {
     struct tk *nt = cur(P);
     if (nt->kind != TK_NAME) {
-        perr(P, nt->line, "expected a filter name after '|'");
+        tmpl_perr(P, nt->line, "expected a filter name after '|'");
         return NULL;
     }
     advance(P);
     int idx = tmpl_filter_index(nt->s, nt->len);
     if (idx < 0) {
-        perr(P, nt->line, "unsupported construct: no filter named '%.*s'", (int)nt->len, nt->s);
+        tmpl_perr(P, nt->line, "unsupported construct: no filter named '%.*s'", (int)nt->len, nt->s);
         return NULL;
     }
     struct tn *f = node(P, TN_FILTER, nt->line);
@@ -764,13 +300,13 @@ static struct tn *parse_test(struct parser *P, struct tn *base)
     if (nt->kind != TK_NAME && !(nt->kind == TK_OP && (tok_is(nt, TK_OP, "==") ||
         tok_is(nt, TK_OP, "!=") || tok_is(nt, TK_OP, "<") || tok_is(nt, TK_OP, ">") ||
         tok_is(nt, TK_OP, "<=") || tok_is(nt, TK_OP, ">=")))) {
-        perr(P, nt->line, "expected a test name after 'is'");
+        tmpl_perr(P, nt->line, "expected a test name after 'is'");
         return NULL;
     }
     advance(P);
     int idx = tmpl_test_index(nt->s, nt->len);
     if (idx < 0) {
-        perr(P, nt->line, "unsupported construct: no test named '%.*s'", (int)nt->len, nt->s);
+        tmpl_perr(P, nt->line, "unsupported construct: no test named '%.*s'", (int)nt->len, nt->s);
         return NULL;
     }
     struct tn *t = node(P, TN_TEST, nt->line);
@@ -789,7 +325,7 @@ static struct tn *parse_test(struct parser *P, struct tn *base)
                !is_name(P, "else") && !is_name(P, "or") && !is_name(P, "and") &&
                !is_name(P, "if")) {
         if (is_name(P, "is")) {
-            perr(P, c->line, "cannot chain multiple tests with 'is'");
+            tmpl_perr(P, c->line, "cannot chain multiple tests with 'is'");
             return NULL;
         }
         struct tn *arg = parse_primary(P);
@@ -808,7 +344,7 @@ static struct tn *parse_subscript(struct parser *P, struct tn *obj, int line)
     for (;;) {
         if (is_op(P, ":")) {
             if (++n_colon > 2) {
-                perr(P, cur(P)->line, "invalid slice");
+                tmpl_perr(P, cur(P)->line, "invalid slice");
                 return NULL;
             }
             advance(P);
@@ -819,7 +355,7 @@ static struct tn *parse_subscript(struct parser *P, struct tn *obj, int line)
             break;
         if (parts[k]) {
             char buf[64];
-            perr(P, cur(P)->line, "expected ']', got %s", tok_desc(cur(P), buf, sizeof(buf)));
+            tmpl_perr(P, cur(P)->line, "expected ']', got %s", tok_desc(cur(P), buf, sizeof(buf)));
             return NULL;
         }
         if (!(parts[k] = parse_expr(P)))
@@ -829,7 +365,7 @@ static struct tn *parse_subscript(struct parser *P, struct tn *obj, int line)
     struct tn *n;
     if (n_colon == 0) {
         if (!parts[0]) {
-            perr(P, line, "empty subscript");
+            tmpl_perr(P, line, "empty subscript");
             return NULL;
         }
         n = node(P, TN_ITEM, line);
@@ -857,7 +393,7 @@ static struct tn *parse_postfix(struct parser *P, struct tn *n)
             advance(P);
             struct tk *a = advance(P);
             if (a->kind != TK_NAME && a->kind != TK_INT) {
-                perr(P, a->line, "expected an attribute name after '.'");
+                tmpl_perr(P, a->line, "expected an attribute name after '.'");
                 return NULL;
             }
             struct tn *m;
@@ -980,7 +516,7 @@ static struct tn *parse_primary(struct parser *P)
             size_t len = n->val.len + u->val.len;
             char *s = tmpl_arena_alloc(P->arena, len + 1);
             if (!s) {
-                perr(P, u->line, "out of memory");
+                tmpl_perr(P, u->line, "out of memory");
                 n = NULL;
                 goto out;
             }
@@ -1027,7 +563,7 @@ static struct tn *parse_primary(struct parser *P)
         if (n)
             n->a = items;
     } else {
-        perr(P, t->line, "unexpected %s in expression", tok_desc(t, buf, sizeof(buf)));
+        tmpl_perr(P, t->line, "unexpected %s in expression", tok_desc(t, buf, sizeof(buf)));
     }
 out:
     P->depth--;
@@ -1270,7 +806,7 @@ static struct tn *name_node(struct parser *P)
     struct tk *t = cur(P);
     if (t->kind != TK_NAME) {
         char buf[64];
-        perr(P, t->line, "expected a name, got %s", tok_desc(t, buf, sizeof(buf)));
+        tmpl_perr(P, t->line, "expected a name, got %s", tok_desc(t, buf, sizeof(buf)));
         return NULL;
     }
     advance(P);
@@ -1321,7 +857,7 @@ static struct tn *parse_for(struct parser *P, int line)
         list_add(&n->d, &tail, t);
     } while (accept_op(P, ","));
     if (!accept_name(P, "in")) {
-        perr(P, cur(P)->line, "expected 'in' in for loop");
+        tmpl_perr(P, cur(P)->line, "expected 'in' in for loop");
         return NULL;
     }
     /* jinja2 parses the iterable without a conditional expression: `if` filters */
@@ -1330,7 +866,7 @@ static struct tn *parse_for(struct parser *P, int line)
     if (accept_name(P, "if") && !(n->e = parse_expr(P)))
         return NULL;
     if (is_name(P, "recursive")) {
-        perr(P, cur(P)->line, "unsupported construct: recursive for loop");
+        tmpl_perr(P, cur(P)->line, "unsupported construct: recursive for loop");
         return NULL;
     }
     if (end_block(P) < 0)
@@ -1371,7 +907,7 @@ static struct tn *parse_set(struct parser *P, int line)
         advance(P);
         struct tk *a = cur(P);
         if (a->kind != TK_NAME) {
-            perr(P, a->line, "expected an attribute name after '.'");
+            tmpl_perr(P, a->line, "expected an attribute name after '.'");
             return NULL;
         }
         advance(P);
@@ -1404,7 +940,7 @@ static struct tn *parse_set(struct parser *P, int line)
         return n;
     }
     if (target->kind != TN_NAME) {
-        perr(P, line, "a block set needs a plain name");
+        tmpl_perr(P, line, "a block set needs a plain name");
         return NULL;
     }
     struct tn *n = node(P, TN_SETBLOCK, line);
@@ -1427,7 +963,7 @@ static struct tn *parse_macro(struct parser *P, int line)
 {
     struct tk *nt = cur(P);
     if (nt->kind != TK_NAME) {
-        perr(P, nt->line, "expected a macro name");
+        tmpl_perr(P, nt->line, "expected a macro name");
         return NULL;
     }
     advance(P);
@@ -1441,12 +977,12 @@ static struct tn *parse_macro(struct parser *P, int line)
         if (count++ > 0 && expect_op(P, ",") < 0)
             return NULL;
         if (count > TMPL_MAX_ARGS) {
-            perr(P, cur(P)->line, "too many macro parameters (limit %d)", TMPL_MAX_ARGS);
+            tmpl_perr(P, cur(P)->line, "too many macro parameters (limit %d)", TMPL_MAX_ARGS);
             return NULL;
         }
         struct tk *pt = cur(P);
         if (pt->kind != TK_NAME) {
-            perr(P, pt->line, "expected a parameter name");
+            tmpl_perr(P, pt->line, "expected a parameter name");
             return NULL;
         }
         advance(P);
@@ -1482,7 +1018,7 @@ static struct tn *parse_statement(struct parser *P)
     int line = t->line;
     if (t->kind != TK_NAME) {
         char buf[64];
-        perr(P, line, "expected a statement name, got %s", tok_desc(t, buf, sizeof(buf)));
+        tmpl_perr(P, line, "expected a statement name, got %s", tok_desc(t, buf, sizeof(buf)));
         return NULL;
     }
     advance(P);
@@ -1508,13 +1044,13 @@ static struct tn *parse_statement(struct parser *P)
     if (tok_is(t, TK_NAME, "break") || tok_is(t, TK_NAME, "continue")) {
         bool brk = tok_is(t, TK_NAME, "break");
         if (P->loop_depth == 0) {
-            perr(P, line, "'%s' outside of a loop", brk ? "break" : "continue");
+            tmpl_perr(P, line, "'%s' outside of a loop", brk ? "break" : "continue");
             return NULL;
         }
         struct tn *n = node(P, brk ? TN_BREAK : TN_CONTINUE, line);
         return n && end_block(P) == 0 ? n : NULL;
     }
-    perr(P, line, "unsupported construct: '%.*s' tag", (int)(t->len > 40 ? 40 : t->len), t->s);
+    tmpl_perr(P, line, "unsupported construct: '%.*s' tag", (int)(t->len > 40 ? 40 : t->len), t->s);
     return NULL;
 }
 
@@ -1534,7 +1070,7 @@ static struct tn *parse_body(struct parser *P, const char *const *ends, const ch
         struct tn *n = NULL;
         if (t->kind == TK_EOF) {
             if (ends)
-                perr(P, open_line, "unclosed '%s' (missing '{%% %s %%}')", opener, ends[0] ? ends[0] : "");
+                tmpl_perr(P, open_line, "unclosed '%s' (missing '{%% %s %%}')", opener, ends[0] ? ends[0] : "");
             break;
         }
         if (t->kind == TK_DATA) {
@@ -1559,17 +1095,17 @@ static struct tn *parse_body(struct parser *P, const char *const *ends, const ch
             if (nt->kind == TK_NAME && nt->len > 3 &&
                 (memcmp(nt->s, "end", 3) == 0 || tok_is(nt, TK_NAME, "elif") ||
                  tok_is(nt, TK_NAME, "else"))) {
-                perr(P, nt->line, "unexpected '%.*s'", (int)(nt->len > 40 ? 40 : nt->len), nt->s);
+                tmpl_perr(P, nt->line, "unexpected '%.*s'", (int)(nt->len > 40 ? 40 : nt->len), nt->s);
                 break;
             }
             if (tok_is(nt, TK_NAME, "else") || tok_is(nt, TK_NAME, "elif")) {
-                perr(P, nt->line, "unexpected '%.*s'", (int)nt->len, nt->s);
+                tmpl_perr(P, nt->line, "unexpected '%.*s'", (int)nt->len, nt->s);
                 break;
             }
             n = parse_statement(P);
         } else {
             char buf[64];
-            perr(P, t->line, "unexpected %s", tok_desc(t, buf, sizeof(buf)));
+            tmpl_perr(P, t->line, "unexpected %s", tok_desc(t, buf, sizeof(buf)));
         }
         if (P->failed || !n)
             break;
@@ -1635,12 +1171,7 @@ struct tmpl *tmpl_new(const char *src, size_t len, char *err, size_t err_len)
     P.len = n;
     P.err = err;
     P.err_len = err_len;
-    if (memchr(t->src, 0, n)) {
-        perr(&P, 1 + count_lines(t->src, 0, (size_t)((char *)memchr(t->src, 0, n) - t->src)),
-             "NUL byte in template");
-        goto fail_parse;
-    }
-    if (lex(&P) < 0)
+    if (tmpl_lex(&P) < 0)
         goto fail_parse;
     int which;
     t->body = parse_body(&P, NULL, NULL, 1, &which);

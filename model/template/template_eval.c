@@ -71,47 +71,35 @@ void *tl_alloc(struct rctx *R, size_t n)
 
 /* ------------------------------------------------------------------ output buffers */
 
-int tl_sbuf_put(struct rctx *R, struct sbuf *b, const char *s, size_t n, int line)
+int tl_sbuf_put(struct rctx *R, struct strbuf *b, const char *s, size_t n, int line)
 {
     if (n == 0)
         return 0;
-    if (n > R->max_out || b->n > R->max_out - n)
+    if (n > R->max_out || b->len > R->max_out - n)
         return tl_fail(R, TMPL_ELIMIT, line, "output larger than %zu bytes", R->max_out);
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return tl_fail(R, TMPL_ENOMEM, line, "out of memory");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    if (strbuf_append(b, s, n) != 0)
+        return tl_fail(R, TMPL_ENOMEM, line, "out of memory");
     return 0;
 }
 
-int tl_sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line)
+int tl_sbuf_take(struct rctx *R, struct strbuf *b, struct tv *out, int line)
 {
-    char *s = tl_alloc(R, b->n + 1);
+    char *s = tl_alloc(R, b->len + 1);
     if (!s)
         return tl_nomem(R, line);
-    if (b->n)
-        memcpy(s, b->p, b->n);
-    s[b->n] = 0;
-    *out = tv_str(s, b->n);
-    b->n = 0;
+    if (b->len)
+        memcpy(s, b->data, b->len);
+    s[b->len] = 0;
+    *out = tv_str(s, b->len);
+    b->len = 0;
     return 0;
 }
 
-int tl_sbuf_finish(struct rctx *R, struct sbuf *b, int rc, struct tv *out, int line)
+int tl_sbuf_finish(struct rctx *R, struct strbuf *b, int rc, struct tv *out, int line)
 {
     if (rc >= 0)
         rc = tl_sbuf_take(R, b, out, line);
-    free(b->p);
-    *b = (struct sbuf){0};
+    strbuf_free(b);
     return rc < 0 ? R->err_code : 0;
 }
 
@@ -212,14 +200,14 @@ static int eval_args(struct rctx *R, struct scope *S, const struct tn *arg, stru
 /* Renders a body into a fresh buffer and returns it as a string value. */
 static int capture(struct rctx *R, struct scope *S, const struct tn *body, struct tv *out, int line)
 {
-    struct sbuf buf = {0};
-    struct sbuf *saved = R->out;
+    struct strbuf buf = {0};
+    struct strbuf *saved = R->out;
     R->out = &buf;
     int rc = exec_body(R, S, body);
     R->out = saved;
     if (rc >= 0)
         rc = tl_sbuf_take(R, &buf, out, line);
-    free(buf.p);
+    free(buf.data);
     return rc < 0 ? rc : 0;
 }
 
@@ -703,25 +691,25 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     struct scope root;
     memset(&root, 0, sizeof(root));
     R.root = &root;
-    struct sbuf buf = {0};
+    struct strbuf buf = {0};
     R.out = &buf;
     int rc = bind_context(&R, p);
     if (rc >= 0)
         rc = exec_body(&R, &root, body);
-    if (rc >= 0 && tl_sbuf_put(&R, &buf, "", 0, 1) >= 0 && !buf.p) {
-        buf.p = malloc(1);
-        if (buf.p)
-            buf.p[0] = 0;
+    if (rc >= 0 && tl_sbuf_put(&R, &buf, "", 0, 1) >= 0 && !buf.data) {
+        buf.data = malloc(1);
+        if (buf.data)
+            buf.data[0] = 0;
         else
             rc = tl_fail(&R, TMPL_ENOMEM, 1, "out of memory");
     }
     tmpl_arena_fini(&R.arena);
     if (rc < 0 || R.err_code) {
-        free(buf.p);
+        free(buf.data);
         return R.err_code ? R.err_code : rc;
     }
-    *out = buf.p;
+    *out = buf.data;
     if (out_len)
-        *out_len = buf.n;
+        *out_len = buf.len;
     return 0;
 }

@@ -145,4 +145,49 @@ struct tmpl_params;
 int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, size_t *out_len,
               char *err, size_t err_len);
 
+/* ---- lexer and parser state (template_lex.c, template.c) ---- */
+
+enum tk_kind {
+    TK_DATA,
+    TK_VAR_BEGIN,
+    TK_VAR_END,
+    TK_BLOCK_BEGIN,
+    TK_BLOCK_END,
+    TK_NAME,
+    TK_STRING,
+    TK_INT,
+    TK_FLOAT,
+    TK_OP,
+    TK_EOF,
+};
+
+struct tk {
+    enum tk_kind kind;
+    int line;
+    const char *s;      /* source text of the token (data, name, operator) */
+    size_t len;
+    struct tv val;      /* TK_STRING (decoded), TK_INT, TK_FLOAT */
+};
+
+struct parser {
+    struct tmpl_arena *arena;
+    const char *src;
+    size_t len;
+    struct tk *toks;
+    size_t n_toks;
+    size_t cap_toks;
+    size_t pos;
+    int depth;
+    int loop_depth;
+    int macro_depth;
+    char *err;
+    size_t err_len;
+    bool failed;
+};
+
+/* Records the first parse error ("line N: ..."); later ones are ignored. */
+void tmpl_perr(struct parser *P, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Lexes P->src into P->toks. Returns 0, or -1 with the error recorded. */
+int tmpl_lex(struct parser *P);
+
 #endif

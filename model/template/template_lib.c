@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ methods */
@@ -90,7 +91,8 @@ static bool all_chars(struct tv s, int kind)
         while (i + l < s.len && ((unsigned char)s.u.s[i + l] & 0xc0) == 0x80)
             l++;
         uint32_t c = tl_u8_decode(s.u.s + i, l);
-        bool is_up = tl_cp_lower(c) != c, is_low = tl_cp_upper(c) != c || c == 0xdf;
+        utf8proc_int32_t u = (utf8proc_int32_t)c;
+        bool is_up = utf8proc_tolower(u) != u, is_low = utf8proc_toupper(u) != u || c == 0xdf;
         i += l;
         switch (kind) {
         case M_ISDIGIT:
@@ -779,7 +781,7 @@ static int f_tojson(struct rctx *R, struct tv v, struct targs *a, struct tv *out
         o.item_sep = seps->u.l->items[0];
         o.key_sep = seps->u.l->items[1];
     }
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = tl_write_json(R, &b, v, &o, 0, line);
     return tl_sbuf_finish(R, &b, rc, out, line);
 }
@@ -813,7 +815,7 @@ static int f_indent(struct rctx *R, struct tv v, struct targs *a, struct tv *out
     struct tv s2, lines;
     if (tl_concat(R, s, tv_str("\n", 1), &s2, line) < 0 || splitlines(R, s2, false, &lines, line) < 0)
         return R->err_code;
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = 0;
     if (first && tv_truthy(*first))
         rc = tl_sbuf_put(R, &b, ind.u.s, ind.len, line);
@@ -936,7 +938,7 @@ static int f_escape(struct rctx *R, struct tv v, struct tv *out, int line)
     struct tv s;
     if (tl_to_str(R, v, &s, line) < 0)
         return R->err_code;
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = 0;
     size_t st = 0;
     for (size_t i = 0; i < s.len && rc >= 0; i++) {

@@ -3,15 +3,11 @@
 #ifndef CHATD_TEMPLATE_LIB_H
 #define CHATD_TEMPLATE_LIB_H
 
+#include "strbuf.h"
 #include "template_int.h"
 
 #define TL_MAX_ARGS 32
 
-struct sbuf {
-    char *p;
-    size_t n;
-    size_t cap;
-};
 
 struct scope;
 
@@ -19,7 +15,7 @@ struct rctx {
     struct tmpl_arena arena;
     const struct tmpl_params *params;
     struct scope *root;
-    struct sbuf *out;
+    struct strbuf *out;
     size_t max_out;
     uint64_t steps;
     uint64_t max_steps;
@@ -61,12 +57,12 @@ int tl_nomem(struct rctx *R, int line);
 int tl_undefined(struct rctx *R, int line, struct tv v);
 
 void *tl_alloc(struct rctx *R, size_t n);
-int tl_sbuf_put(struct rctx *R, struct sbuf *b, const char *s, size_t n, int line);
+int tl_sbuf_put(struct rctx *R, struct strbuf *b, const char *s, size_t n, int line);
 /* Copies b into the arena as a string value *out and empties b (keeps its storage). */
-int tl_sbuf_take(struct rctx *R, struct sbuf *b, struct tv *out, int line);
+int tl_sbuf_take(struct rctx *R, struct strbuf *b, struct tv *out, int line);
 /* Ends a function that built its result in b: when rc (the status so far) is not an
  * error, *out becomes b's text; frees b. Returns 0 or the render error code. */
-int tl_sbuf_finish(struct rctx *R, struct sbuf *b, int rc, struct tv *out, int line);
+int tl_sbuf_finish(struct rctx *R, struct strbuf *b, int rc, struct tv *out, int line);
 int tl_count_iteration(struct rctx *R, int line);
 int tl_call_macro(struct rctx *R, const struct tn *m, struct targs *a, struct tv *out, int line);
 int tl_apply_filter_chain(struct rctx *R, const struct tn *f, struct tv v, struct tv *out);
@@ -97,7 +93,7 @@ int tl_iterable(struct rctx *R, struct tv v, struct tv *out, int line);
 /* Looks a global (range, namespace, raise_exception, ...) up by name. */
 bool tl_global(struct rctx *R, struct tv name, struct tv *out);
 /* Appends Python's str(v) to b. */
-int tl_write_str(struct rctx *R, struct sbuf *b, struct tv v, int line);
+int tl_write_str(struct rctx *R, struct strbuf *b, struct tv v, int line);
 
 /* ---- shared by template_value.c and template_lib.c ---- */
 struct tl_json_opts {
@@ -121,7 +117,7 @@ int tl_list_value(struct rctx *R, size_t cap, enum tv_kind kind, struct tv *out,
 bool tv_equal(struct tv a, struct tv b);
 struct tv *tl_dict_find(struct tv_dict *d, struct tv key);
 int tl_to_str(struct rctx *R, struct tv v, struct tv *out, int line);
-int tl_write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct tl_json_opts *o, int level, int line);
+int tl_write_json(struct rctx *R, struct strbuf *b, struct tv v, const struct tl_json_opts *o, int level, int line);
 int tl_order(struct rctx *R, struct tv a, struct tv b, int *out, int line, int depth);
 int tl_contains(struct rctx *R, struct tv container, struct tv item, bool *out, int line);
 int tl_concat(struct rctx *R, struct tv a, struct tv b, struct tv *out, int line);
@@ -130,8 +126,8 @@ struct tv *tl_arg(struct targs *a, int i, const char *name);
 int tl_want_str(struct rctx *R, struct tv *v, const char *what, int line);
 int tl_want_int(struct rctx *R, struct tv *v, const char *what, int line);
 int tl_str_new(struct rctx *R, size_t n, char **p, int line);
-uint32_t tl_cp_upper(uint32_t c);
-uint32_t tl_cp_lower(uint32_t c);
+/* Whether a code point has case (an upper or lower form of its own, or U+00DF). */
+bool tl_is_cased(uint32_t c);
 uint32_t tl_u8_decode(const char *s, size_t l);
 int tl_case_map(struct rctx *R, struct tv s, int mode, struct tv *out, int line);
 struct tv tl_strip(struct tv s, const struct tv *chars, bool left, bool right);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ basic values */
@@ -159,26 +160,6 @@ static size_t u8_offset(const char *s, size_t n, size_t idx)
     return n;
 }
 
-static size_t put_utf8_len(uint32_t cp)
-{
-    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
-
-static void put_utf8(char *o, uint32_t cp)
-{
-    size_t l = put_utf8_len(cp);
-    if (l == 1) {
-        o[0] = (char)cp;
-        return;
-    }
-    static const unsigned char lead[] = {0, 0, 0xc0, 0xe0, 0xf0};
-    for (size_t k = l - 1; k > 0; k--) {
-        o[k] = (char)(0x80 | (cp & 0x3f));
-        cp >>= 6;
-    }
-    o[0] = (char)(lead[l] | cp);
-}
-
 static size_t u8_char_len(const char *s, size_t n, size_t i)
 {
     size_t j = i + 1;
@@ -304,12 +285,12 @@ int tl_dict_set_cstr(struct rctx *R, struct tv *d, bool create, const char *key,
 
 /* ------------------------------------------------------------------ str(), repr(), json */
 
-static int put(struct rctx *R, struct sbuf *b, const char *s, size_t n)
+static int put(struct rctx *R, struct strbuf *b, const char *s, size_t n)
 {
     return tl_sbuf_put(R, b, s, n, 0);
 }
 
-static int puts_(struct rctx *R, struct sbuf *b, const char *s)
+static int puts_(struct rctx *R, struct strbuf *b, const char *s)
 {
     return tl_sbuf_put(R, b, s, strlen(s), 0);
 }
@@ -369,9 +350,9 @@ static void format_float(double f, char *out, size_t n)
     (void)w;
 }
 
-static int write_repr(struct rctx *R, struct sbuf *b, struct tv v, int depth);
+static int write_repr(struct rctx *R, struct strbuf *b, struct tv v, int depth);
 
-static int write_str_quoted(struct rctx *R, struct sbuf *b, struct tv v)
+static int write_str_quoted(struct rctx *R, struct strbuf *b, struct tv v)
 {
     bool has_sq = memchr(v.u.s, '\'', v.len) != NULL;
     bool has_dq = memchr(v.u.s, '"', v.len) != NULL;
@@ -408,7 +389,7 @@ static int write_str_quoted(struct rctx *R, struct sbuf *b, struct tv v)
     return 0;
 }
 
-static int write_value(struct rctx *R, struct sbuf *b, struct tv v, bool repr, int depth)
+static int write_value(struct rctx *R, struct strbuf *b, struct tv v, bool repr, int depth)
 {
     char num[64];
     if (depth > 100)
@@ -461,12 +442,12 @@ static int write_value(struct rctx *R, struct sbuf *b, struct tv v, bool repr, i
     return 0;
 }
 
-static int write_repr(struct rctx *R, struct sbuf *b, struct tv v, int depth)
+static int write_repr(struct rctx *R, struct strbuf *b, struct tv v, int depth)
 {
     return write_value(R, b, v, true, depth);
 }
 
-int tl_write_str(struct rctx *R, struct sbuf *b, struct tv v, int line)
+int tl_write_str(struct rctx *R, struct strbuf *b, struct tv v, int line)
 {
     int rc = write_value(R, b, v, false, 0);
     if (rc < 0 && R->err_code && line) {
@@ -486,25 +467,25 @@ int tl_to_str(struct rctx *R, struct tv v, struct tv *out, int line)
         *out = tv_str("", 0);
         return 0;
     }
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = tl_write_str(R, &b, v, line);
     if (rc >= 0) {
-        char *s = tl_alloc(R, b.n + 1);
+        char *s = tl_alloc(R, b.len + 1);
         if (!s)
             rc = tl_nomem(R, line);
         else {
-            if (b.n)
-                memcpy(s, b.p, b.n);
-            s[b.n] = 0;
-            *out = tv_str(s, b.n);
+            if (b.len)
+                memcpy(s, b.data, b.len);
+            s[b.len] = 0;
+            *out = tv_str(s, b.len);
         }
     }
-    free(b.p);
+    free(b.data);
     return rc < 0 ? rc : 0;
 }
 
 
-static int json_string(struct rctx *R, struct sbuf *b, const char *s, size_t n, bool ascii)
+static int json_string(struct rctx *R, struct strbuf *b, const char *s, size_t n, bool ascii)
 {
     if (put(R, b, "\"", 1) < 0)
         return R->err_code;
@@ -557,7 +538,7 @@ static int json_string(struct rctx *R, struct sbuf *b, const char *s, size_t n, 
     return 0;
 }
 
-static int json_newline(struct rctx *R, struct sbuf *b, const struct tl_json_opts *o, int level)
+static int json_newline(struct rctx *R, struct strbuf *b, const struct tl_json_opts *o, int level)
 {
     if (o->indent < 0)
         return 0;
@@ -578,7 +559,7 @@ static int str_cmp(struct tv a, struct tv b)
     return a.len < b.len ? -1 : a.len > b.len;
 }
 
-int tl_write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct tl_json_opts *o,
+int tl_write_json(struct rctx *R, struct strbuf *b, struct tv v, const struct tl_json_opts *o,
                       int level, int line)
 {
     char num[64];
@@ -654,11 +635,11 @@ int tl_write_json(struct rctx *R, struct sbuf *b, struct tv v, const struct tl_j
                 if (json_string(R, b, k.u.s, k.len, o->ascii) < 0)
                     return R->err_code;
             } else if (k.kind == TV_NONE || k.kind == TV_BOOL || k.kind == TV_INT || k.kind == TV_FLOAT) {
-                struct sbuf t = {0};
+                struct strbuf t = {0};
                 int rc = tl_write_json(R, &t, k, o, level + 1, line);
                 if (rc >= 0)
-                    rc = json_string(R, b, t.p ? t.p : "", t.n, false);
-                free(t.p);
+                    rc = json_string(R, b, t.data ? t.data : "", t.len, false);
+                free(t.data);
                 if (rc < 0)
                     return rc;
             } else {
@@ -1100,60 +1081,19 @@ int tl_str_new(struct rctx *R, size_t n, char **p, int line)
 /* Simple case mapping for ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic:
  * the scripts where it keeps the UTF-8 length. Other characters are left as they
  * are (Python would also map, e.g., Armenian or Georgian). */
-uint32_t tl_cp_upper(uint32_t c)
+bool tl_is_cased(uint32_t c)
 {
-    if (c >= 'a' && c <= 'z')
-        return c - 32;
-    if (c < 0x80)
-        return c;
-    if ((c >= 0xe0 && c <= 0xfe && c != 0xf7) || (c >= 0x3b1 && c <= 0x3c9 && c != 0x3c2) ||
-        (c >= 0x430 && c <= 0x44f))
-        return c - 0x20;
-    if (c == 0xff)
-        return 0x178;
-    if (c == 0xb5)
-        return 0x39c;
-    if (c == 0x3c2)
-        return 0x3a3;
-    if (c >= 0x450 && c <= 0x45f)
-        return c - 0x50;
-    if (((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) && (c & 1))
-        return c - 1;
-    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) && !(c & 1))
-        return c - 1;
-    return c;
-}
-
-uint32_t tl_cp_lower(uint32_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c + 32;
-    if (c < 0x80)
-        return c;
-    if ((c >= 0xc0 && c <= 0xde && c != 0xd7) || (c >= 0x391 && c <= 0x3a9 && c != 0x3a2) ||
-        (c >= 0x410 && c <= 0x42f))
-        return c + 0x20;
-    if (c == 0x178)
-        return 0xff;
-    if (c >= 0x400 && c <= 0x40f)
-        return c + 0x50;
-    if (((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) && !(c & 1))
-        return c + 1;
-    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) && (c & 1))
-        return c + 1;
-    return c;
+    utf8proc_int32_t u = (utf8proc_int32_t)c;
+    return utf8proc_toupper(u) != u || utf8proc_tolower(u) != u || c == 0xdf;
 }
 
 /* Decodes the character at s[i] (length l); invalid sequences give U+FFFD. */
 uint32_t tl_u8_decode(const char *s, size_t l)
 {
-    unsigned char c = (unsigned char)s[0];
-    if (l == 1)
-        return c < 0x80 ? c : 0xfffd;
-    uint32_t cp = l == 2 ? c & 0x1fu : l == 3 ? c & 0x0fu : c & 0x07u;
-    for (size_t k = 1; k < l; k++)
-        cp = (cp << 6) | ((unsigned char)s[k] & 0x3fu);
-    return cp;
+    utf8proc_int32_t cp;
+    if (utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)l, &cp) != (utf8proc_ssize_t)l)
+        return 0xfffd;
+    return (uint32_t)cp;
 }
 
 static bool title_boundary(uint32_t c)
@@ -1171,20 +1111,22 @@ int tl_case_map(struct rctx *R, struct tv s, int mode, struct tv *out, int line)
         return R->err_code;
     bool word_start = true;
     size_t k = 0;
+    utf8proc_uint8_t buf[4];
     for (size_t i = 0; i < s.len;) {
         size_t l = u8_char_len(s.u.s, s.len, i);
         uint32_t c = tl_u8_decode(s.u.s + i, l);
         bool up = mode == 1 || (mode == 2 && i == 0) || (mode >= 3 && word_start);
-        uint32_t m = up ? tl_cp_upper(c) : tl_cp_lower(c);
-        bool cased = tl_cp_upper(c) != c || tl_cp_lower(c) != c || c == 0xdf;
+        uint32_t m = (uint32_t)(up ? utf8proc_toupper((utf8proc_int32_t)c)
+                                   : utf8proc_tolower((utf8proc_int32_t)c));
+        bool cased = tl_is_cased(c);
         if (mode == 3)
             word_start = !cased;
         else if (mode == 4)
             word_start = title_boundary(c);
         if (c == 0xdf && up) {
             memcpy(p + k, "SS", 2); /* Python: 'ß'.upper() == 'SS', same byte length */
-        } else if (m != c && put_utf8_len(m) == l) {
-            put_utf8(p + k, m);
+        } else if (m != c && utf8proc_encode_char((utf8proc_int32_t)m, buf) == (utf8proc_ssize_t)l) {
+            memcpy(p + k, buf, l); /* only where the UTF-8 length stays, as the string's does */
         } else {
             memcpy(p + k, s.u.s + i, l);
         }
@@ -1345,7 +1287,7 @@ int tl_split(struct rctx *R, struct tv s, struct tv *sep, int64_t maxsplit, bool
 int tl_replace(struct rctx *R, struct tv s, struct tv old, struct tv new, int64_t count,
                    struct tv *out, int line)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     size_t i = 0;
     int64_t done = 0;
     int rc = 0;
@@ -1378,7 +1320,7 @@ int tl_replace(struct rctx *R, struct tv s, struct tv old, struct tv new, int64_
 
 int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int line)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = 0;
     struct tv_list *l = items.u.l;
     for (size_t i = 0; i < l->n && rc >= 0; i++) {

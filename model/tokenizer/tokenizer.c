@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 const char *tok_strerror(int code)
 {
@@ -411,30 +412,6 @@ static void build_byte_map(struct tok_vocab *v)
     }
 }
 
-static size_t put_utf8(char *out, uint32_t cp)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static void build_byte_tokens(struct tok_vocab *v)
 {
     for (int b = 0; b < 256; b++) {
@@ -443,7 +420,7 @@ static void build_byte_tokens(struct tok_vocab *v)
         if (v->kind == TOK_KIND_SPM) {
             n = (size_t)snprintf(buf, sizeof(buf), "<0x%02X>", b);
         } else {
-            n = put_utf8(buf, v->byte_cp[b]);
+            n = (size_t)utf8proc_encode_char((utf8proc_int32_t)v->byte_cp[b], (utf8proc_uint8_t *)buf);
         }
         v->byte_tok[b] = tok_findn(v, buf, n);
     }
@@ -482,36 +459,6 @@ static int build_specials(struct tok_vocab *v)
     return 0;
 }
 
-/* Decodes one code point at s (n > 0 bytes); returns its length, or 0 if invalid. */
-static size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
-{
-    uint8_t c = s[0];
-    size_t len;
-    uint32_t min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, min = 0x80, *cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, min = 0x800, *cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, min = 0x10000, *cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        *cp = *cp << 6 | (s[i] & 0x3F);
-    }
-    if (*cp < min || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* Renders token i into out (at most its text length + 0 extra bytes: pieces never
  * grow, SPM "▁" -> " " and BPE code points -> bytes shrink). */
 static size_t render_piece(const struct tok_vocab *v, int32_t i, char *out)
@@ -542,17 +489,18 @@ static size_t render_piece(const struct tok_vocab *v, int32_t i, char *out)
         return o;
     }
     for (size_t k = 0; k < len;) {
-        uint32_t cp;
-        size_t n = utf8_decode((const uint8_t *)t + k, len - k, &cp);
-        if (n == 0) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)t + k,
+                                              (utf8proc_ssize_t)(len - k), &cp);
+        if (n <= 0) {
             out[o++] = t[k++]; /* not valid UTF-8: copy the byte */
         } else if (cp < 324 && v->cp_byte[cp] >= 0) {
             out[o++] = (char)v->cp_byte[cp];
-            k += n;
+            k += (size_t)n;
         } else {
-            memcpy(out + o, t + k, n); /* not a byte-level code point: keep it */
-            o += n;
-            k += n;
+            memcpy(out + o, t + k, (size_t)n); /* not a byte-level code point: keep it */
+            o += (size_t)n;
+            k += (size_t)n;
         }
     }
     return o;

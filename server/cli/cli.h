@@ -19,7 +19,6 @@ int cli_generate(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
-int cli_devices(int argc, char **argv);
 int cli_render_template(int argc, char **argv);
 /* cli_pull.c, cli_models.c: download models, list the model directory. */
 int cli_pull(int argc, char **argv);

@@ -134,7 +134,7 @@ static int respond_full(struct http_req *r, struct gen *g)
     if (g->q.chat)
         json_object_set_new(choice, "message", gen_message_json(g));
     else
-        json_object_set_new(choice, "text", json_string(g->content.data ? g->content.data : ""));
+        json_object_set_new(choice, "text", json_string(strbuf_str(&g->content)));
     json_object_set_new(choice, "logprobs",
                         g->logprobs ? json_pack("{s:O}", "content", g->logprobs) : json_null());
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", g->id, "object",

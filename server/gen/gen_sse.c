@@ -121,8 +121,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         bool over = gen_pump(g, 200, 1);
         queue_deltas(s);
         if (g->session_id[0] && g->reply_begun && !over)
-            store_reply_flush(g->srv->store, &g->reply, g->content.data ? g->content.data : "",
-                              g->reasoning.data ? g->reasoning.data : "", false);
+            store_reply_flush(g->srv->store, &g->reply, strbuf_str(&g->content),
+                              strbuf_str(&g->reasoning), false);
         if (over)
             queue_end(s);
         else if (s->out.len == 0 && now_ms() - s->last_ms > PING_INTERVAL_MS)

@@ -8,11 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *text_of(const struct strbuf *b)
-{
-    return b->data ? b->data : "";
-}
-
 json_t *gen_usage_json(const struct gen *g)
 {
     uint32_t cached = g->job ? g->job->n_cached : 0;
@@ -35,9 +30,9 @@ json_t *gen_context_json(const struct gen *g)
 
 json_t *gen_message_json(const struct gen *g)
 {
-    json_t *m = json_pack("{s:s, s:s}", "role", "assistant", "content", text_of(&g->content));
+    json_t *m = json_pack("{s:s, s:s}", "role", "assistant", "content", strbuf_str(&g->content));
     if (g->split_reasoning && g->reasoning.len)
-        json_object_set_new(m, "reasoning_content", json_string(text_of(&g->reasoning)));
+        json_object_set_new(m, "reasoning_content", json_string(strbuf_str(&g->reasoning)));
     return m;
 }
 
@@ -90,8 +85,8 @@ int gen_store_result(struct gen *g, enum store_msg_status status)
         int32_t *ids = reply_ids(g, &n);
         struct store_msg_in m = {
             .role = "assistant",
-            .content = text_of(&g->content),
-            .reasoning = text_of(&g->reasoning),
+            .content = strbuf_str(&g->content),
+            .reasoning = strbuf_str(&g->reasoning),
             .token_ids = ids,
             .n_token_ids = n,
             .n_tokens = n,

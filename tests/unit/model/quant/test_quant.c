@@ -1,26 +1,8 @@
 /* test_quant.c - block formats and dot kernels against naive double-precision loops,
- * SIMD against plain C, and the tiled kernels' batch invariance. */
-#include "test.h"
+ * SIMD against plain C, and the tiled kernels' batch invariance (the AVX-512 VNNI
+ * layouts are in test_quant_vnni.c). */
+#include "quant_test.h"
 
-#include "gguf.h"
-#include "quant.h"
-
-#include <stdint.h>
-
-static uint64_t rng_state = 12345;
-
-static double urand(void) /* [0, 1) */
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-
-static float nrand(void)
-{
-    double u1 = urand() + 1e-12;
-    double u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 static void test_fp16(void)
 {
@@ -45,10 +27,10 @@ static void test_fp16(void)
  * normal, subnormal, tie, overflowing and zero values. */
 static void test_fp16_row(void)
 {
-    enum { N = 4099 };
-    static float x[N];
-    static uint16_t y[N];
-    for (int i = 0; i < N; i++) {
+    enum { NR = 4099 };
+    static float x[NR];
+    static uint16_t y[NR];
+    for (int i = 0; i < NR; i++) {
         float scale = i % 4 == 0 ? 1e-6f : i % 4 == 1 ? 1.0f : i % 4 == 2 ? 3e4f : 1e5f;
         x[i] = nrand() * scale;
     }
@@ -56,8 +38,8 @@ static void test_fp16_row(void)
     x[1] = -0.0f;
     x[2] = 1.0f + 0x1.0p-11f;
     x[3] = 0x1.0p-25f;
-    quant_fp32_to_fp16_row(x, y, N);
-    for (int i = 0; i < N; i++)
+    quant_fp32_to_fp16_row(x, y, NR);
+    for (int i = 0; i < NR; i++)
         if (y[i] != quant_fp32_to_fp16(x[i]))
             ASSERT_INT_EQ(y[i], quant_fp32_to_fp16(x[i]));
 }
@@ -120,49 +102,10 @@ static void test_quantizers(void)
 }
 
 /* A random weight row of n values of `type` into buf (n a multiple of 256). */
-static void random_row(uint32_t type, float *tmp, uint8_t *buf, int n)
-{
-    for (int i = 0; i < n; i++)
-        tmp[i] = nrand() * 0.1f;
-    switch (type) {
-    case GGML_TYPE_F32:
-        memcpy(buf, tmp, (size_t)n * 4);
-        break;
-    case GGML_TYPE_F16:
-        for (int i = 0; i < n; i++)
-            ((uint16_t *)buf)[i] = quant_fp32_to_fp16(tmp[i]);
-        break;
-    case GGML_TYPE_Q8_0:
-        quant_row_q8_0(tmp, (struct quant_q8_0 *)buf, n);
-        break;
-    case GGML_TYPE_Q4_0:
-        quant_row_q4_0(tmp, (struct quant_q4_0 *)buf, n);
-        break;
-    default: { /* K-quants: random bits with sane super-scales */
-        size_t bytes = quant_row_bytes(type, n);
-        for (size_t i = 0; i < bytes; i++)
-            buf[i] = (uint8_t)(urand() * 256);
-        for (int b = 0; b < n / 256; b++) {
-            if (type == GGML_TYPE_Q4_K) {
-                struct quant_q4_k *k = (struct quant_q4_k *)buf + b;
-                k->d = quant_fp32_to_fp16(0.002f + 0.001f * (float)urand());
-                k->dmin = quant_fp32_to_fp16(0.001f * (float)urand());
-            } else {
-                struct quant_q6_k *k = (struct quant_q6_k *)buf + b;
-                k->d = quant_fp32_to_fp16(0.0005f + 0.0005f * (float)urand());
-            }
-        }
-        break;
-    }
-    }
-}
 
 static const uint32_t weight_types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_Q8_0,
                                         GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
 
-#define N 512
-#define ROWS 7
-#define TOKS 5
 
 /* Plain and SIMD dot products against a double loop over the dequantised operands. */
 static void test_dot_vs_double(void)
@@ -246,110 +189,6 @@ static void test_gemm_invariance(void)
     }
 }
 
-/* A repacked layout and its kernel against the plain dot of the original type. */
-static void repacked_case(uint32_t type)
-{
-    uint32_t rp = quant_repacked_type(type, N);
-    if (!rp)
-        return; /* no AVX-512 VNNI here: the layout is never used */
-    ASSERT_INT_EQ(quant_repacked_type(type, 96), 0);
-    ASSERT_INT_EQ(quant_repacked_type(GGML_TYPE_F16, N), 0);
-    uint32_t rat = quant_act_type(rp);
-    size_t ws = quant_row_bytes(type, N);
-    size_t as8 = quant_row_bytes(GGML_TYPE_Q8_0, N);
-    size_t asx = quant_row_bytes(rat, N);
-    ASSERT_INT_EQ(quant_row_bytes(rp, N), ws);
-    uint8_t *w = malloc(ws * ROWS), *wx = malloc(ws * ROWS);
-    uint8_t *a8 = malloc(as8 * TOKS), *ax = malloc(asx * TOKS);
-    static float tmp[N];
-    for (int r = 0; r < ROWS; r++) {
-        random_row(type, tmp, w + r * ws, N);
-        quant_repack_row(type, w + r * ws, wx + r * ws, N);
-    }
-    for (int c = 0; c < TOKS; c++) {
-        for (int i = 0; i < N; i++)
-            tmp[i] = nrand();
-        quant_act_row(GGML_TYPE_Q8_0, tmp, a8 + c * as8, N);
-        quant_act_row(rat, tmp, ax + c * asx, N);
-    }
-    float big[TOKS][ROWS];
-    quant_gemm_fn gemm = quant_gemm(rp);
-    gemm(N, wx, ws, ROWS, ax, asx, TOKS, &big[0][0], ROWS);
-    int bad = 0;
-    for (int r = 0; r < ROWS; r++) {
-        for (int c = 0; c < TOKS; c++) {
-            float one;
-            gemm(N, wx + r * ws, ws, 1, ax + c * asx, asx, 1, &one, 1);
-            float ref = quant_dot_plain(type)(N, w + r * ws, a8 + c * as8);
-            if (memcmp(&one, &big[c][r], sizeof(one)) != 0)
-                bad |= 1;
-            if (fabs(ref - one) > 1e-4 * (fabs(ref) + 1))
-                bad |= 2;
-        }
-    }
-    free(w);
-    free(wx);
-    free(a8);
-    free(ax);
-    ASSERT_INT_EQ(bad, 0);
-}
-
-static void test_q4_0x4(void)
-{
-    repacked_case(GGML_TYPE_Q4_0);
-}
-
-static void test_q8_0x4(void)
-{
-    repacked_case(GGML_TYPE_Q8_0);
-}
-
-/* The X4 activation layouts hold, per block, the bytes, scale and quant sums that
- * quant_act_q8_0 gives (ties and an all-zero block included). */
-static void test_act_x4_layout(void)
-{
-    if (!quant_repacked_type(GGML_TYPE_Q4_0, 256))
-        return; /* no AVX-512 VNNI here: the layouts are never used */
-    enum { NV = 256 };
-    static float x[NV];
-    for (int i = 0; i < NV; i++)
-        x[i] = i < 32 ? fminf(fmaxf(nrand() * 30.0f, -120.0f), 120.0f) : nrand();
-    x[0] = 127.0f; /* block 0: scale 1, so these products are exact halves */
-    x[1] = 2.5f;
-    x[2] = -3.5f;
-    x[3] = 0.5f;
-    for (int i = 64; i < 96; i++)
-        x[i] = 0.0f;
-    struct quant_q8_0 ref[NV / 32];
-    quant_act_q8_0(x, ref, NV);
-    ASSERT_INT_EQ(ref[0].qs[1], 2);
-    ASSERT_INT_EQ(ref[0].qs[2], -4);
-    static struct quant_q8_0x4a a[NV / 128];
-    static struct quant_q8_0x4b b[NV / 128];
-    quant_act_row(QUANT_TYPE_Q8_0X4A, x, a, NV);
-    quant_act_row(QUANT_TYPE_Q8_0X4B, x, b, NV);
-    for (int blk = 0; blk < NV / 32; blk++) {
-        int g = blk / 4, j = blk % 4;
-        const int8_t *q = ref[blk].qs;
-        float d = quant_fp16_to_fp32(ref[blk].d);
-        ASSERT_INT_EQ(memcmp(a[g].lo + 16 * j, q, 16), 0);
-        ASSERT_INT_EQ(memcmp(a[g].hi + 16 * j, q + 16, 16), 0);
-        ASSERT_INT_EQ(memcmp(b[g].qs + 32 * j, q, 32), 0);
-        for (int k = 0; k < 4; k++) {
-            int s = 0;
-            for (int i = 4 * k; i < 4 * k + 4; i++)
-                s += q[i] + q[16 + i];
-            ASSERT_INT_EQ(a[g].corr[4 * j + k], -8 * s);
-            ASSERT_TRUE(a[g].d[4 * j + k] == d);
-        }
-        for (int k = 0; k < 8; k++) {
-            int s = q[4 * k] + q[4 * k + 1] + q[4 * k + 2] + q[4 * k + 3];
-            ASSERT_INT_EQ(b[g].corr[8 * j + k], -128 * s);
-            ASSERT_TRUE(b[g].d[8 * j + k] == d);
-        }
-    }
-}
-
 static void test_axpy(void)
 {
     uint16_t x[37];
@@ -374,9 +213,6 @@ int main(void)
     RUN(test_quantizers);
     RUN(test_dot_vs_double);
     RUN(test_gemm_invariance);
-    RUN(test_q4_0x4);
-    RUN(test_q8_0x4);
-    RUN(test_act_x4_layout);
     RUN(test_axpy);
     /* the same checks with the plain kernels forced */
     quant_force_plain(true);
