@@ -204,23 +204,17 @@ int mdl_mkdirs(const char *path)
     return 0;
 }
 
-/* The shape: Qwen2-like (q/k/v biases, 4 query heads sharing 2 KV heads, rope base
- * 1e6), 64 wide and 2 layers deep, so it loads in milliseconds and takes ~1 MB. */
+/* The shape: the generator's tiny Qwen2 preset (q/k/v biases, 4 query heads sharing 2
+ * KV heads, rope base 1e6), 64 wide and 2 layers deep, so it loads in milliseconds and
+ * takes ~1 MB; Q8_0 weights, a 2048-token context and a seed of its own. */
 static void demo_params(struct mdl_gen_params *p)
 {
     mdl_gen_default_params(p);
     p->arch = MDL_ARCH_QWEN2;
     p->type = GGML_TYPE_Q8_0;
-    p->n_embd = 64;
-    p->n_layer = 2;
-    p->n_head = 4;
-    p->n_head_kv = 2;
-    p->n_ff = 160;
+    mdl_gen_preset(p, "tiny");
     p->n_ctx = 2048;
     p->seed = 7007;
-    p->rope_freq_base = 1000000.0f;
-    p->rms_eps = 1e-6f;
-    p->tied_output = 0;
 }
 
 /* True when path holds a GGUF file that our tokenizer loads. */

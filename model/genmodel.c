@@ -199,64 +199,14 @@ static int add_matrix(struct gen_state *g, const char *name, uint64_t fan_in, ui
 static int copy_kv(struct gguf_writer *w, const struct gguf_file *v, const struct gguf_kv *kv,
                    const char *key)
 {
-    const uint8_t *d = kv->data;
-    switch (kv->type) {
-    case GGUF_TYPE_UINT8:
-        return gguf_writer_add_u8(w, key, d[0]);
-    case GGUF_TYPE_INT8:
-        return gguf_writer_add_i8(w, key, (int8_t)d[0]);
-    case GGUF_TYPE_BOOL:
-        return gguf_writer_add_bool(w, key, d[0] != 0);
-    case GGUF_TYPE_UINT16: {
-        uint16_t x;
-        memcpy(&x, d, 2);
-        return gguf_writer_add_u16(w, key, x);
+    if (kv->type == GGUF_TYPE_STRING) {
+        struct gguf_str s;
+        int rc = gguf_kv_str(kv, &s);
+        return rc ? rc : gguf_writer_add_strn(w, key, s.ptr, (size_t)s.len);
     }
-    case GGUF_TYPE_INT16: {
-        int16_t x;
-        memcpy(&x, d, 2);
-        return gguf_writer_add_i16(w, key, x);
-    }
-    case GGUF_TYPE_UINT32: {
-        uint32_t x;
-        memcpy(&x, d, 4);
-        return gguf_writer_add_u32(w, key, x);
-    }
-    case GGUF_TYPE_INT32: {
-        int32_t x;
-        memcpy(&x, d, 4);
-        return gguf_writer_add_i32(w, key, x);
-    }
-    case GGUF_TYPE_FLOAT32: {
-        float x;
-        memcpy(&x, d, 4);
-        return gguf_writer_add_f32(w, key, x);
-    }
-    case GGUF_TYPE_UINT64: {
-        uint64_t x;
-        memcpy(&x, d, 8);
-        return gguf_writer_add_u64(w, key, x);
-    }
-    case GGUF_TYPE_INT64: {
-        int64_t x;
-        memcpy(&x, d, 8);
-        return gguf_writer_add_i64(w, key, x);
-    }
-    case GGUF_TYPE_FLOAT64: {
-        double x;
-        memcpy(&x, d, 8);
-        return gguf_writer_add_f64(w, key, x);
-    }
-    case GGUF_TYPE_STRING: {
-        uint64_t len;
-        memcpy(&len, d, 8);
-        return gguf_writer_add_strn(w, key, (const char *)d + 8, (size_t)len);
-    }
-    case GGUF_TYPE_ARRAY:
-        break;
-    default:
-        return MDL_EFORMAT;
-    }
+    if (kv->type != GGUF_TYPE_ARRAY)
+        return gguf_type_size(kv->type) ? gguf_writer_add_scalar(w, key, kv->type, kv->data)
+                                        : MDL_EFORMAT;
     if (kv->arr_type != GGUF_TYPE_STRING)
         return gguf_writer_add_arr(w, key, kv->arr_type, kv->data, kv->arr_n);
     char **strs = calloc(kv->arr_n ? kv->arr_n : 1, sizeof(*strs));

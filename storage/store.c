@@ -147,6 +147,19 @@ int sdb_exec_stmt(struct store *st, sqlite3_stmt *s)
     return rc == SQLITE_DONE ? 0 : rc == SQLITE_ROW ? 0 : rc;
 }
 
+int sdb_exec_ints(struct store *st, const char *sql, const int64_t *v, int n)
+{
+    sqlite3_stmt *s = sdb_prep(st, sql);
+    if (!s)
+        return STORE_ESQL;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = sdb_bind_int(st, s, i + 1, v[i]);
+    rc = rc ? rc : sdb_exec_stmt(st, s);
+    sdb_done(s);
+    return rc;
+}
+
 int sdb_bind_text(struct store *st, sqlite3_stmt *s, int i, const char *v)
 {
     int rc = sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);

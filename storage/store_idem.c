@@ -145,12 +145,7 @@ int store_idem_get(struct store *st, int64_t user_id, const char *key, char *req
 static int prune_tx(struct store *st, void *ctx)
 {
     struct idem_ctx *c = ctx;
-    sqlite3_stmt *s = sdb_prep(st, sql_idem_prune);
-    if (!s)
-        return STORE_ESQL;
-    int rc = sdb_bind_int(st, s, 1, c->before_ms);
-    rc = rc ? rc : sdb_exec_stmt(st, s);
-    sdb_done(s);
+    int rc = sdb_exec_ints(st, sql_idem_prune, &c->before_ms, 1);
     c->n = rc == 0 ? sqlite3_changes64(sdb_db(st)) : 0;
     return rc;
 }

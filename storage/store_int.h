@@ -77,6 +77,9 @@ int sdb_step(struct store *st, sqlite3_stmt *s);
 int sdb_exec_stmt(struct store *st, sqlite3_stmt *s);
 /* Resets a statement after use (keeps it cached). */
 void sdb_done(sqlite3_stmt *s);
+/* Prepares, binds the integers v[0..n) to ?1..?n, runs and resets a statement that
+ * returns no rows: 0 or STORE_E*. sqlite3_changes() then counts the rows it changed. */
+int sdb_exec_ints(struct store *st, const char *sql, const int64_t *v, int n);
 
 /* Binding helpers: text is bound SQLITE_STATIC (the caller's string outlives the
  * statement's use); NULL binds "". Return 0 or STORE_E*. */
@@ -115,10 +118,14 @@ int sdb_session_touch(struct store *st, const char *id);
  * billed at the price in force at `at_ms`. */
 int sdb_usage_insert(struct store *st, const struct store_usage_in *u, int64_t at_ms,
                      struct store_usage *out);
-/* Messages (store_messages.c): validation, the token BLOB, and an insert into a
- * session whose ownership the caller checked (moves the session's updated time). */
+/* Messages (store_messages.c): validation; binding a message's content, reasoning,
+ * n_tokens, token ids (a BLOB), fingerprint and status to parameters first..first+5;
+ * a status read back from its name (unknown names and NULL: STORE_MSG_ERROR); and an
+ * insert into a session whose ownership the caller checked (moves the session's
+ * updated time). */
 int sdb_check_msg(const struct store_msg_in *m);
-int sdb_bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n);
+int sdb_bind_msg(struct store *st, sqlite3_stmt *s, int first, const struct store_msg_in *m);
+enum store_msg_status sdb_status_parse(const char *s);
 int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
                    int64_t *id, int64_t *seq);
 /* Validates a usage record (store_usage.c). */

@@ -32,7 +32,7 @@ const char *store_status_name(enum store_msg_status s)
     return "error";
 }
 
-static enum store_msg_status status_parse(const char *s)
+enum store_msg_status sdb_status_parse(const char *s)
 {
     for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
         if (s && strcmp(s, status_names[i]) == 0)
@@ -63,7 +63,7 @@ int sdb_check_msg(const struct store_msg_in *m)
     return 0;
 }
 
-int sdb_bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n)
+static int bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids, size_t n)
 {
     if (!ids || n == 0)
         return sqlite3_bind_null(s, i) == SQLITE_OK ? 0 : sdb_sqlerr(st, SQLITE_ERROR, "bind");
@@ -79,6 +79,16 @@ int sdb_bind_tokens(struct store *st, sqlite3_stmt *s, int i, const int32_t *ids
     }
     int rc = sqlite3_bind_blob64(s, i, buf, (sqlite3_uint64)n * 4, free);
     return rc == SQLITE_OK ? 0 : sdb_sqlerr(st, rc, "bind tokens");
+}
+
+int sdb_bind_msg(struct store *st, sqlite3_stmt *s, int first, const struct store_msg_in *m)
+{
+    int rc = sdb_bind_text(st, s, first, m->content);
+    rc = rc ? rc : sdb_bind_text(st, s, first + 1, m->reasoning);
+    rc = rc ? rc : sdb_bind_int(st, s, first + 2, m->n_tokens);
+    rc = rc ? rc : bind_tokens(st, s, first + 3, m->token_ids, m->n_token_ids);
+    rc = rc ? rc : sdb_bind_text(st, s, first + 4, m->fingerprint);
+    return rc ? rc : sdb_bind_text(st, s, first + 5, store_status_name(m->status));
 }
 
 int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
@@ -99,12 +109,7 @@ int sdb_msg_insert(struct store *st, const char *session_id, const struct store_
     rc = sdb_bind_text(st, s, 1, session_id);
     rc = rc ? rc : sdb_bind_int(st, s, 2, next);
     rc = rc ? rc : sdb_bind_text(st, s, 3, m->role);
-    rc = rc ? rc : sdb_bind_text(st, s, 4, m->content);
-    rc = rc ? rc : sdb_bind_text(st, s, 5, m->reasoning);
-    rc = rc ? rc : sdb_bind_int(st, s, 6, m->n_tokens);
-    rc = rc ? rc : sdb_bind_tokens(st, s, 7, m->token_ids, m->n_token_ids);
-    rc = rc ? rc : sdb_bind_text(st, s, 8, m->fingerprint);
-    rc = rc ? rc : sdb_bind_text(st, s, 9, store_status_name(m->status));
+    rc = rc ? rc : sdb_bind_msg(st, s, 4, m);
     rc = rc ? rc : sdb_bind_int(st, s, 10, sdb_now(st));
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
@@ -192,7 +197,7 @@ static int msg_from_row(sqlite3_stmt *s, struct store_message *m)
         }
     }
     sdb_col_copy(s, 7, m->fingerprint, sizeof(m->fingerprint));
-    m->status = status_parse((const char *)sqlite3_column_text(s, 8));
+    m->status = sdb_status_parse((const char *)sqlite3_column_text(s, 8));
     m->created_ms = sqlite3_column_int64(s, 9);
     if (!m->content || !m->reasoning || (m->n_token_ids && !m->token_ids))
         return sdb_fail(STORE_ENOMEM, "message list: out of memory");

@@ -225,15 +225,8 @@ static int batch_tx(struct store *st, void *ctx)
             return rc;
         if (d->completion_tokens < 0) /* store_reply_flush: counts unknown */
             continue;
-        s = sdb_prep(st, sql_pending_flush);
-        if (!s)
-            return STORE_ESQL;
-        rc = sdb_bind_int(st, s, 1, d->msg_id);
-        rc = rc ? rc : sdb_bind_int(st, s, 2, d->completion_tokens);
-        rc = rc ? rc : sdb_bind_int(st, s, 3, d->reasoning_tokens);
-        rc = rc ? rc : sdb_exec_stmt(st, s);
-        sdb_done(s);
-        if (rc)
+        const int64_t counts[] = {d->msg_id, d->completion_tokens, d->reasoning_tokens};
+        if ((rc = sdb_exec_ints(st, sql_pending_flush, counts, 3)))
             return rc;
     }
     return 0;
@@ -332,24 +325,14 @@ static int finish_update(struct store *st, struct finish_ctx *c)
         return STORE_ESQL;
     const struct store_msg_in *m = c->m;
     int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
-    rc = rc ? rc : sdb_bind_text(st, s, 2, m->content);
-    rc = rc ? rc : sdb_bind_text(st, s, 3, m->reasoning);
-    rc = rc ? rc : sdb_bind_int(st, s, 4, m->n_tokens);
-    rc = rc ? rc : sdb_bind_tokens(st, s, 5, m->token_ids, m->n_token_ids);
-    rc = rc ? rc : sdb_bind_text(st, s, 6, m->fingerprint);
-    rc = rc ? rc : sdb_bind_text(st, s, 7, store_status_name(m->status));
+    rc = rc ? rc : sdb_bind_msg(st, s, 2, m);
     rc = rc ? rc : sdb_bind_text(st, s, 8, c->r->session_id);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
     if (rc)
         return rc;
     bool stored = sqlite3_changes(sdb_db(st)) == 1;
-    s = sdb_prep(st, sql_pending_delete);
-    if (!s)
-        return STORE_ESQL;
-    rc = sdb_bind_int(st, s, 1, c->r->msg_id);
-    rc = rc ? rc : sdb_exec_stmt(st, s);
-    sdb_done(s);
+    rc = sdb_exec_ints(st, sql_pending_delete, &c->r->msg_id, 1);
     if (rc || !stored)
         return rc;
     c->msg_id = c->r->msg_id;

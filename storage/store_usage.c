@@ -306,11 +306,7 @@ static void usage_from_row(sqlite3_stmt *s, struct store_usage *u)
     u->reasoning_tokens = sqlite3_column_int64(s, 8);
     u->price_id = sqlite3_column_int64(s, 9);
     u->cost_micros = sqlite3_column_int64(s, 10);
-    const char *status = (const char *)sqlite3_column_text(s, 11);
-    u->status = !status                           ? STORE_MSG_ERROR
-                : strcmp(status, "complete") == 0 ? STORE_MSG_COMPLETE
-                : strcmp(status, "partial") == 0  ? STORE_MSG_PARTIAL
-                                                  : STORE_MSG_ERROR;
+    u->status = sdb_status_parse((const char *)sqlite3_column_text(s, 11));
     u->created_ms = sqlite3_column_int64(s, 12);
 }
 

@@ -194,13 +194,8 @@ struct quota_ctx {
 static int user_quota_tx(struct store *st, void *ctx)
 {
     struct quota_ctx *c = ctx;
-    sqlite3_stmt *s = sdb_prep(st, sql_user_quota);
-    if (!s)
-        return STORE_ESQL;
-    int rc = sdb_bind_int(st, s, 1, c->id);
-    rc = rc ? rc : sdb_bind_int(st, s, 2, c->quota);
-    rc = rc ? rc : sdb_exec_stmt(st, s);
-    sdb_done(s);
+    const int64_t params[] = {c->id, c->quota};
+    int rc = sdb_exec_ints(st, sql_user_quota, params, 2);
     if (rc == 0 && sqlite3_changes(sdb_db(st)) == 0)
         rc = sdb_fail(STORE_ENOTFOUND, "user %lld not found", (long long)c->id);
     return rc;

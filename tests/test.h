@@ -4,6 +4,8 @@
  * A failed ASSERT_* prints both sides with file:line and makes the current test
  * fail (it returns from the test function); the process exits non-zero when any
  * test failed. The last line printed is "N passed, N failed".
+ * Below the harness: small helpers the tests share (fixture paths, reading a whole file,
+ * removing a directory or a database, a seeded random generator).
  */
 #ifndef CHATD_TEST_H
 #define CHATD_TEST_H
@@ -69,6 +71,13 @@ static int test_cur_failed;
             TEST_FAIL_("%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b, a_, b_, (double)(tol));  \
     } while (0)
 
+/* `call` fails with error code `code`, and the error text `err` contains `needle`. */
+#define ASSERT_ERR(call, code, err, needle)                                               \
+    do {                                                                                  \
+        ASSERT_INT_EQ(call, code);                                                        \
+        ASSERT_STR_CONTAINS(err, needle);                                                 \
+    } while (0)
+
 #define RUN(fn)                                                                           \
     do {                                                                                  \
         test_cur_failed = 0;                                                              \
@@ -93,6 +102,79 @@ static inline const char *test_fixture(const char *rel)
     const char *dir = getenv("CHATD_FIXTURES");
     snprintf(buf, sizeof(buf), "%s/%s", dir ? dir : "tests/fixtures", rel);
     return buf;
+}
+
+/* The whole file at path, NUL-terminated (the NUL not counted in *len), or NULL when it
+ * cannot be read (*len is then 0). Free with free(). */
+static inline void *test_read_file(const char *path, size_t *len)
+{
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
+/* Removes directory dir and everything in it (rm -rf); says so on stderr when it cannot. */
+static inline void test_remove_dir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* Removes the SQLite database at path with its -wal and -shm files. */
+static inline void test_remove_db(const char *path)
+{
+    char p[600];
+    remove(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    remove(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    remove(p);
+}
+
+/* A seeded random generator for test data (a 64-bit LCG): each test program has one
+ * sequence, restarted by test_rng_seed (the seed before any call is 12345). */
+static inline uint64_t *test_rng_state_(void)
+{
+    static uint64_t state = 12345;
+    return &state;
+}
+
+static inline void test_rng_seed(uint64_t seed)
+{
+    *test_rng_state_() = seed;
+}
+
+/* Uniform in [0, 1). */
+static inline double test_urand(void)
+{
+    uint64_t *s = test_rng_state_();
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) * 0x1.0p-53;
+}
+
+/* Standard normal (Box-Muller). */
+static inline float test_nrand(void)
+{
+    double u1 = test_urand() + 1e-12;
+    double u2 = test_urand();
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
 #endif

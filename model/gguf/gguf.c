@@ -258,20 +258,25 @@ static struct gguf_str tensor_name(const struct gguf_file *f, uint32_t i)
     return f->tensors[i].name;
 }
 
+/* The slot of name in the table: the one that holds it, else the empty one where it
+ * would go (the table is at most half full, so there is one). */
+static size_t hash_slot(const struct gguf_file *f, const uint32_t *tab, size_t mask,
+                        name_at_fn name_at, const char *name, size_t len)
+{
+    size_t h = (size_t)hash_bytes(name, len) & mask;
+    while (tab[h] && !str_eq(name_at(f, tab[h] - 1), name, len))
+        h = (h + 1) & mask;
+    return h;
+}
+
 /* Looks name up; returns the entry index or -1. */
 static int64_t hash_find(const struct gguf_file *f, const uint32_t *tab, size_t mask,
                          name_at_fn name_at, const char *name, size_t len)
 {
     if (!tab)
         return -1;
-    size_t h = (size_t)hash_bytes(name, len) & mask;
-    while (tab[h]) {
-        uint32_t i = tab[h] - 1;
-        if (str_eq(name_at(f, i), name, len))
-            return i;
-        h = (h + 1) & mask;
-    }
-    return -1;
+    size_t h = hash_slot(f, tab, mask, name_at, name, len);
+    return tab[h] ? (int64_t)tab[h] - 1 : -1;
 }
 
 /* Builds the index of n names; returns the index of a duplicate in *dup (or -1). */
@@ -286,14 +291,10 @@ static int hash_build(const struct gguf_file *f, uint64_t n, name_at_fn name_at,
     *mask = cap - 1;
     for (uint32_t i = 0; i < n; i++) {
         struct gguf_str s = name_at(f, i);
-        size_t h = (size_t)hash_bytes(s.ptr, (size_t)s.len) & *mask;
-        while ((*tab)[h]) {
-            struct gguf_str o = name_at(f, (*tab)[h] - 1);
-            if (str_eq(o, s.ptr, (size_t)s.len)) {
-                *dup = i;
-                return 0;
-            }
-            h = (h + 1) & *mask;
+        size_t h = hash_slot(f, *tab, *mask, name_at, s.ptr, (size_t)s.len);
+        if ((*tab)[h]) {
+            *dup = i;
+            return 0;
         }
         (*tab)[h] = i + 1;
     }

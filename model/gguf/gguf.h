@@ -196,7 +196,12 @@ void gguf_writer_free(struct gguf_writer *w); /* accepts NULL */
 /* Overrides the version field written in the header (default 3). */
 void gguf_writer_set_version(struct gguf_writer *w, uint32_t version);
 
-/* Scalar kvs. */
+/* A scalar kv of GGUF type `type` (not STRING or ARRAY) whose value is read from
+ * `value`: gguf_type_size(type) bytes in host order, such as a gguf_kv's data. Returns
+ * GGUF_EINVAL for STRING, ARRAY and unknown types. */
+int gguf_writer_add_scalar(struct gguf_writer *w, const char *key, uint32_t type,
+                           const void *value);
+/* Typed scalar kvs. */
 int gguf_writer_add_u8(struct gguf_writer *w, const char *key, uint8_t v);
 int gguf_writer_add_i8(struct gguf_writer *w, const char *key, int8_t v);
 int gguf_writer_add_u16(struct gguf_writer *w, const char *key, uint16_t v);

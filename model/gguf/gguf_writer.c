@@ -111,109 +111,23 @@ void gguf_writer_set_version(struct gguf_writer *w, uint32_t version)
 
 /* ---- kvs ------------------------------------------------------------------------- */
 
-/* Appends key and type tag; the caller appends the value. On failure the buffer is
- * rolled back by the caller via `mark`. */
+/* Appends key and type tag; the caller appends the value, then ends the kv with kv_end
+ * (which rolls the buffer back to the caller's `mark` on failure). */
 static int kv_begin(struct gguf_writer *w, const char *key, uint32_t type)
 {
     int rc = wbuf_str(&w->kv, key, strlen(key));
     return rc ? rc : wbuf_le(&w->kv, type, 4);
 }
 
-/* Adds one scalar kv whose value is the low `size` bytes of v. */
-static int add_scalar(struct gguf_writer *w, const char *key, uint32_t type, uint64_t v)
+/* Counts a kv whose bytes went in after `mark`, or on failure (rc != 0) takes them back
+ * out. Returns rc. */
+static int kv_end(struct gguf_writer *w, size_t mark, int rc)
 {
-    size_t mark = w->kv.n;
-    int rc = kv_begin(w, key, type);
-    if (!rc)
-        rc = wbuf_le(&w->kv, v, (int)gguf_type_size(type));
-    if (rc) {
+    if (rc)
         w->kv.n = mark;
-        return rc;
-    }
-    w->n_kv++;
-    if (type == GGUF_TYPE_UINT32 && strcmp(key, "general.alignment") == 0) {
-        uint32_t a = (uint32_t)v;
-        w->alignment = (a && (a & (a - 1)) == 0) ? a : GGUF_DEFAULT_ALIGNMENT;
-    }
-    return 0;
-}
-
-int gguf_writer_add_u8(struct gguf_writer *w, const char *key, uint8_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_UINT8, v);
-}
-
-int gguf_writer_add_i8(struct gguf_writer *w, const char *key, int8_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_INT8, (uint8_t)v);
-}
-
-int gguf_writer_add_u16(struct gguf_writer *w, const char *key, uint16_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_UINT16, v);
-}
-
-int gguf_writer_add_i16(struct gguf_writer *w, const char *key, int16_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_INT16, (uint16_t)v);
-}
-
-int gguf_writer_add_u32(struct gguf_writer *w, const char *key, uint32_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_UINT32, v);
-}
-
-int gguf_writer_add_i32(struct gguf_writer *w, const char *key, int32_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_INT32, (uint32_t)v);
-}
-
-int gguf_writer_add_u64(struct gguf_writer *w, const char *key, uint64_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_UINT64, v);
-}
-
-int gguf_writer_add_i64(struct gguf_writer *w, const char *key, int64_t v)
-{
-    return add_scalar(w, key, GGUF_TYPE_INT64, (uint64_t)v);
-}
-
-int gguf_writer_add_f32(struct gguf_writer *w, const char *key, float v)
-{
-    uint32_t bits;
-    memcpy(&bits, &v, sizeof(bits));
-    return add_scalar(w, key, GGUF_TYPE_FLOAT32, bits);
-}
-
-int gguf_writer_add_f64(struct gguf_writer *w, const char *key, double v)
-{
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof(bits));
-    return add_scalar(w, key, GGUF_TYPE_FLOAT64, bits);
-}
-
-int gguf_writer_add_bool(struct gguf_writer *w, const char *key, bool v)
-{
-    return add_scalar(w, key, GGUF_TYPE_BOOL, v ? 1 : 0);
-}
-
-int gguf_writer_add_strn(struct gguf_writer *w, const char *key, const char *s, size_t len)
-{
-    size_t mark = w->kv.n;
-    int rc = kv_begin(w, key, GGUF_TYPE_STRING);
-    if (!rc)
-        rc = wbuf_str(&w->kv, s, len);
-    if (rc) {
-        w->kv.n = mark;
-        return rc;
-    }
-    w->n_kv++;
-    return 0;
-}
-
-int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *s)
-{
-    return gguf_writer_add_strn(w, key, s, strlen(s));
+    else
+        w->n_kv++;
+    return rc;
 }
 
 /* Reads host element i of a scalar array of GGUF type t as raw bits. */
@@ -241,6 +155,76 @@ static uint64_t host_elem(uint32_t t, const void *data, uint64_t i)
     }
 }
 
+/* kv_begin for an array: also appends the element type and count; the caller appends
+ * the elements. */
+static int arr_begin(struct gguf_writer *w, const char *key, uint32_t elem_type, uint64_t n)
+{
+    int rc = kv_begin(w, key, GGUF_TYPE_ARRAY);
+    if (!rc)
+        rc = wbuf_le(&w->kv, elem_type, 4);
+    return rc ? rc : wbuf_le(&w->kv, n, 8);
+}
+
+int gguf_writer_add_scalar(struct gguf_writer *w, const char *key, uint32_t type, const void *value)
+{
+    int size = (int)gguf_type_size(type);
+    if (size == 0)
+        return GGUF_EINVAL;
+    uint64_t v = host_elem(type, value, 0);
+    size_t mark = w->kv.n;
+    int rc = kv_begin(w, key, type);
+    if (!rc)
+        rc = wbuf_le(&w->kv, v, size);
+    if ((rc = kv_end(w, mark, rc)))
+        return rc;
+    if (type == GGUF_TYPE_UINT32 && strcmp(key, "general.alignment") == 0) {
+        uint32_t a = (uint32_t)v;
+        w->alignment = (a && (a & (a - 1)) == 0) ? a : GGUF_DEFAULT_ALIGNMENT;
+    }
+    return 0;
+}
+
+/* The typed scalar setters of gguf.h, one per GGUF scalar type (name, C type, GGUF
+ * type): each hands its host value to gguf_writer_add_scalar. */
+#define GGUF_WRITER_SCALARS(X)                                                                     \
+    X(u8, uint8_t, GGUF_TYPE_UINT8)                                                                \
+    X(i8, int8_t, GGUF_TYPE_INT8)                                                                  \
+    X(u16, uint16_t, GGUF_TYPE_UINT16)                                                             \
+    X(i16, int16_t, GGUF_TYPE_INT16)                                                               \
+    X(u32, uint32_t, GGUF_TYPE_UINT32)                                                             \
+    X(i32, int32_t, GGUF_TYPE_INT32)                                                               \
+    X(u64, uint64_t, GGUF_TYPE_UINT64)                                                             \
+    X(i64, int64_t, GGUF_TYPE_INT64)                                                               \
+    X(f32, float, GGUF_TYPE_FLOAT32)                                                               \
+    X(f64, double, GGUF_TYPE_FLOAT64)                                                              \
+    X(bool, bool, GGUF_TYPE_BOOL)
+
+/* gguf_writer_add_scalar reads gguf_type_size(type) bytes of the host value. */
+_Static_assert(sizeof(bool) == 1 && sizeof(float) == 4 && sizeof(double) == 8,
+               "GGUF bool, f32 and f64 values are 1, 4 and 8 bytes");
+
+#define GGUF_WRITER_DEFINE_SCALAR_(name, ctype, type)                                              \
+    int gguf_writer_add_##name(struct gguf_writer *w, const char *key, ctype v)                    \
+    {                                                                                              \
+        return gguf_writer_add_scalar(w, key, type, &v);                                           \
+    }
+GGUF_WRITER_SCALARS(GGUF_WRITER_DEFINE_SCALAR_)
+#undef GGUF_WRITER_DEFINE_SCALAR_
+
+int gguf_writer_add_strn(struct gguf_writer *w, const char *key, const char *s, size_t len)
+{
+    size_t mark = w->kv.n;
+    int rc = kv_begin(w, key, GGUF_TYPE_STRING);
+    if (!rc)
+        rc = wbuf_str(&w->kv, s, len);
+    return kv_end(w, mark, rc);
+}
+
+int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *s)
+{
+    return gguf_writer_add_strn(w, key, s, strlen(s));
+}
+
 int gguf_writer_add_arr(struct gguf_writer *w, const char *key, uint32_t elem_type,
                         const void *data, uint64_t n)
 {
@@ -248,19 +232,10 @@ int gguf_writer_add_arr(struct gguf_writer *w, const char *key, uint32_t elem_ty
     if (es == 0)
         return GGUF_EINVAL;
     size_t mark = w->kv.n;
-    int rc = kv_begin(w, key, GGUF_TYPE_ARRAY);
-    if (!rc)
-        rc = wbuf_le(&w->kv, elem_type, 4);
-    if (!rc)
-        rc = wbuf_le(&w->kv, n, 8);
+    int rc = arr_begin(w, key, elem_type, n);
     for (uint64_t i = 0; i < n && !rc; i++)
         rc = wbuf_le(&w->kv, host_elem(elem_type, data, i), es);
-    if (rc) {
-        w->kv.n = mark;
-        return rc;
-    }
-    w->n_kv++;
-    return 0;
+    return kv_end(w, mark, rc);
 }
 
 int gguf_writer_add_arr_f32(struct gguf_writer *w, const char *key, const float *v, uint64_t n)
@@ -278,19 +253,10 @@ int gguf_writer_add_arr_str(struct gguf_writer *w, const char *key, const char *
                             uint64_t n)
 {
     size_t mark = w->kv.n;
-    int rc = kv_begin(w, key, GGUF_TYPE_ARRAY);
-    if (!rc)
-        rc = wbuf_le(&w->kv, GGUF_TYPE_STRING, 4);
-    if (!rc)
-        rc = wbuf_le(&w->kv, n, 8);
+    int rc = arr_begin(w, key, GGUF_TYPE_STRING, n);
     for (uint64_t i = 0; i < n && !rc; i++)
         rc = wbuf_str(&w->kv, s[i], strlen(s[i]));
-    if (rc) {
-        w->kv.n = mark;
-        return rc;
-    }
-    w->n_kv++;
-    return 0;
+    return kv_end(w, mark, rc);
 }
 
 /* ---- tensors --------------------------------------------------------------------- */

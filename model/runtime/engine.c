@@ -407,6 +407,20 @@ const char *eng_strerror(int code)
     }
 }
 
+/* Frees the slots and batch buffers of eng_start, any of which may be missing (NULL
+ * pointers, or slots whose token buffer was not allocated yet). */
+static void free_buffers(struct engine *e)
+{
+    for (uint32_t i = 0; e->slots && i < e->p.n_slots; i++)
+        free(e->slots[i].toks);
+    free(e->slots);
+    free(e->b_tok);
+    free(e->b_pos);
+    free(e->b_slot);
+    free(e->b_want);
+    free(e->logits);
+}
+
 struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32_t n_vocab,
                          const struct eng_params *p, char *err, size_t err_len)
 {
@@ -439,20 +453,17 @@ struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32
     pthread_cond_init(&e->wake, NULL);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         snprintf(err, err_len, "cannot start the engine thread");
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->wake);
+        free_buffers(e);
+        free(e);
         return NULL;
     }
     return e;
 oom:
     snprintf(err, err_len, "out of memory allocating the engine");
     if (e) {
-        for (uint32_t i = 0; e->slots && i < p->n_slots; i++)
-            free(e->slots[i].toks);
-        free(e->slots);
-        free(e->b_tok);
-        free(e->b_pos);
-        free(e->b_slot);
-        free(e->b_want);
-        free(e->logits);
+        free_buffers(e);
         free(e);
     }
     return NULL;
@@ -469,14 +480,7 @@ void eng_stop(struct engine *e)
     pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
-    for (uint32_t i = 0; i < e->p.n_slots; i++)
-        free(e->slots[i].toks);
-    free(e->slots);
-    free(e->b_tok);
-    free(e->b_pos);
-    free(e->b_slot);
-    free(e->b_want);
-    free(e->logits);
+    free_buffers(e);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->wake);
     free(e);

@@ -268,6 +268,16 @@ static int parse_call_args(struct parser *P, struct tn **args)
     return 0;
 }
 
+/* A call of `callee` at the current '(': `callee(args)`. */
+static struct tn *parse_call(struct parser *P, struct tn *callee)
+{
+    struct tn *c = node(P, TN_CALL, cur(P)->line);
+    if (!c || parse_call_args(P, &c->b) < 0)
+        return NULL;
+    c->a = callee;
+    return c;
+}
+
 /* `| name(.name)* [(args)]`, repeated; `base` may be NULL for a filter block. */
 static struct tn *parse_filter(struct parser *P, struct tn *base)
 {
@@ -416,11 +426,8 @@ static struct tn *parse_postfix(struct parser *P, struct tn *n)
             if (!(n = parse_subscript(P, n, t->line)))
                 return NULL;
         } else if (tok_is(t, TK_OP, "(")) {
-            struct tn *c = node(P, TN_CALL, t->line);
-            if (!c || parse_call_args(P, &c->b) < 0)
+            if (!(n = parse_call(P, n)))
                 return NULL;
-            c->a = n;
-            n = c;
         } else {
             return n;
         }
@@ -438,11 +445,8 @@ static struct tn *parse_filter_expr(struct parser *P, struct tn *n)
             if (!(n = parse_test(P, n)))
                 return NULL;
         } else if (is_op(P, "(")) {
-            struct tn *c = node(P, TN_CALL, cur(P)->line);
-            if (!c || parse_call_args(P, &c->b) < 0)
+            if (!(n = parse_call(P, n)))
                 return NULL;
-            c->a = n;
-            n = c;
         } else {
             return n;
         }
@@ -592,62 +596,80 @@ static struct tn *parse_unary(struct parser *P, bool with_filter)
     return n;
 }
 
-static struct tn *binop(struct parser *P, int op, struct tn *l, struct tn *r, int line)
+/* One operator of a binary precedence level: its token and the node it makes. */
+struct binop_tok {
+    enum tk_kind tk_kind; /* TK_OP, or TK_NAME for the keywords 'and' and 'or' */
+    const char *text;
+    enum tn_kind kind; /* TN_BINOP, TN_AND or TN_OR */
+    int op;            /* OP_* of a TN_BINOP node */
+};
+
+/* The operator of `ops` (ended by a NULL text) at the current token, or NULL. */
+static const struct binop_tok *match_binop(struct parser *P, const struct binop_tok *ops)
 {
-    if (!l || !r)
-        return NULL;
-    struct tn *n = node(P, TN_BINOP, line);
-    if (n) {
-        n->op = op;
-        n->a = l;
-        n->b = r;
+    for (; ops->text; ops++)
+        if (tok_is(cur(P), ops->tk_kind, ops->text))
+            return ops;
+    return NULL;
+}
+
+/* A left-associative binary level: level := next (op next)*, with op from `ops`. */
+static struct tn *parse_binary(struct parser *P, struct tn *(*next)(struct parser *P),
+                               const struct binop_tok *ops)
+{
+    struct tn *n = next(P);
+    const struct binop_tok *o;
+    while (n && (o = match_binop(P, ops))) {
+        int line = advance(P)->line;
+        struct tn *r = next(P);
+        struct tn *m = r ? node(P, o->kind, line) : NULL;
+        if (!m)
+            return NULL;
+        m->op = o->op;
+        m->a = n;
+        m->b = r;
+        n = m;
     }
     return n;
+}
+
+static struct tn *parse_filtered_unary(struct parser *P)
+{
+    return parse_unary(P, true);
 }
 
 static struct tn *parse_pow(struct parser *P)
 {
-    struct tn *n = parse_unary(P, true);
-    while (n && is_op(P, "**")) {
-        int line = advance(P)->line;
-        n = binop(P, OP_POW, n, parse_unary(P, true), line);
-    }
-    return n;
+    static const struct binop_tok ops[] = {{TK_OP, "**", TN_BINOP, OP_POW}, {0}};
+    return parse_binary(P, parse_filtered_unary, ops);
 }
 
 static struct tn *parse_math2(struct parser *P)
 {
-    struct tn *n = parse_pow(P);
-    for (;;) {
-        int op = is_op(P, "*") ? OP_MUL : is_op(P, "/") ? OP_DIV : is_op(P, "//") ? OP_FLOORDIV
-               : is_op(P, "%") ? OP_MOD : 0;
-        if (!n || !op)
-            return n;
-        int line = advance(P)->line;
-        n = binop(P, op, n, parse_pow(P), line);
-    }
+    static const struct binop_tok ops[] = {
+        {TK_OP, "*", TN_BINOP, OP_MUL},
+        {TK_OP, "/", TN_BINOP, OP_DIV},
+        {TK_OP, "//", TN_BINOP, OP_FLOORDIV},
+        {TK_OP, "%", TN_BINOP, OP_MOD},
+        {0},
+    };
+    return parse_binary(P, parse_pow, ops);
 }
 
 static struct tn *parse_concat(struct parser *P)
 {
-    struct tn *n = parse_math2(P);
-    while (n && is_op(P, "~")) {
-        int line = advance(P)->line;
-        n = binop(P, OP_CONCAT, n, parse_math2(P), line);
-    }
-    return n;
+    static const struct binop_tok ops[] = {{TK_OP, "~", TN_BINOP, OP_CONCAT}, {0}};
+    return parse_binary(P, parse_math2, ops);
 }
 
 static struct tn *parse_math1(struct parser *P)
 {
-    struct tn *n = parse_concat(P);
-    for (;;) {
-        int op = is_op(P, "+") ? OP_ADD : is_op(P, "-") ? OP_SUB : 0;
-        if (!n || !op)
-            return n;
-        int line = advance(P)->line;
-        n = binop(P, op, n, parse_concat(P), line);
-    }
+    static const struct binop_tok ops[] = {
+        {TK_OP, "+", TN_BINOP, OP_ADD},
+        {TK_OP, "-", TN_BINOP, OP_SUB},
+        {0},
+    };
+    return parse_binary(P, parse_concat, ops);
 }
 
 static struct tn *parse_compare(struct parser *P)
@@ -714,34 +736,14 @@ static struct tn *parse_not(struct parser *P)
 
 static struct tn *parse_and(struct parser *P)
 {
-    struct tn *n = parse_not(P);
-    while (n && is_name(P, "and")) {
-        int line = advance(P)->line;
-        struct tn *r = parse_not(P);
-        struct tn *m = r ? node(P, TN_AND, line) : NULL;
-        if (!m)
-            return NULL;
-        m->a = n;
-        m->b = r;
-        n = m;
-    }
-    return n;
+    static const struct binop_tok ops[] = {{TK_NAME, "and", TN_AND, 0}, {0}};
+    return parse_binary(P, parse_not, ops);
 }
 
 static struct tn *parse_or(struct parser *P)
 {
-    struct tn *n = parse_and(P);
-    while (n && is_name(P, "or")) {
-        int line = advance(P)->line;
-        struct tn *r = parse_and(P);
-        struct tn *m = r ? node(P, TN_OR, line) : NULL;
-        if (!m)
-            return NULL;
-        m->a = n;
-        m->b = r;
-        n = m;
-    }
-    return n;
+    static const struct binop_tok ops[] = {{TK_NAME, "or", TN_OR, 0}, {0}};
+    return parse_binary(P, parse_and, ops);
 }
 
 /* expression := or ['if' or ['else' expression]] */

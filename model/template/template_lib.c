@@ -841,6 +841,26 @@ static int fold(struct rctx *R, struct tv v, bool case_sensitive, struct tv *out
     return 0;
 }
 
+/* The key an item of unique/sort/min/max is compared by: its attribute= path when
+ * attrname is given, lowercased unless case_sensitive. */
+static int item_key(struct rctx *R, struct tv item, const struct tv *attrname, bool case_sensitive,
+                    struct tv *out, int line)
+{
+    if (attrname && attr_path(R, item, *attrname, &item, line) < 0)
+        return R->err_code;
+    return fold(R, item, case_sensitive, out, line);
+}
+
+/* Room for unique/sort/min/max over n items: n scratch keys and an empty output list
+ * with room for every item. */
+static int keys_and_output(struct rctx *R, size_t n, struct tv **keys, struct tv *out, int line)
+{
+    *keys = tl_alloc(R, (n ? n : 1) * sizeof(**keys));
+    if (!*keys)
+        return tl_nomem(R, line);
+    return tl_list_value(R, n, TV_LIST, out, line);
+}
+
 static int f_sort_like(struct rctx *R, enum filter id, struct tv v, struct targs *a, struct tv *out, int line)
 {
     struct tv items;
@@ -851,14 +871,11 @@ static int f_sort_like(struct rctx *R, enum filter id, struct tv v, struct targs
     bool case_sensitive = cs && tv_truthy(*cs);
     struct tv *attrname = tl_arg(a, id == F_SORT ? 2 : 1, "attribute");
     size_t n = items.u.l->n;
-    struct tv *keys = tl_alloc(R, (n ? n : 1) * sizeof(*keys));
-    if (!keys || tl_list_value(R, n, TV_LIST, out, line) < 0)
-        return keys ? R->err_code : tl_nomem(R, line);
+    struct tv *keys;
+    if (keys_and_output(R, n, &keys, out, line) < 0)
+        return R->err_code;
     for (size_t i = 0; i < n; i++) {
-        struct tv k = items.u.l->items[i];
-        if (attrname && attr_path(R, k, *attrname, &k, line) < 0)
-            return R->err_code;
-        if (fold(R, k, case_sensitive, &keys[i], line) < 0)
+        if (item_key(R, items.u.l->items[i], attrname, case_sensitive, &keys[i], line) < 0)
             return R->err_code;
         out->u.l->items[i] = items.u.l->items[i];
     }
@@ -910,15 +927,13 @@ static int f_unique(struct rctx *R, struct tv v, struct targs *a, struct tv *out
     size_t n = items.u.l->n;
     if (n > 10000)
         return tl_fail(R, TMPL_ELIMIT, line, "unique of more than 10000 items");
-    struct tv *seen = tl_alloc(R, (n ? n : 1) * sizeof(*seen));
-    if (!seen || tl_list_value(R, n, TV_LIST, out, line) < 0)
-        return seen ? R->err_code : tl_nomem(R, line);
+    struct tv *seen;
+    if (keys_and_output(R, n, &seen, out, line) < 0)
+        return R->err_code;
     size_t ns = 0;
     for (size_t i = 0; i < n; i++) {
-        struct tv k = items.u.l->items[i];
-        if (attrname && attr_path(R, k, *attrname, &k, line) < 0)
-            return R->err_code;
-        if (fold(R, k, cs && tv_truthy(*cs), &k, line) < 0)
+        struct tv k;
+        if (item_key(R, items.u.l->items[i], attrname, cs && tv_truthy(*cs), &k, line) < 0)
             return R->err_code;
         if (k.kind == TV_LIST || k.kind == TV_DICT || k.kind == TV_NS) /* jinja2 uses a set */
             return tl_fail(R, TMPL_EEVAL, line, "unhashable type: '%s'", tv_type_name(k));

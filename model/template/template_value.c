@@ -350,6 +350,21 @@ static void format_float(double f, char *out, size_t n)
     (void)w;
 }
 
+static int put_int(struct rctx *R, struct strbuf *b, int64_t i)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", (long long)i);
+    return puts_(R, b, num);
+}
+
+/* A float as Python prints it (format_float). */
+static int put_float(struct rctx *R, struct strbuf *b, double f)
+{
+    char num[64];
+    format_float(f, num, sizeof(num));
+    return puts_(R, b, num);
+}
+
 static int write_repr(struct rctx *R, struct strbuf *b, struct tv v, int depth);
 
 static int write_str_quoted(struct rctx *R, struct strbuf *b, struct tv v)
@@ -402,11 +417,9 @@ static int write_value(struct rctx *R, struct strbuf *b, struct tv v, bool repr,
     case TV_BOOL:
         return puts_(R, b, v.u.b ? "True" : "False");
     case TV_INT:
-        snprintf(num, sizeof(num), "%lld", (long long)v.u.i);
-        return puts_(R, b, num);
+        return put_int(R, b, v.u.i);
     case TV_FLOAT:
-        format_float(v.u.f, num, sizeof(num));
-        return puts_(R, b, num);
+        return put_float(R, b, v.u.f);
     case TV_STR:
         return repr ? write_str_quoted(R, b, v) : put(R, b, v.u.s, v.len);
     case TV_LIST:
@@ -562,7 +575,6 @@ static int str_cmp(struct tv a, struct tv b)
 int tl_write_json(struct rctx *R, struct strbuf *b, struct tv v, const struct tl_json_opts *o,
                       int level, int line)
 {
-    char num[64];
     if (level > 100)
         return tl_fail(R, TMPL_ELIMIT, line, "value nested too deeply for tojson");
     switch (v.kind) {
@@ -571,15 +583,13 @@ int tl_write_json(struct rctx *R, struct strbuf *b, struct tv v, const struct tl
     case TV_BOOL:
         return puts_(R, b, v.u.b ? "true" : "false");
     case TV_INT:
-        snprintf(num, sizeof(num), "%lld", (long long)v.u.i);
-        return puts_(R, b, num);
+        return put_int(R, b, v.u.i);
     case TV_FLOAT:
         if (isnan(v.u.f))
             return puts_(R, b, "NaN");
         if (isinf(v.u.f))
             return puts_(R, b, v.u.f < 0 ? "-Infinity" : "Infinity");
-        format_float(v.u.f, num, sizeof(num));
-        return puts_(R, b, num);
+        return put_float(R, b, v.u.f);
     case TV_STR:
         return json_string(R, b, v.u.s, v.len, o->ascii);
     case TV_LIST:

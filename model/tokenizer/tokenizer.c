@@ -73,20 +73,27 @@ static size_t pow2_at_least(size_t n)
     return c;
 }
 
-int32_t tok_findn(const struct tok_vocab *v, const char *text, size_t len)
+/* The slot of a (non-empty) text in the text table: the one that holds its id, else the
+ * empty one where it would go (the table is at most half full, so there is one). */
+static size_t text_slot(const struct tok_vocab *v, const char *text, size_t len)
 {
-    if (len == 0)
-        return -1;
     size_t h = (size_t)tok_hash(text, len) & v->tab_mask;
     for (;;) {
         int32_t id = v->tab[h];
         if (id < 0)
-            return -1;
+            return h;
         size_t tl = (size_t)(v->text_off[id + 1] - v->text_off[id]);
         if (tl == len && memcmp(v->text + v->text_off[id], text, len) == 0)
-            return id;
+            return h;
         h = (h + 1) & v->tab_mask;
     }
+}
+
+int32_t tok_findn(const struct tok_vocab *v, const char *text, size_t len)
+{
+    if (len == 0)
+        return -1;
+    return v->tab[text_slot(v, text, len)];
 }
 
 int32_t tok_find(const struct tok_vocab *v, const char *text)
@@ -94,15 +101,28 @@ int32_t tok_find(const struct tok_vocab *v, const char *text)
     return tok_findn(v, text, strlen(text));
 }
 
-/* Slot of a merge key: a full 64-bit mix, so both ids reach the low bits. */
-static size_t merge_slot(const struct tok_vocab *v, uint64_t key)
+/* The merge table's key of a pair (never 0, which marks an empty slot). */
+static uint64_t merge_key(int32_t left, int32_t right)
 {
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdull;
-    key ^= key >> 33;
-    key *= 0xc4ceb9fe1a85ec53ull;
-    key ^= key >> 33;
-    return (size_t)key & v->m_mask;
+    return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
+}
+
+/* The slot of a pair in the merge table: the one that holds it, else the empty one where
+ * it would go (the table is at most half full). The home slot is a full 64-bit mix of
+ * the key, so both ids reach the low bits. */
+static size_t merge_slot(const struct tok_vocab *v, int32_t left, int32_t right)
+{
+    uint64_t key = merge_key(left, right);
+    uint64_t x = key;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    size_t h = (size_t)x & v->m_mask;
+    while (v->mkey[h] && v->mkey[h] != key)
+        h = (h + 1) & v->m_mask;
+    return h;
 }
 
 bool tok_merge_lookup(const struct tok_vocab *v, int32_t left, int32_t right, uint32_t *rank,
@@ -110,17 +130,12 @@ bool tok_merge_lookup(const struct tok_vocab *v, int32_t left, int32_t right, ui
 {
     if (!v->mkey || left < 0 || right < 0)
         return false;
-    uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
-    size_t h = merge_slot(v, key);
-    while (v->mkey[h]) {
-        if (v->mkey[h] == key) {
-            *rank = (uint32_t)(v->mval[h] >> 32);
-            *merged = (int32_t)(uint32_t)v->mval[h];
-            return true;
-        }
-        h = (h + 1) & v->m_mask;
-    }
-    return false;
+    size_t h = merge_slot(v, left, right);
+    if (!v->mkey[h])
+        return false;
+    *rank = (uint32_t)(v->mval[h] >> 32);
+    *merged = (int32_t)(uint32_t)v->mval[h];
+    return true;
 }
 
 /* ---- loading: the token list ------------------------------------------------------- */
@@ -165,15 +180,10 @@ static int load_tokens(struct tok_vocab *v, const struct gguf_file *f, char *err
         off += s.len;
         if (s.len == 0)
             continue; /* never matched */
-        size_t h = (size_t)tok_hash(s.ptr, (size_t)s.len) & v->tab_mask;
-        while (v->tab[h] >= 0) {
-            int32_t o = v->tab[h];
-            if (v->text_off[o + 1] - v->text_off[o] == s.len &&
-                memcmp(v->text + v->text_off[o], s.ptr, (size_t)s.len) == 0)
-                return fail(err, err_len, TOK_EFORMAT,
-                            "tokenizer.ggml.tokens[%zu]: same text as token %d", i, o);
-            h = (h + 1) & v->tab_mask;
-        }
+        size_t h = text_slot(v, s.ptr, (size_t)s.len);
+        if (v->tab[h] >= 0)
+            return fail(err, err_len, TOK_EFORMAT,
+                        "tokenizer.ggml.tokens[%zu]: same text as token %d", i, v->tab[h]);
         v->tab[h] = (int32_t)i;
     }
     v->text_off[n] = off;
@@ -233,14 +243,10 @@ static int check_byte_tokens(struct tok_vocab *v, char *err, size_t err_len)
 
 static void merge_insert(struct tok_vocab *v, int32_t l, int32_t r, uint32_t rank, int32_t m)
 {
-    uint64_t key = ((uint64_t)(uint32_t)l << 32 | (uint32_t)r) + 1;
-    size_t h = merge_slot(v, key);
-    while (v->mkey[h]) {
-        if (v->mkey[h] == key)
-            return; /* a duplicate merge keeps its first (best) rank */
-        h = (h + 1) & v->m_mask;
-    }
-    v->mkey[h] = key;
+    size_t h = merge_slot(v, l, r);
+    if (v->mkey[h])
+        return; /* a duplicate merge keeps its first (best) rank */
+    v->mkey[h] = merge_key(l, r);
     v->mval[h] = (uint64_t)rank << 32 | (uint32_t)m;
 }
 

@@ -182,36 +182,59 @@ int cli_info(int argc, char **argv)
 
 /* ---- tokenize / detokenize --------------------------------------------------------- */
 
-int cli_tokenize(int argc, char **argv)
-{
-    const char *model;
-    bool bos;
-    int rc = parse_model_args(argc, argv, "--bos", &model, &bos);
-    if (rc)
-        return rc;
+/* What tokenize and detokenize share: "--model FILE" and one optional flag, the model's
+ * vocabulary, all of stdin, and token ids (tokenize's output, detokenize's input). */
+struct tok_cmd {
     struct gguf_file *f;
     struct tok_vocab *v;
-    if ((rc = open_vocab(model, &f, &v)))
-        return rc;
+    char *in; /* stdin, NUL-terminated after len bytes */
     size_t len;
-    char *text = read_stdin(&len);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (!text) {
-        fprintf(stderr, "chatd tokenize: cannot read stdin: %s\n", strerror(errno));
-        rc = 1;
-    } else if ((rc = tok_encode(v, text, len, bos, false, &ids, &n)) != 0) {
+    bool flag;
+    int32_t *ids;
+    size_t n_ids;
+};
+
+/* Parses the arguments, loads the vocabulary and reads stdin. Returns 0, or the exit
+ * code after printing the problem (nothing is left to close). */
+static int tok_cmd_open(struct tok_cmd *c, int argc, char **argv, const char *flag)
+{
+    const char *model;
+    memset(c, 0, sizeof(*c));
+    int rc = parse_model_args(argc, argv, flag, &model, &c->flag);
+    if (rc || (rc = open_vocab(model, &c->f, &c->v)))
+        return rc;
+    if (!(c->in = read_stdin(&c->len))) {
+        fprintf(stderr, "chatd %s: cannot read stdin: %s\n", argv[0], strerror(errno));
+        tok_free(c->v);
+        gguf_close(c->f);
+        return 1;
+    }
+    return 0;
+}
+
+static void tok_cmd_close(struct tok_cmd *c)
+{
+    free(c->ids);
+    free(c->in);
+    tok_free(c->v);
+    gguf_close(c->f);
+}
+
+int cli_tokenize(int argc, char **argv)
+{
+    struct tok_cmd c;
+    int rc = tok_cmd_open(&c, argc, argv, "--bos");
+    if (rc)
+        return rc;
+    if ((rc = tok_encode(c.v, c.in, c.len, c.flag, false, &c.ids, &c.n_ids)) != 0) {
         fprintf(stderr, "chatd tokenize: %s\n", tok_strerror(rc));
         rc = rc == TOK_EINVAL ? 2 : 1;
     } else {
-        for (size_t i = 0; i < n; i++)
-            printf(i ? " %d" : "%d", ids[i]);
+        for (size_t i = 0; i < c.n_ids; i++)
+            printf(i ? " %d" : "%d", c.ids[i]);
         printf("\n");
     }
-    free(ids);
-    free(text);
-    tok_free(v);
-    gguf_close(f);
+    tok_cmd_close(&c);
     return rc;
 }
 
@@ -261,37 +284,22 @@ static int parse_ids(const char *text, size_t len, int32_t n_vocab, int32_t **id
 
 int cli_detokenize(int argc, char **argv)
 {
-    const char *model;
-    bool special;
-    int rc = parse_model_args(argc, argv, "--special", &model, &special);
+    struct tok_cmd c;
+    int rc = tok_cmd_open(&c, argc, argv, "--special");
     if (rc)
         return rc;
-    struct gguf_file *f;
-    struct tok_vocab *v;
-    if ((rc = open_vocab(model, &f, &v)))
-        return rc;
-    size_t len;
-    char *in = read_stdin(&len);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (!in) {
-        fprintf(stderr, "chatd detokenize: cannot read stdin: %s\n", strerror(errno));
-        rc = 1;
-    } else if ((rc = parse_ids(in, len, tok_n_vocab(v), &ids, &n)) == 0) {
-        unsigned flags = (special ? TOK_DECODE_SPECIAL : 0) |
-                         (tok_kind(v) == TOK_KIND_SPM ? TOK_DECODE_STRIP_SPACE : 0);
+    if ((rc = parse_ids(c.in, c.len, tok_n_vocab(c.v), &c.ids, &c.n_ids)) == 0) {
+        unsigned flags = (c.flag ? TOK_DECODE_SPECIAL : 0) |
+                         (tok_kind(c.v) == TOK_KIND_SPM ? TOK_DECODE_STRIP_SPACE : 0);
         char *text;
         size_t tl;
-        if (tok_decode(v, ids, n, flags, &text, &tl) != 0) {
+        if (tok_decode(c.v, c.ids, c.n_ids, flags, &text, &tl) != 0) {
             rc = 1;
         } else {
             fwrite(text, 1, tl, stdout);
             free(text);
         }
     }
-    free(ids);
-    free(in);
-    tok_free(v);
-    gguf_close(f);
+    tok_cmd_close(&c);
     return rc;
 }

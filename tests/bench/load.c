@@ -13,8 +13,9 @@
  * --rounds repeats phase 2 (RSS after each round shows whether memory plateaus).
  * The server needs --queue-depth >= streams - parallel (else the surplus gets 429).
  */
-#include <curl/curl.h>
+#include "test_sys.h"
 
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,30 +23,6 @@
 #include <time.h>
 
 #define MAX_SAMPLES 2000000
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static long rss_kb(long pid)
-{
-    if (pid <= 0)
-        return -1;
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *fp = fopen(path, "r");
-    long kb = -1;
-    if (!fp)
-        return -1;
-    while (fgets(line, sizeof(line), fp))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(fp);
-    return kb;
-}
 
 struct series {
     const char *name;
@@ -106,7 +83,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     struct xfer *x = ud;
     size_t len = sz * n;
     if (x->n_body == 0 && len)
-        x->t_first = now_s();
+        x->t_first = test_now_s();
     x->n_body += len;
     size_t keep = sizeof(x->tail) - 1;
     if (len >= keep) {
@@ -127,22 +104,54 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 static const char *base_url = "http://127.0.0.1:8080";
 static const char *paths[3] = {"/health", "/v1/models", "/v1/sessions"};
 
+/* Points x's handle at url (the body goes to on_body) and adds it to m. */
+static void add_xfer(CURLM *m, struct xfer *x, const char *url, long timeout_s)
+{
+    curl_easy_setopt(x->h, CURLOPT_URL, url);
+    curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(x->h, CURLOPT_TIMEOUT, timeout_s);
+    curl_multi_add_handle(m, x->h);
+}
+
 static void start_get(CURLM *m, struct xfer *x, int kind)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", base_url, paths[kind]);
     x->kind = kind;
-    x->t0 = now_s();
+    x->t0 = test_now_s();
     x->t_first = 0;
     x->n_body = 0;
     x->tail[0] = 0;
     curl_easy_reset(x->h);
-    curl_easy_setopt(x->h, CURLOPT_URL, url);
-    curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(x->h, CURLOPT_TIMEOUT, 30L);
-    curl_multi_add_handle(m, x->h);
+    add_xfer(m, x, url, 30L);
+}
+
+/* A finished transfer: its curl result, HTTP status and milliseconds since it started. */
+struct done {
+    struct xfer *x;
+    CURLcode result;
+    long code;
+    double ms;
+};
+
+/* The next finished transfer of m into d; false when there is none. */
+static bool next_done(CURLM *m, struct done *d)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&d->x);
+        d->result = msg->data.result;
+        d->code = 0;
+        curl_easy_getinfo(d->x->h, CURLINFO_RESPONSE_CODE, &d->code);
+        d->ms = (test_now_s() - d->x->t0) * 1e3;
+        return true;
+    }
+    return false;
 }
 
 static void phase_get(int conc, double duration)
@@ -155,26 +164,19 @@ static void phase_get(int conc, double duration)
         xs[i].h = curl_easy_init();
         start_get(m, &xs[i], i % 3);
     }
-    double t_start = now_s(), t_end = t_start + duration;
+    double t_start = test_now_s(), t_end = t_start + duration;
     int running = conc, next = 0;
     while (running > 0) {
         curl_multi_perform(m, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(m, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct xfer *x;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            long code = 0;
-            curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
-            double ms = (now_s() - x->t0) * 1e3;
-            if (msg->data.result != CURLE_OK || code != 200)
+        struct done d;
+        while (next_done(m, &d)) {
+            struct xfer *x = d.x;
+            if (d.result != CURLE_OK || d.code != 200)
                 s[x->kind].errors++;
             else
-                series_add(&s[x->kind], ms);
+                series_add(&s[x->kind], d.ms);
             curl_multi_remove_handle(m, x->h);
-            if (now_s() < t_end) {
+            if (test_now_s() < t_end) {
                 start_get(m, x, next++ % 3);
                 running++;
             }
@@ -182,7 +184,7 @@ static void phase_get(int conc, double duration)
         if (running)
             curl_multi_poll(m, NULL, 0, 100, NULL);
     }
-    double secs = now_s() - t_start;
+    double secs = test_now_s() - t_start;
     size_t total = 0;
     long errors = 0;
     printf("phase 1: %d concurrent clients, %.1f s\n", conc, secs);
@@ -212,29 +214,24 @@ static void phase_streams(int n, int max_tokens, long pid)
              max_tokens);
     snprintf(url, sizeof(url), "%s/v1/chat/completions", base_url);
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    double t_start = now_s();
+    double t_start = test_now_s();
     for (int i = 0; i < n; i++) {
         struct xfer *x = &xs[i];
         x->h = curl_easy_init();
         x->kind = 0;
-        x->t0 = now_s();
-        curl_easy_setopt(x->h, CURLOPT_URL, url);
+        x->t0 = test_now_s();
         curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, hdr);
-        curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
-        curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
-        curl_easy_setopt(x->h, CURLOPT_TIMEOUT, 600L);
-        curl_multi_add_handle(m, x->h);
+        add_xfer(m, x, url, 600L);
     }
     struct xfer *probe = &xs[n];
     probe->h = curl_easy_init();
     struct series health = {.name = "GET /health (loaded)"}, ttfb = {.name = "stream first byte"},
                   total = {.name = "stream complete"};
-    long peak_rss = rss_kb(pid), errors = 0, not_done = 0;
+    long peak_rss = test_rss_kb(pid), errors = 0, not_done = 0;
     int running = 1, open_max = 0, streams_left = n;
     bool probing = false;
-    double next_probe = now_s();
+    double next_probe = test_now_s();
     while (streams_left > 0 || probing) {
         curl_multi_perform(m, &running);
         int open_now = 0;
@@ -243,50 +240,43 @@ static void phase_streams(int n, int max_tokens, long pid)
                 open_now++;
         if (open_now > open_max)
             open_max = open_now;
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(m, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            struct xfer *x;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            long code = 0;
-            curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
-            double ms = (now_s() - x->t0) * 1e3;
+        struct done d;
+        while (next_done(m, &d)) {
+            struct xfer *x = d.x;
             curl_multi_remove_handle(m, x->h);
             if (x == probe) {
                 probing = false;
-                if (msg->data.result != CURLE_OK || code != 200)
+                if (d.result != CURLE_OK || d.code != 200)
                     health.errors++;
                 else
-                    series_add(&health, ms);
+                    series_add(&health, d.ms);
                 continue;
             }
             streams_left--;
-            if (msg->data.result != CURLE_OK || code != 200) {
+            if (d.result != CURLE_OK || d.code != 200) {
                 errors++;
                 if (errors <= 3)
-                    fprintf(stderr, "stream error: curl %d, HTTP %ld\n", (int)msg->data.result, code);
+                    fprintf(stderr, "stream error: curl %d, HTTP %ld\n", (int)d.result, d.code);
             } else if (!strstr(x->tail, "[DONE]")) {
                 not_done++;
             } else {
                 series_add(&ttfb, (x->t_first - x->t0) * 1e3);
-                series_add(&total, ms);
+                series_add(&total, d.ms);
             }
             curl_easy_cleanup(x->h);
             x->h = NULL;
         }
-        if (!probing && streams_left > 0 && now_s() >= next_probe) {
+        if (!probing && streams_left > 0 && test_now_s() >= next_probe) {
             start_get(m, probe, 0);
             probing = true;
-            next_probe = now_s() + 0.1;
-            long r = rss_kb(pid);
+            next_probe = test_now_s() + 0.1;
+            long r = test_rss_kb(pid);
             if (r > peak_rss)
                 peak_rss = r;
         }
         curl_multi_poll(m, NULL, 0, 20, NULL);
     }
-    double secs = now_s() - t_start;
+    double secs = test_now_s() - t_start;
     printf("phase 2: %d streaming chat requests (max_tokens %d) opened at once, %.1f s\n", n,
            max_tokens, secs);
     printf("  streams open at once (headers and first bytes received): %d\n", open_max);
@@ -296,7 +286,7 @@ static void phase_streams(int n, int max_tokens, long pid)
     report(&total, secs);
     report(&health, secs);
     if (pid > 0)
-        printf("  server RSS: peak %ld kB, after %ld kB\n", peak_rss, rss_kb(pid));
+        printf("  server RSS: peak %ld kB, after %ld kB\n", peak_rss, test_rss_kb(pid));
     curl_easy_cleanup(probe->h);
     curl_slist_free_all(hdr);
     free(health.ms);
@@ -343,7 +333,7 @@ int main(int argc, char **argv)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_ALL);
-    long rss0 = rss_kb(pid);
+    long rss0 = test_rss_kb(pid);
     if (pid > 0)
         printf("server RSS before: %ld kB\n", rss0);
     phase_get(conc, duration);

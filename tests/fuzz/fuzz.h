@@ -21,6 +21,10 @@ const char *fuzz_fixture(const char *rel);
 struct tok_vocab;
 /* The vocabulary of fixture file `rel` (exits with a message when it does not load). */
 struct tok_vocab *fuzz_load_vocab(const char *rel);
+/* The tokenizer targets' vocabularies, in this order: SentencePiece llama, GPT-2 and
+ * Qwen3 byte-level BPE. fuzz_load_vocabs loads the first n (<= FUZZ_N_VOCABS) into v. */
+#define FUZZ_N_VOCABS 3
+void fuzz_load_vocabs(struct tok_vocab **v, int n);
 
 /* True when s[0..n) is valid UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF). */

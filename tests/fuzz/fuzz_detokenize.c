@@ -9,19 +9,14 @@
 
 #include <string.h>
 
-#define N_VOCABS 2
+#define N_VOCABS 2 /* SentencePiece llama and GPT-2 */
 static struct tok_vocab *vocabs[N_VOCABS];
-static const char *const vocab_files[N_VOCABS] = {
-    "tokenizer/ggml-vocab-llama-spm.gguf",
-    "tokenizer/ggml-vocab-gpt-2.gguf",
-};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    for (int i = 0; i < N_VOCABS; i++)
-        vocabs[i] = fuzz_load_vocab(vocab_files[i]);
+    fuzz_load_vocabs(vocabs, N_VOCABS);
     return 0;
 }
 

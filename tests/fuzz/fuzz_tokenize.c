@@ -11,20 +11,14 @@
 
 #include <string.h>
 
-#define N_VOCABS 3
+#define N_VOCABS FUZZ_N_VOCABS
 static struct tok_vocab *vocabs[N_VOCABS];
-static const char *const vocab_files[N_VOCABS] = {
-    "tokenizer/ggml-vocab-llama-spm.gguf",
-    "tokenizer/ggml-vocab-gpt-2.gguf",
-    "tokenizer/ggml-vocab-qwen3.gguf",
-};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    for (int i = 0; i < N_VOCABS; i++)
-        vocabs[i] = fuzz_load_vocab(vocab_files[i]);
+    fuzz_load_vocabs(vocabs, N_VOCABS);
     return 0;
 }
 

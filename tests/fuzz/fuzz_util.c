@@ -1,5 +1,6 @@
-/* fuzz_util.c - helpers shared by the fuzz targets: fixture paths and a strict UTF-8
- * validator used as an oracle (written independently of the code under test). */
+/* fuzz_util.c - helpers shared by the fuzz targets: fixture paths, the fixture
+ * vocabularies, and a strict UTF-8 validator used as an oracle (written independently of
+ * the code under test). */
 #include "fuzz.h"
 #include "gguf.h"
 #include "tokenizer.h"
@@ -68,4 +69,15 @@ struct tok_vocab *fuzz_load_vocab(const char *rel)
     }
     gguf_close(f);
     return v;
+}
+
+void fuzz_load_vocabs(struct tok_vocab **v, int n)
+{
+    static const char *const files[FUZZ_N_VOCABS] = {
+        "tokenizer/ggml-vocab-llama-spm.gguf",
+        "tokenizer/ggml-vocab-gpt-2.gguf",
+        "tokenizer/ggml-vocab-qwen3.gguf",
+    };
+    for (int i = 0; i < n && i < FUZZ_N_VOCABS; i++)
+        v[i] = fuzz_load_vocab(files[i]);
 }

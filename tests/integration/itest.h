@@ -27,6 +27,15 @@ int itest_stop(struct itest_server *s);
 void itest_kill(struct itest_server *s);
 /* Removes the temporary directory. */
 void itest_cleanup(struct itest_server *s);
+/* itest_stop, then itest_cleanup; returns the exit status (printed when not 0). */
+int itest_finish(struct itest_server *s);
+/* Runs `CHATD_BIN <fmt with arg> --db <s's database>` (stderr discarded) and returns its
+ * first stdout line without the newline ("" if none; static buffer). */
+const char *itest_cli(const struct itest_server *s, const char *fmt, const char *arg);
+/* `chatd user add NAME OPTS` then `chatd key create NAME` on s's database; the new key
+ * (key create's first line) is copied into key. */
+void itest_user_key(const struct itest_server *s, const char *name, const char *opts, char *key,
+                    size_t len);
 /* Path of a file under the fixtures directory (static buffer). */
 const char *itest_fixture(const char *rel);
 

@@ -1,6 +1,6 @@
-/* itest_server.c - starts and stops the real chatd binary for integration tests and
- * sends requests with libcurl. The port is found by binding port 0 and releasing it;
- * a start that loses the race retries with another port. */
+/* itest_server.c - starts and stops the real chatd binary for integration tests, runs its
+ * CLI commands on the test database and sends requests with libcurl. The port is found by
+ * binding port 0 and releasing it; a start that loses the race retries with another port. */
 #include "itest.h"
 
 #include <arpa/inet.h>
@@ -38,6 +38,32 @@ const char *itest_fixture(const char *rel)
     const char *dir = getenv("CHATD_FIXTURES");
     snprintf(buf, sizeof(buf), "%s/%s", dir ? dir : "tests/fixtures", rel);
     return buf;
+}
+
+const char *itest_cli(const struct itest_server *s, const char *fmt, const char *arg)
+{
+    static char line[512];
+    char args[512], cmd[1200];
+    snprintf(args, sizeof(args), fmt, arg);
+    snprintf(cmd, sizeof(cmd), "%s %s --db %s 2>/dev/null", getenv("CHATD_BIN"), args, s->db);
+    FILE *p = popen(cmd, "r");
+    line[0] = 0;
+    if (p) {
+        if (!fgets(line, sizeof(line), p))
+            line[0] = 0;
+        pclose(p);
+    }
+    line[strcspn(line, "\n")] = 0;
+    return line;
+}
+
+void itest_user_key(const struct itest_server *s, const char *name, const char *opts, char *key,
+                    size_t len)
+{
+    char fmt[256];
+    snprintf(fmt, sizeof(fmt), "user add %%s %s", opts);
+    itest_cli(s, fmt, name);
+    snprintf(key, len, "%s", itest_cli(s, "key create %s", name));
 }
 
 static void print_log(const struct itest_server *s)
@@ -151,6 +177,15 @@ void itest_cleanup(struct itest_server *s)
         fprintf(stderr, "could not remove %s\n", s->dir);
 }
 
+int itest_finish(struct itest_server *s)
+{
+    int rc = itest_stop(s);
+    itest_cleanup(s);
+    if (rc != 0)
+        fprintf(stderr, "server exit status %d\n", rc);
+    return rc;
+}
+
 /* ---- libcurl ---- */
 
 struct buf {
@@ -162,23 +197,31 @@ struct buf {
     struct timespec t0;
 };
 
+/* Appends p[0..len) to b, keeping it NUL-terminated; false when out of memory. */
+static bool buf_append(struct buf *b, const char *p, size_t len)
+{
+    char *d = realloc(b->data, b->len + len + 1);
+    if (!d)
+        return false;
+    b->data = d;
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+    b->data[b->len] = 0;
+    return true;
+}
+
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
     struct buf *b = ud;
     size_t len = size * n;
-    char *d = realloc(b->data, b->len + len + 1);
-    if (!d)
-        return 0;
     if (b->n_chunks == 0) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         b->first_ms = (double)(t.tv_sec - b->t0.tv_sec) * 1e3 + (double)(t.tv_nsec - b->t0.tv_nsec) / 1e6;
     }
+    if (!buf_append(b, p, len))
+        return 0;
     b->n_chunks++;
-    b->data = d;
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = 0;
     if (b->abort_after && b->len >= b->abort_after)
         return 0; /* makes curl close the connection */
     return len;
@@ -189,18 +232,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct buf *b = ud;
     size_t len = size * n;
-    char *d = realloc(b->data, b->len + len + 1);
-    if (!d)
+    size_t at = b->len;
+    if (!buf_append(b, p, len))
         return 0;
-    b->data = d;
-    bool in_name = true;
-    for (size_t i = 0; i < len; i++) {
-        b->data[b->len + i] = in_name ? (char)tolower((unsigned char)p[i]) : p[i];
-        if (p[i] == ':')
-            in_name = false;
-    }
-    b->len += len;
-    b->data[b->len] = 0;
+    for (size_t i = at; i < b->len && b->data[i] != ':'; i++)
+        b->data[i] = (char)tolower((unsigned char)b->data[i]);
     return len;
 }
 
@@ -232,6 +268,21 @@ static CURL *make_easy(struct itest_server *s, const char *method, const char *p
     return c;
 }
 
+/* Runs c (from make_easy, with its header list hl) with the body collected into b (""
+ * when none came), frees both; returns curl's result, the HTTP status into *status. */
+static CURLcode perform(CURL *c, struct curl_slist *hl, struct buf *b, long *status)
+{
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hl);
+    if (!b->data)
+        b->data = strdup("");
+    return rc;
+}
+
 int itest_request(struct itest_server *s, const char *method, const char *path,
                   const char *body, const char *const *headers, struct itest_resp *out)
 {
@@ -239,15 +290,10 @@ int itest_request(struct itest_server *s, const char *method, const char *path,
     struct curl_slist *hl;
     CURL *c = make_easy(s, method, path, body, headers, &hl);
     struct buf b = {0}, h = {0};
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hl);
-    out->body = b.data ? b.data : strdup("");
+    CURLcode rc = perform(c, hl, &b, &out->status);
+    out->body = b.data;
     out->len = b.len;
     out->headers = h.data ? h.data : strdup("");
     return rc == CURLE_OK ? 0 : -1;
@@ -294,13 +340,8 @@ int itest_stream_post(struct itest_server *s, const char *path, const char *body
     CURL *c = make_easy(s, "POST", path, body, headers, &hl);
     struct buf b = {.abort_after = abort_after};
     clock_gettime(CLOCK_MONOTONIC, &b.t0);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hl);
-    out->body = b.data ? b.data : strdup("");
+    CURLcode rc = perform(c, hl, &b, &out->status);
+    out->body = b.data;
     out->len = b.len;
     out->n_chunks = b.n_chunks;
     out->first_ms = b.first_ms;

@@ -12,24 +12,6 @@
 static struct itest_server srv;
 static char key_alice[128], key_bob[128], key_admin[128];
 
-/* Runs `chatd ARGS --db DB`; returns its first stdout line (static). */
-static const char *cli(const char *fmt, const char *arg)
-{
-    static char line[512];
-    char args[256], cmd[1200];
-    snprintf(args, sizeof(args), fmt, arg);
-    snprintf(cmd, sizeof(cmd), "%s %s --db %s 2>/dev/null", getenv("CHATD_BIN"), args, srv.db);
-    FILE *p = popen(cmd, "r");
-    line[0] = 0;
-    if (p) {
-        if (!fgets(line, sizeof(line), p))
-            line[0] = 0;
-        pclose(p);
-    }
-    line[strcspn(line, "\n")] = 0;
-    return line;
-}
-
 static json_t *call(const char *key, const char *method, const char *path, const char *body, long *status)
 {
     char auth[200];
@@ -41,6 +23,14 @@ static json_t *call(const char *key, const char *method, const char *path, const
     json_t *j = itest_json(&r);
     itest_resp_free(&r);
     return j;
+}
+
+/* The HTTP status of a call (its body is dropped). */
+static long status_of(const char *key, const char *method, const char *path, const char *body)
+{
+    long st;
+    json_decref(call(key, method, path, body, &st));
+    return st;
 }
 
 static const char *code_of(json_t *j)
@@ -55,15 +45,11 @@ static void test_auth_required(void)
     ASSERT_INT_EQ(st, 401);
     ASSERT_STR_EQ(code_of(j), "invalid_api_key");
     json_decref(j);
-    j = call("sk-chatd-notarealkeyatallnotarealkeyatallnotareal", "GET", "/v1/models", NULL, &st);
-    ASSERT_INT_EQ(st, 401);
-    json_decref(j);
-    j = call(key_alice, "GET", "/v1/models", NULL, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
-    j = call(key_alice, "GET", "/admin/users", NULL, &st);
-    ASSERT_INT_EQ(st, 403);
-    json_decref(j);
+    ASSERT_INT_EQ(status_of("sk-chatd-notarealkeyatallnotarealkeyatallnotareal", "GET",
+                            "/v1/models", NULL),
+                  401);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", "/v1/models", NULL), 200);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", "/admin/users", NULL), 403);
     j = call(key_admin, "GET", "/admin/users", NULL, &st);
     ASSERT_INT_EQ(st, 200);
     ASSERT_TRUE(json_array_size(json_object_get(j, "data")) >= 3);
@@ -78,15 +64,12 @@ static void test_sessions_are_private(void)
     char path[256];
     snprintf(path, sizeof(path), "/v1/sessions/%s", json_string_value(json_object_get(j, "id")));
     json_decref(j);
-    j = call(key_bob, "GET", path, NULL, &st);
-    ASSERT_INT_EQ(st, 404); /* not 403: do not reveal that it exists */
-    json_decref(j);
+    /* not 403: do not reveal that it exists */
+    ASSERT_INT_EQ(status_of(key_bob, "GET", path, NULL), 404);
     j = call(key_bob, "GET", "/v1/sessions", NULL, &st);
     ASSERT_INT_EQ(json_array_size(json_object_get(j, "data")), 0);
     json_decref(j);
-    j = call(key_alice, "GET", path, NULL, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", path, NULL), 200);
 }
 
 /* Streams one chat with include_usage as `key`; returns the usage object it received. */
@@ -164,12 +147,12 @@ static void test_quota(void)
 {
     long st;
     /* bob's quota is 60 tokens a month */
-    json_t *j = call(key_bob, "POST", "/v1/chat/completions",
-                     "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":5}", &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
+    ASSERT_INT_EQ(status_of(key_bob, "POST", "/v1/chat/completions",
+                            "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
+                            "\"max_tokens\":5}"),
+                  200);
     /* a reply larger than what is left is cut at the quota, and says so */
-    j = call(key_bob, "POST", "/v1/chat/completions",
+    json_t *j = call(key_bob, "POST", "/v1/chat/completions",
              "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":45,\"ignore_eos\":true}", &st);
     ASSERT_INT_EQ(st, 200);
     json_t *c = json_array_get(json_object_get(j, "choices"), 0);
@@ -199,14 +182,10 @@ static void test_revoked_key(void)
     snprintf(prefix, sizeof(prefix), "%.17s", key_alice);
     char path[64];
     snprintf(path, sizeof(path), "/admin/keys/%s", prefix);
-    json_t *j = call(key_admin, "DELETE", path, NULL, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
-    j = call(key_alice, "GET", "/v1/models", NULL, &st);
-    ASSERT_INT_EQ(st, 401);
-    json_decref(j);
+    ASSERT_INT_EQ(status_of(key_admin, "DELETE", path, NULL), 200);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", "/v1/models", NULL), 401);
     /* a new key through the admin API works */
-    j = call(key_admin, "GET", "/admin/users", NULL, &st);
+    json_t *j = call(key_admin, "GET", "/admin/users", NULL, &st);
     json_int_t alice_id = 0;
     size_t i;
     json_t *u;
@@ -219,9 +198,7 @@ static void test_revoked_key(void)
     ASSERT_INT_EQ(st, 200);
     snprintf(key_alice, sizeof(key_alice), "%s", json_string_value(json_object_get(j, "key")));
     json_decref(j);
-    j = call(key_alice, "GET", "/v1/models", NULL, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", "/v1/models", NULL), 200);
 }
 
 static void test_cli_usage_matches_rest(void)
@@ -339,12 +316,9 @@ int main(void)
     if (itest_start(&srv, first) != 0) /* creates the directory and database */
         return 1;
     itest_stop(&srv);
-    cli("user add %s", "alice");
-    cli("user add %s --quota 60", "bob");
-    cli("user add %s --admin", "boss");
-    snprintf(key_alice, sizeof(key_alice), "%s", cli("key create %s", "alice"));
-    snprintf(key_bob, sizeof(key_bob), "%s", cli("key create %s", "bob"));
-    snprintf(key_admin, sizeof(key_admin), "%s", cli("key create %s", "boss"));
+    itest_user_key(&srv, "alice", "", key_alice, sizeof(key_alice));
+    itest_user_key(&srv, "bob", "--quota 60", key_bob, sizeof(key_bob));
+    itest_user_key(&srv, "boss", "--admin", key_admin, sizeof(key_admin));
     if (strncmp(key_alice, "sk-chatd-", 9) != 0 || strncmp(key_admin, "sk-chatd-", 9) != 0) {
         fprintf(stderr, "key creation failed: '%s'\n", key_alice);
         return 1;

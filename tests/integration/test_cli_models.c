@@ -125,10 +125,6 @@ int main(void)
 
     RUN(test_lists_models);
     RUN(test_env_and_empty_dir);
-
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+    test_remove_dir(dir);
     return TEST_DONE();
 }

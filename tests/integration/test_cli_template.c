@@ -24,22 +24,6 @@ static void write_file(const char *path, const char *text, size_t len)
     }
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t r = fread(buf, 1, (size_t)n, f);
-    buf[r] = 0;
-    fclose(f);
-    *len = r;
-    return buf;
-}
-
 /* Runs chatd with args (a shell-free argv) capturing stdout and stderr into files. */
 static int run(const char *const *args, char **out, size_t *out_len, char **err)
 {
@@ -62,8 +46,8 @@ static int run(const char *const *args, char **out, size_t *out_len, char **err)
     int status = 0;
     waitpid(pid, &status, 0);
     size_t elen;
-    *out = read_all(opath, out_len);
-    *err = read_all(epath, &elen);
+    *out = test_read_file(opath, out_len);
+    *err = test_read_file(epath, &elen);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -185,9 +169,6 @@ int main(void)
     RUN(test_renders_exactly);
     RUN(test_errors);
     RUN(test_fixture_case);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_remove_dir(tmpdir);
     return TEST_DONE();
 }

@@ -37,16 +37,6 @@ static int run_chatd(bool with_db, bool merge, const char *args)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static void remove_db(void)
-{
-    char p[300];
-    unlink(db_path);
-    snprintf(p, sizeof(p), "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", db_path);
-    unlink(p);
-}
-
 static struct store *open_db(void)
 {
     struct store *st = NULL;
@@ -256,7 +246,7 @@ static void test_waits_for_writer(void)
 int main(void)
 {
     snprintf(db_path, sizeof(db_path), "/tmp/chatd-test-cli-%d.db", (int)getpid());
-    remove_db();
+    test_remove_db(db_path);
     RUN(test_users);
     RUN(test_keys);
     RUN(test_usage);
@@ -268,6 +258,6 @@ int main(void)
             fprintf(stderr, "integrity: %s\n", store_errmsg());
         store_close(st);
     }
-    remove_db();
+    test_remove_db(db_path);
     return TEST_DONE();
 }

@@ -20,24 +20,6 @@ static char key_user[128];
 static char key_quota[128];
 static char key_admin[128];
 
-/* A `chatd` CLI command on the test database; its first output line. */
-static const char *cli(const char *fmt, const char *arg)
-{
-    static char line[256];
-    char args[512], cmd[1200];
-    snprintf(args, sizeof(args), fmt, arg);
-    snprintf(cmd, sizeof(cmd), "%s %s --db %s 2>/dev/null", getenv("CHATD_BIN"), args, srv.db);
-    FILE *p = popen(cmd, "r");
-    line[0] = 0;
-    if (p) {
-        if (!fgets(line, sizeof(line), p))
-            line[0] = 0;
-        pclose(p);
-    }
-    line[strcspn(line, "\n")] = 0;
-    return line;
-}
-
 /* One request as `key` (NULL: none) with optional extra headers. */
 static void request(const char *key, const char *method, const char *path, const char *body,
                     const char *extra, struct itest_resp *r)
@@ -265,12 +247,9 @@ int main(void)
     if (itest_start(&srv, first) != 0)
         return 1;
     itest_stop(&srv);
-    cli("user add %s", "plain");
-    cli("user add %s --quota 1", "tight");
-    cli("user add %s --admin", "boss");
-    snprintf(key_user, sizeof(key_user), "%s", cli("key create %s", "plain"));
-    snprintf(key_quota, sizeof(key_quota), "%s", cli("key create %s", "tight"));
-    snprintf(key_admin, sizeof(key_admin), "%s", cli("key create %s", "boss"));
+    itest_user_key(&srv, "plain", "", key_user, sizeof(key_user));
+    itest_user_key(&srv, "tight", "--quota 1", key_quota, sizeof(key_quota));
+    itest_user_key(&srv, "boss", "--admin", key_admin, sizeof(key_admin));
     if (strncmp(key_user, "sk-chatd-", 9) != 0 || start("0") != 0)
         return 1;
     RUN(test_request_errors);

@@ -428,11 +428,7 @@ int main(void)
         RUN(test_cli_usage_concurrent);
     if (!only || strstr(only, "disk"))
         RUN(test_disk_full);
-    int rc = itest_stop(&srv);
-    itest_cleanup(&srv);
-    if (rc != 0) {
-        fprintf(stderr, "server exit status %d\n", rc);
-        test_n_fail++;
-    }
+    if (itest_finish(&srv) != 0)
+        test_n_fail++; /* the server did not exit cleanly */
     return TEST_DONE();
 }

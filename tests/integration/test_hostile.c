@@ -6,6 +6,7 @@
  * connections are dropped by the server and the slot is freed. */
 #include "itest.h"
 #include "test.h"
+#include "test_sys.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,28 +22,6 @@
 #define TIMEOUT_S 2
 
 static struct itest_server srv;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_kb(void)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)srv.pid);
-    FILE *fp = fopen(path, "r");
-    long kb = -1;
-    if (!fp)
-        return -1;
-    while (fgets(line, sizeof(line), fp))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(fp);
-    return kb;
-}
 
 static void assert_alive(void)
 {
@@ -313,11 +292,11 @@ static char last_tail[200];
 
 static double wait_closed(int fd, double limit_s, size_t *n_read)
 {
-    double t0 = now_s();
+    double t0 = test_now_s();
     char buf[8192];
     *n_read = 0;
     last_tail[0] = 0;
-    while (now_s() - t0 < limit_s) {
+    while (test_now_s() - t0 < limit_s) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int rc = poll(&p, 1, 200);
         if (rc < 0 && errno != EINTR)
@@ -326,7 +305,7 @@ static double wait_closed(int fd, double limit_s, size_t *n_read)
             continue;
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
         if (n <= 0)
-            return now_s() - t0;
+            return test_now_s() - t0;
         *n_read += (size_t)n;
         size_t k = (size_t)n < sizeof(last_tail) - 1 ? (size_t)n : sizeof(last_tail) - 1;
         memcpy(last_tail, buf + n - k, k);
@@ -406,13 +385,13 @@ static void test_stream_never_read(void)
     /* the server finishes its side and releases the connection without the client
      * reading: the rest lies in the kernel's socket buffer (bounded), or MHD drops the
      * connection after the idle timeout when the buffers are full */
-    double t0 = now_s();
+    double t0 = test_now_s();
     bool released = false;
-    while (!released && now_s() - t0 < 90) {
+    while (!released && test_now_s() - t0 < 90) {
         usleep(250 * 1000);
         released = count_logged("/v1/chat/completions") >= before + 2;
     }
-    fprintf(stderr, "  unread stream released by the server after %.1f s\n", now_s() - t0);
+    fprintf(stderr, "  unread stream released by the server after %.1f s\n", test_now_s() - t0);
     ASSERT_TRUE(released);
     size_t n = 0;
     double t = wait_closed(fd, 20, &n);
@@ -463,7 +442,7 @@ int main(void)
     struct itest_resp r;
     itest_request(&srv, "POST", "/v1/chat/completions", "{" MSG ",\"max_tokens\":4}", NULL, &r);
     itest_resp_free(&r);
-    long rss0 = rss_kb();
+    long rss0 = test_rss_kb(srv.pid);
     RUN(test_malformed_and_types);
     RUN(test_numbers);
     RUN(test_messages);
@@ -471,21 +450,17 @@ int main(void)
     RUN(test_logit_bias_and_detokenize);
     RUN(test_ids);
     RUN(test_big_headers);
-    long rss1 = rss_kb();
+    long rss1 = test_rss_kb(srv.pid);
     RUN(test_big_bodies); /* again: memory must not grow per request */
     RUN(test_big_headers);
-    long rss2 = rss_kb();
+    long rss2 = test_rss_kb(srv.pid);
     RUN(test_slowloris);
     RUN(test_stream_never_read);
-    long rss3 = rss_kb();
+    long rss3 = test_rss_kb(srv.pid);
     fprintf(stderr, "  RSS kB: start %ld, after battery %ld, after repeat %ld, end %ld\n", rss0,
             rss1, rss2, rss3);
     RUN_RSS_CHECK(rss0, rss1, rss2, rss3);
-    int rc = itest_stop(&srv);
-    itest_cleanup(&srv);
-    if (rc != 0) {
-        fprintf(stderr, "server exit status %d\n", rc);
-        test_n_fail++;
-    }
+    if (itest_finish(&srv) != 0)
+        test_n_fail++; /* the server did not exit cleanly */
     return TEST_DONE();
 }

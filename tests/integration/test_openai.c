@@ -201,12 +201,19 @@ static void test_stream_equals_non_stream(void)
     free(c);
 }
 
-static void test_tokens_arrive_one_by_one(void)
+/* Streams a chat of USER_HI with the members `params` (and "stream":true) into st,
+ * closing the connection after abort_after bytes (0: reads it all). */
+static void stream_hi(const char *params, size_t abort_after, struct itest_stream *st)
 {
     char body[512];
-    snprintf(body, sizeof(body), "{%s,\"temperature\":0,\"max_tokens\":16,\"stream\":true}", USER_HI);
+    snprintf(body, sizeof(body), "{%s,%s,\"stream\":true}", USER_HI, params);
+    itest_stream_post(&srv, "/v1/chat/completions", body, NULL, abort_after, st);
+}
+
+static void test_tokens_arrive_one_by_one(void)
+{
     struct itest_stream st;
-    itest_stream_post(&srv, "/v1/chat/completions", body, NULL, 0, &st);
+    stream_hi("\"temperature\":0,\"max_tokens\":16", 0, &st);
     ASSERT_INT_EQ(st.status, 200);
     /* role chunk, content chunks, finish chunk, [DONE]: several separate writes */
     ASSERT_TRUE(st.n_chunks >= 4);
@@ -383,10 +390,8 @@ static void test_errors(void)
 
 static void test_disconnect_mid_stream(void)
 {
-    char body[512];
-    snprintf(body, sizeof(body), "{%s,\"temperature\":0.7,\"max_tokens\":400,\"stream\":true}", USER_HI);
     struct itest_stream st;
-    itest_stream_post(&srv, "/v1/chat/completions", body, NULL, 300, &st);
+    stream_hi("\"temperature\":0.7,\"max_tokens\":400", 300, &st);
     ASSERT_INT_EQ(st.status, 200);
     itest_stream_free(&st);
     /* the slot is freed within a step: the server keeps serving and goes idle */
@@ -425,11 +430,7 @@ int main(void)
     RUN(test_tokenize_detokenize_count);
     RUN(test_errors);
     RUN(test_disconnect_mid_stream);
-    int rc = itest_stop(&srv);
-    itest_cleanup(&srv);
-    if (rc != 0) {
-        fprintf(stderr, "server exit status %d\n", rc);
-        test_n_fail++;
-    }
+    if (itest_finish(&srv) != 0)
+        test_n_fail++; /* the server did not exit cleanly */
     return TEST_DONE();
 }

@@ -183,24 +183,6 @@ static int server_start(void)
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void write_file(const char *path, const void *buf, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -233,7 +215,7 @@ static long long file_size(const char *name)
 static bool same_as_fixture(const char *name)
 {
     size_t len;
-    unsigned char *buf = read_file(in_dir(name), &len);
+    unsigned char *buf = test_read_file(in_dir(name), &len);
     bool same = buf && len == hs.len && memcmp(buf, hs.data, len) == 0;
     free(buf);
     return same;
@@ -257,7 +239,7 @@ static int run_pull(const char *prefix, const char *args)
              getenv("CHATD_BIN"), args, dir, log);
     int st = system(cmd);
     size_t n = 0;
-    unsigned char *buf = read_file(log, &n);
+    unsigned char *buf = test_read_file(log, &n);
     n = n < sizeof(out) - 1 ? n : sizeof(out) - 1;
     if (buf)
         memcpy(out, buf, n);
@@ -507,7 +489,7 @@ static void test_disk_full_up_front(void)
 int main(void)
 {
     size_t len;
-    hs.data = read_file(test_fixture(FIXTURE), &len);
+    hs.data = test_read_file(test_fixture(FIXTURE), &len);
     hs.len = len;
     if (!hs.data || sodium_init() < 0 || server_start() != 0) {
         fprintf(stderr, "setup failed\n");

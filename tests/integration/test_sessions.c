@@ -30,17 +30,49 @@ static char *new_session(const char *body)
     return id;
 }
 
-/* One greedy turn in a session; returns the whole response. */
-static json_t *turn(const char *sid, const char *user_text, int max_tokens, long *status)
+/* Only the HTTP status of a request (its body is dropped). */
+static long req_status(const char *method, const char *path, const char *body)
+{
+    long st;
+    json_decref(req(method, path, body, &st));
+    return st;
+}
+
+/* The body of one greedy turn in a session (caller frees). */
+static char *turn_body(const char *sid, const char *user_text, int max_tokens)
 {
     json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:i}", "session_id", sid, "messages",
                              "role", "user", "content", user_text, "temperature", 0, "max_tokens",
                              max_tokens);
     char *text = json_dumps(body, 0);
     json_decref(body);
+    return text;
+}
+
+/* One greedy turn in a session; returns the whole response. */
+static json_t *turn(const char *sid, const char *user_text, int max_tokens, long *status)
+{
+    char *text = turn_body(sid, user_text, max_tokens);
     json_t *j = req("POST", "/v1/chat/completions", text, status);
     free(text);
     return j;
+}
+
+/* Only the HTTP status of a turn. */
+static long turn_status(const char *sid, const char *user_text, int max_tokens)
+{
+    long st;
+    json_decref(turn(sid, user_text, max_tokens, &st));
+    return st;
+}
+
+/* GET /v1/sessions/SID/messages: the parsed body (new reference). */
+static json_t *messages_of(const char *sid)
+{
+    char path[256];
+    long st;
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
+    return req("GET", path, NULL, &st);
 }
 
 static const char *content_of(json_t *resp)
@@ -82,18 +114,10 @@ static void test_crud(void)
     ASSERT_TRUE(json_is_true(json_object_get(j, "has_more")));
     json_decref(j);
     snprintf(path, sizeof(path), "/v1/sessions/%s", b);
-    j = req("DELETE", path, NULL, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(j);
-    j = req("GET", path, NULL, &st);
-    ASSERT_INT_EQ(st, 404);
-    json_decref(j);
-    j = req("GET", "/v1/sessions/sess_doesnotexist", NULL, &st);
-    ASSERT_INT_EQ(st, 404);
-    json_decref(j);
-    j = req("GET", "/v1/sessions/1%27%20OR%201=1", NULL, &st);
-    ASSERT_INT_EQ(st, 404);
-    json_decref(j);
+    ASSERT_INT_EQ(req_status("DELETE", path, NULL), 200);
+    ASSERT_INT_EQ(req_status("GET", path, NULL), 404);
+    ASSERT_INT_EQ(req_status("GET", "/v1/sessions/sess_doesnotexist", NULL), 404);
+    ASSERT_INT_EQ(req_status("GET", "/v1/sessions/1%27%20OR%201=1", NULL), 404);
     free(a);
     free(b);
 }
@@ -121,9 +145,7 @@ static void test_multi_turn_equals_stateless(void)
     ASSERT_INT_EQ(st, 200);
     ASSERT_STR_EQ(content_of(s2), content_of(t2));
     ASSERT_INT_EQ(usage_of(s2, "prompt_tokens"), usage_of(t2, "prompt_tokens"));
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
-    json_t *m = req("GET", path, NULL, &st);
+    json_t *m = messages_of(sid);
     json_t *data = json_object_get(m, "data");
     ASSERT_INT_EQ(json_array_size(data), 4);
     ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 1), "role")), "assistant");
@@ -138,7 +160,6 @@ static void test_multi_turn_equals_stateless(void)
 
 static void test_header_and_unknown_session(void)
 {
-    long st;
     char *sid = new_session(NULL);
     char hdr[128];
     snprintf(hdr, sizeof(hdr), "X-Session-Id: %s", sid);
@@ -148,32 +169,21 @@ static void test_header_and_unknown_session(void)
                   "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":3}", headers, &r);
     ASSERT_INT_EQ(r.status, 200);
     itest_resp_free(&r);
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
-    json_t *m = req("GET", path, NULL, &st);
+    json_t *m = messages_of(sid);
     ASSERT_INT_EQ(json_array_size(json_object_get(m, "data")), 2);
     json_decref(m);
-    json_t *j = turn("sess_00000000000000000000000000000000", "hi", 3, &st);
-    ASSERT_INT_EQ(st, 404);
-    json_decref(j);
+    ASSERT_INT_EQ(turn_status("sess_00000000000000000000000000000000", "hi", 3), 404);
     free(sid);
 }
 
 static void test_restart_continues(void)
 {
-    long st;
     char *sid = new_session(NULL);
-    json_t *t = turn(sid, "Remember the number 42.", 4, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(t);
+    ASSERT_INT_EQ(turn_status(sid, "Remember the number 42.", 4), 200);
     ASSERT_INT_EQ(itest_stop(&srv), 0);
     ASSERT_INT_EQ(itest_start(&srv, args), 0);
-    t = turn(sid, "What number?", 4, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(t);
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
-    json_t *m = req("GET", path, NULL, &st);
+    ASSERT_INT_EQ(turn_status(sid, "What number?", 4), 200);
+    json_t *m = messages_of(sid);
     ASSERT_INT_EQ(json_array_size(json_object_get(m, "data")), 4);
     json_decref(m);
     free(sid);
@@ -181,7 +191,6 @@ static void test_restart_continues(void)
 
 static void test_kill_mid_stream(void)
 {
-    long st;
     char *sid = new_session(NULL);
     json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:f, s:i, s:b}", "session_id", sid, "messages",
                              "role", "user", "content", "Tell a long story.", "temperature", 0.8,
@@ -202,9 +211,7 @@ static void test_kill_mid_stream(void)
     sqlite3_finalize(q);
     sqlite3_close(db);
     ASSERT_INT_EQ(itest_start(&srv, args), 0);
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", sid);
-    json_t *m = req("GET", path, NULL, &st);
+    json_t *m = messages_of(sid);
     json_t *data = json_object_get(m, "data");
     ASSERT_TRUE(json_array_size(data) >= 1);
     ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(data, 0), "content")), "Tell a long story.");
@@ -234,9 +241,7 @@ static void test_history_overflow_drops_oldest(void)
     }
     ASSERT_TRUE(dropped > 0);
     /* the oldest turns went in a block: the prompt now sits near the target fill */
-    json_t *r = turn(sid, "short", 4, &st);
-    ASSERT_INT_EQ(st, 200);
-    json_decref(r);
+    ASSERT_INT_EQ(turn_status(sid, "short", 4), 200);
     /* the meter: per-turn counts, the window, what the next request drops, KV residency */
     char path[160];
     snprintf(path, sizeof(path), "/v1/sessions/%s", sid);
@@ -254,7 +259,7 @@ static void test_history_overflow_drops_oldest(void)
     n = 0;
     for (int i = 0; i < 700; i++)
         n += snprintf(big + n, sizeof(big) - (size_t)n, "w%d ", i);
-    r = turn(sid, big, 4, &st);
+    json_t *r = turn(sid, big, 4, &st);
     ASSERT_INT_EQ(st, 400);
     ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(r, "error"), "code")), "context_length_exceeded");
     json_decref(r);
@@ -288,11 +293,7 @@ static void test_stored_tokens_and_template_change(void)
     changed[n] = NULL;
     ASSERT_INT_EQ(itest_stop(&srv), 0);
     ASSERT_INT_EQ(itest_start(&srv, changed), 0);
-    json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:i}", "session_id", sid, "messages",
-                             "role", "user", "content", "Once more.", "temperature", 0,
-                             "max_tokens", 4);
-    char *text = json_dumps(body, 0);
-    json_decref(body);
+    char *text = turn_body(sid, "Once more.", 4);
     struct itest_resp r;
     itest_request(&srv, "POST", "/v1/chat/completions", text, NULL, &r);
     free(text);

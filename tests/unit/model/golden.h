@@ -8,7 +8,8 @@
  * all last-position logits within tol), 4 (argmax where the golden margin > 2 tol),
  * 5 (top-10 set where 10th - 11th > 2 tol) and 6 (greedy continuation up to the first
  * step with margin <= 2 tol; while our argmax equals the golden token the teacher-
- * forced run is the free-running run, so no second pass is needed).
+ * forced run is the free-running run, so no second pass is needed). golden_check() is
+ * one model's test: its ASSERTs (test.h) fail the current test on any violation.
  * Header-only (static functions) so the Vulkan tests can include it too.
  */
 #ifndef CHATD_TEST_GOLDEN_H
@@ -17,6 +18,7 @@
 #include "backend.h"
 #include "gguf.h"
 #include "loader.h"
+#include "test.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -292,6 +294,17 @@ static int golden_check_model(const struct bk_ops *ops, const char *model, doubl
     mdl_weights_fini(&w);
     gguf_close(f);
     return bad + st->violations;
+}
+
+/* The test of one fixture model on `ops`: no violation, over the prompt and greedy
+ * positions of all 5 prompts. */
+static void golden_check(const struct bk_ops *ops, const char *model, double tol,
+                         uint32_t n_threads, golden_tokenize_fn tokenize)
+{
+    struct golden_stats st;
+    int v = golden_check_model(ops, model, tol, n_threads, tokenize, &st);
+    ASSERT_INT_EQ(v, 0);
+    ASSERT_TRUE(st.positions > 350); /* prompt + greedy positions of 5 prompts */
 }
 
 #endif

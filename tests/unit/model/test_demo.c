@@ -14,24 +14,6 @@
 static char dir_a[256];
 static char dir_b[256];
 
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void test_generate_and_load(void)
 {
     char path[512], err[256];
@@ -131,8 +113,8 @@ static void test_deterministic_and_reused(void)
     ASSERT_INT_EQ(mdl_demo_model(dir_a, pa, sizeof(pa), err, sizeof(err)), 0);
     ASSERT_INT_EQ(mdl_demo_model(dir_b, pb, sizeof(pb), err, sizeof(err)), 0);
     size_t la, lb;
-    unsigned char *a = read_file(pa, &la);
-    unsigned char *b = read_file(pb, &lb);
+    unsigned char *a = test_read_file(pa, &la);
+    unsigned char *b = test_read_file(pb, &lb);
     bool same = a && b && la == lb && memcmp(a, b, la) == 0;
     free(a);
     free(b);
@@ -152,7 +134,7 @@ static void test_deterministic_and_reused(void)
     fputs("GGUF garbage", f);
     fclose(f);
     ASSERT_INT_EQ(mdl_demo_model(dir_b, pb, sizeof(pb), err, sizeof(err)), 0);
-    b = read_file(pb, &lb);
+    b = test_read_file(pb, &lb);
     ASSERT_INT_EQ(lb, la);
     free(b);
 
@@ -187,9 +169,7 @@ int main(void)
     RUN(test_vocabulary);
     RUN(test_deterministic_and_reused);
     RUN(test_creates_directory_and_reports_errors);
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir_a, dir_b);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove the temp dirs\n");
+    test_remove_dir(dir_a);
+    test_remove_dir(dir_b);
     return TEST_DONE();
 }

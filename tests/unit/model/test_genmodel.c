@@ -9,24 +9,6 @@
 
 #include <unistd.h>
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static void tmp_path(char *buf, size_t len, const char *tag)
 {
     snprintf(buf, len, "/tmp/chatd-test-gen-%d-%s.gguf", (int)getpid(), tag);
@@ -46,8 +28,8 @@ static void test_deterministic(void)
     ASSERT_INT_EQ(mdl_gen_write(&p, vpath, a, err, sizeof(err)), 0);
     ASSERT_INT_EQ(mdl_gen_write(&p, vpath, b, err, sizeof(err)), 0);
     size_t la, lb;
-    char *da = slurp(a, &la);
-    char *db = slurp(b, &lb);
+    char *da = test_read_file(a, &la);
+    char *db = test_read_file(b, &lb);
     ASSERT_TRUE(da && db);
     ASSERT_INT_EQ(la, lb);
     ASSERT_TRUE(memcmp(da, db, la) == 0);
@@ -55,8 +37,8 @@ static void test_deterministic(void)
     free(db);
     p.seed++;
     ASSERT_INT_EQ(mdl_gen_write(&p, vpath, b, err, sizeof(err)), 0);
-    da = slurp(a, &la);
-    db = slurp(b, &lb);
+    da = test_read_file(a, &la);
+    db = test_read_file(b, &lb);
     ASSERT_TRUE(la == lb && memcmp(da, db, la) != 0);
     free(da);
     free(db);

@@ -27,10 +27,7 @@ static int tokenize(const struct gguf_file *f, const char *text, int32_t *ids, i
 
 static void check(const char *model, double tol)
 {
-    struct golden_stats st;
-    int v = golden_check_model(&bk_cpu_ops, model, tol, 2, tokenize, &st);
-    ASSERT_INT_EQ(v, 0);
-    ASSERT_TRUE(st.positions > 350); /* prompt + greedy positions of 5 prompts */
+    golden_check(&bk_cpu_ops, model, tol, 2, tokenize);
 }
 
 static void test_tiny_llama_f32(void)

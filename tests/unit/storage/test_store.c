@@ -4,6 +4,7 @@
  * file under /tmp, removed afterwards. */
 #include "store.h"
 #include "test.h"
+#include "test_sys.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -24,21 +25,11 @@ static int64_t fake_clock(void *user)
     return atomic_load(&fake_now);
 }
 
-static void remove_db(const char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof(p), "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", path);
-    unlink(p);
-}
-
 static void new_path(void)
 {
     static int n;
     snprintf(db_path, sizeof(db_path), "/tmp/chatd-test-store-%d-%d.db", (int)getpid(), ++n);
-    remove_db(db_path);
+    test_remove_db(db_path);
 }
 
 /* Opens a fresh database with the fake clock at 2026-03-15 12:00 UTC. */
@@ -57,10 +48,28 @@ static struct store *open_fresh(void)
     return st;
 }
 
+/* open_fresh, then user "alice" and her session "t" on model "m". Returns 0, or the
+ * first failing step's code (-1: the open failed), naming the step on stderr. */
+static int open_with_session(struct store **st, struct store_user *a, struct store_session *s)
+{
+    *st = open_fresh();
+    if (!*st)
+        return -1;
+    int rc = store_user_add(*st, "alice", false, 0, a);
+    if (rc != 0) {
+        fprintf(stderr, "  store_user_add: %d\n", rc);
+        return rc;
+    }
+    rc = store_session_create(*st, a->id, "t", "m", "", s);
+    if (rc != 0)
+        fprintf(stderr, "  store_session_create: %d\n", rc);
+    return rc;
+}
+
 static void close_db(struct store *st)
 {
     store_close(st);
-    remove_db(db_path);
+    test_remove_db(db_path);
 }
 
 /* Runs one integer-valued SQL query on the file with a separate connection. */
@@ -145,7 +154,7 @@ static void test_refuses_newer_db(void)
     ASSERT_TRUE(st == NULL);
     ASSERT_STR_CONTAINS(err, "999");
     ASSERT_STR_CONTAINS(err, "newer");
-    remove_db(db_path);
+    test_remove_db(db_path);
 }
 
 static void test_refuses_foreign_db(void)
@@ -156,12 +165,12 @@ static void test_refuses_foreign_db(void)
     char err[512] = "";
     ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), STORE_ENOTDB);
     ASSERT_STR_CONTAINS(err, "no chatd schema");
-    remove_db(db_path);
+    test_remove_db(db_path);
     new_path();
     sql_exec(db_path, "PRAGMA application_id = 42");
     ASSERT_INT_EQ(store_open(db_path, NULL, &st, err, sizeof(err)), STORE_ENOTDB);
     ASSERT_STR_CONTAINS(err, "application_id");
-    remove_db(db_path);
+    test_remove_db(db_path);
     /* Not an SQLite file at all. */
     FILE *f = fopen(db_path, "w");
     ASSERT_TRUE(f != NULL);
@@ -171,7 +180,7 @@ static void test_refuses_foreign_db(void)
     fclose(f);
     ASSERT_INT_OP(store_open(db_path, NULL, &st, err, sizeof(err)), <, 0);
     ASSERT_TRUE(st == NULL);
-    remove_db(db_path);
+    test_remove_db(db_path);
 }
 
 /* ---- users and keys ---- */
@@ -385,13 +394,11 @@ static void test_sessions(void)
 
 static void test_messages(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
+    struct store *st;
     struct store_user a, b;
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
-    ASSERT_INT_EQ(store_user_add(st, "bob", false, 0, &b), 0);
     struct store_session s;
-    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    ASSERT_INT_EQ(open_with_session(&st, &a, &s), 0);
+    ASSERT_INT_EQ(store_user_add(st, "bob", false, 0, &b), 0);
     const int32_t ids[] = {1, -2, 151643, INT32_MAX, INT32_MIN, 0};
     struct store_msg_in m = {
         .role = "user",
@@ -443,12 +450,10 @@ static void test_messages(void)
 /* A streamed reply flushed in batches, then finished with its usage. */
 static void test_reply_and_turn(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
+    struct store *st;
     struct store_user a;
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
     struct store_session s;
-    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    ASSERT_INT_EQ(open_with_session(&st, &a, &s), 0);
     struct store_msg_in um = {.role = "user", .content = "count", .n_tokens = 3};
     ASSERT_INT_EQ(store_message_append(st, a.id, s.id, &um, NULL, NULL), 0);
     ASSERT_INT_EQ(store_price_set(st, "m", 1000000, 100000, 2000000, 0, NULL), 0);
@@ -544,12 +549,10 @@ static void test_reply_and_turn(void)
  * neither. */
 static void test_turn_atomic(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
+    struct store *st;
     struct store_user a;
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
     struct store_session s;
-    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    ASSERT_INT_EQ(open_with_session(&st, &a, &s), 0);
     struct store_usage_in u = usage_in("dup", a.id, "m", 5, 0, 5);
     ASSERT_INT_EQ(store_usage_record(st, &u, NULL), 0);
     ASSERT_INT_EQ(store_usage_record(st, &u, NULL), STORE_EEXISTS);
@@ -850,12 +853,10 @@ static void test_idempotency(void)
 /* Many streams, one commit per interval. */
 static void test_group_commit(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
+    struct store *st;
     struct store_user a;
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
     struct store_session s;
-    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    ASSERT_INT_EQ(open_with_session(&st, &a, &s), 0);
     enum { N = 20 };
     struct store_reply r[N];
     for (int i = 0; i < N; i++) {
@@ -884,12 +885,10 @@ static void test_group_commit(void)
  * request is billed once for exactly the flushed tokens. */
 static void test_recover_interrupted(void)
 {
-    struct store *st = open_fresh();
-    ASSERT_TRUE(st != NULL);
+    struct store *st;
     struct store_user a;
-    ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
     struct store_session s;
-    ASSERT_INT_EQ(store_session_create(st, a.id, "t", "m", "", &s), 0);
+    ASSERT_INT_EQ(open_with_session(&st, &a, &s), 0);
     struct store_price fb = {.input_miss = 2000000, .input_hit = 1000000, .output = 3000000};
     struct store_usage_in u = usage_in("crash-1", a.id, "m", 100, 40, 0);
     u.session_id = s.id;
@@ -979,13 +978,6 @@ static pid_t open_in_child(void)
     return pid;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* kill -9 of a process at moments spread over its upgrade of the file: the file is
  * always whole, at the old version without the new table or at the new one with it,
  * and the next open finishes the upgrade with every row kept. */
@@ -993,13 +985,13 @@ static void test_migration_killed(void)
 {
     /* how long a process takes to open and upgrade (the window to hit) */
     old_file();
-    double t0 = now_s();
+    double t0 = test_now_s();
     pid_t pid = open_in_child();
     int status;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    double window = now_s() - t0;
-    remove_db(db_path);
+    double window = test_now_s() - t0;
+    test_remove_db(db_path);
     int at_old = 0, at_new = 0;
     for (int i = 0; i < 30; i++) {
         old_file();

@@ -8,27 +8,12 @@
 #include "gguf.h"
 #include "quant.h"
 
-static uint64_t rng_state = 777;
-
-static double urand(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-
-static float nrand(void)
-{
-    double u1 = urand() + 1e-12;
-    double u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
 static void test_rmsnorm(void)
 {
     float x[100], w[100], y[100];
     for (int i = 0; i < 100; i++) {
-        x[i] = nrand() * 3;
-        w[i] = 1 + 0.1f * nrand();
+        x[i] = test_nrand() * 3;
+        w[i] = 1 + 0.1f * test_nrand();
     }
     cpu_rmsnorm(y, x, w, 100, 1e-5f);
     double ss = 0;
@@ -44,7 +29,7 @@ static void rope_case(bool neox)
     enum { HD = 16, NH = 3, POS = 37 };
     float x[NH * HD], y[NH * HD], cs[HD];
     for (int i = 0; i < NH * HD; i++)
-        x[i] = y[i] = nrand();
+        x[i] = y[i] = test_nrand();
     cpu_rope_table(cs, HD, POS, 10000.0f);
     cpu_rope(y, NH, HD, HD, cs, neox);
     for (int h = 0; h < NH; h++) {
@@ -85,7 +70,7 @@ static void test_softmax(void)
     float x[50];
     double e[50], sum = 0;
     for (int i = 0; i < 50; i++) {
-        x[i] = nrand() * 5;
+        x[i] = test_nrand() * 5;
         sum += e[i] = exp(x[i]);
     }
     cpu_softmax(x, 50);
@@ -102,11 +87,11 @@ static void test_attention_gqa(void)
     uint16_t q16[HD];
     for (int t = 0; t < NPOS; t++)
         for (int i = 0; i < NKV * HD; i++) {
-            k[t][i] = quant_fp32_to_fp16(nrand());
-            v[t][i] = quant_fp32_to_fp16(nrand());
+            k[t][i] = quant_fp32_to_fp16(test_nrand());
+            v[t][i] = quant_fp32_to_fp16(test_nrand());
         }
     for (int i = 0; i < NH * HD; i++)
-        q[i] = nrand();
+        q[i] = test_nrand();
     float scale = 1.0f / sqrtf(HD);
     for (int h = 0; h < NH; h++) {
         int kvh = h / (NH / NKV);
@@ -144,15 +129,15 @@ static void test_attention_multi_matches_single(void)
         int hd = hds[h];
         for (int t = 0; t < NPOS; t++)
             for (int i = 0; i < hd; i++) {
-                k[t][i] = quant_fp32_to_fp16(nrand());
-                v[t][i] = quant_fp32_to_fp16(nrand());
+                k[t][i] = quant_fp32_to_fp16(test_nrand());
+                v[t][i] = quant_fp32_to_fp16(test_nrand());
             }
         float *outs[NQ];
         const float *qs[NQ];
         int n_pos[NQ];
         for (int i = 0; i < NQ; i++) {
             for (int d = 0; d < hd; d++)
-                q[i][d] = nrand() * 2;
+                q[i][d] = test_nrand() * 2;
             outs[i] = out[i];
             qs[i] = q[i];
             n_pos[i] = NPOS - 3 * (i / 2); /* tokens at consecutive positions, two heads each */
@@ -187,10 +172,10 @@ static void test_matmul_types(void)
         uint8_t *a = malloc(as * TOK);
         for (int r = 0; r < ROWS; r++) {
             for (int i = 0; i < N; i++)
-                wf[r][i] = nrand() * 0.1f;
+                wf[r][i] = test_nrand() * 0.1f;
             if (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K) {
                 for (size_t i = 0; i < ws; i++)
-                    w[r * ws + i] = (uint8_t)(urand() * 256);
+                    w[r * ws + i] = (uint8_t)(test_urand() * 256);
                 uint16_t d = quant_fp32_to_fp16(0.001f);
                 memcpy(w + r * ws + (t == GGML_TYPE_Q4_K ? 0 : 208), &d, 2);
             } else if (t == GGML_TYPE_F32) {
@@ -205,7 +190,7 @@ static void test_matmul_types(void)
         }
         for (int c = 0; c < TOK; c++) {
             for (int i = 0; i < N; i++)
-                x[c][i] = nrand();
+                x[c][i] = test_nrand();
             quant_act_row(at, x[c], a + c * as, N);
         }
         struct mdl_tensor wt = {t, {N, ROWS}, w, ws * ROWS};
@@ -237,6 +222,7 @@ static void test_matmul_types(void)
 
 int main(void)
 {
+    test_rng_seed(777);
     RUN(test_rmsnorm);
     RUN(test_rope_normal);
     RUN(test_rope_neox);

@@ -32,7 +32,7 @@ static void test_fp16_row(void)
     static uint16_t y[NR];
     for (int i = 0; i < NR; i++) {
         float scale = i % 4 == 0 ? 1e-6f : i % 4 == 1 ? 1.0f : i % 4 == 2 ? 3e4f : 1e5f;
-        x[i] = nrand() * scale;
+        x[i] = test_nrand() * scale;
     }
     x[0] = 0.0f;
     x[1] = -0.0f;
@@ -90,7 +90,7 @@ static void test_quantizers(void)
     for (int i = 0; i < 32; i++)
         ASSERT_NEAR(y[i], x[i], 0);
     for (int i = 0; i < 32; i++)
-        x[i] = nrand();
+        x[i] = test_nrand();
     quant_row_q8_0(x, &q8, 32);
     ASSERT_INT_EQ(quant_dequant_row(GGML_TYPE_Q8_0, &q8, y, 32), 0);
     float d = quant_fp16_to_fp32(q8.d);
@@ -120,7 +120,7 @@ static void test_dot_vs_double(void)
         uint32_t at = quant_act_type(t);
         random_row(t, tmp, w[0], N);
         for (int i = 0; i < N; i++)
-            tmp[i] = nrand();
+            tmp[i] = test_nrand();
         quant_act_row(at, tmp, a[0], N);
         ASSERT_INT_EQ(quant_dequant_row(t, w[0], wd, N), 0);
         ASSERT_INT_EQ(quant_dequant_row(at, a[0], ad, N), 0);
@@ -163,7 +163,7 @@ static void test_gemm_invariance(void)
         }
         for (int c = 0; c < TOKS; c++) {
             for (int i = 0; i < N; i++)
-                tmp[i] = nrand();
+                tmp[i] = test_nrand();
             quant_act_row(at, tmp, a[c], N);
             memcpy(ab + c * as, a[c], as);
         }
@@ -195,8 +195,8 @@ static void test_axpy(void)
     float y1[37];
     float y2[37];
     for (int i = 0; i < 37; i++) {
-        x[i] = quant_fp32_to_fp16(nrand());
-        y1[i] = y2[i] = nrand();
+        x[i] = quant_fp32_to_fp16(test_nrand());
+        y1[i] = y2[i] = test_nrand();
     }
     quant_axpy_f16()(37, 0.75f, x, y1);
     quant_axpy_f16_plain(37, 0.75f, x, y2);

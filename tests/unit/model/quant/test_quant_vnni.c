@@ -24,7 +24,7 @@ static void repacked_case(uint32_t type)
     }
     for (int c = 0; c < TOKS; c++) {
         for (int i = 0; i < N; i++)
-            tmp[i] = nrand();
+            tmp[i] = test_nrand();
         quant_act_row(GGML_TYPE_Q8_0, tmp, a8 + c * as8, N);
         quant_act_row(rat, tmp, ax + c * asx, N);
     }
@@ -67,7 +67,7 @@ static void test_act_x4_layout(void)
     enum { NV = 256 };
     static float x[NV];
     for (int i = 0; i < NV; i++)
-        x[i] = i < 32 ? fminf(fmaxf(nrand() * 30.0f, -120.0f), 120.0f) : nrand();
+        x[i] = i < 32 ? fminf(fmaxf(test_nrand() * 30.0f, -120.0f), 120.0f) : test_nrand();
     x[0] = 127.0f; /* block 0: scale 1, so these products are exact halves */
     x[1] = 2.5f;
     x[2] = -3.5f;

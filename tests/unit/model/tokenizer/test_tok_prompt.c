@@ -7,21 +7,9 @@
 
 #include "gguf.h"
 #include "tokenizer.h"
+#include "vocab_fixture.h"
 
 #include <string.h>
-
-static struct tok_vocab *load_vocab(const char *rel)
-{
-    char err[256];
-    struct gguf_file *f;
-    if (gguf_open(&f, test_fixture(rel), err, sizeof(err)) != 0)
-        return NULL;
-    struct tok_vocab *v = NULL;
-    if (tok_load(&v, f, err, sizeof(err)) != 0)
-        v = NULL;
-    gguf_close(f);
-    return v;
-}
 
 static int32_t *enc(const struct tok_vocab *v, const char *s, size_t *n)
 {
@@ -42,7 +30,8 @@ static bool contains(const int32_t *ids, size_t n, const int32_t *part, size_t m
 
 static void test_bpe_keeps_stored_ids(void)
 {
-    struct { struct tok_vocab *tok; } sm = {.tok = load_vocab("tokenizer/ggml-vocab-qwen3.gguf")};
+    struct { struct tok_vocab *tok; } sm = {
+        .tok = test_load_vocab("tokenizer/ggml-vocab-qwen3.gguf")};
     ASSERT_TRUE(sm.tok != NULL);
     const char *prompt = "<|im_start|>user\nhello world<|im_end|>\n<|im_start|>assistant\n"
                          "greetings<|im_end|>\n<|im_start|>user\nagain<|im_end|>\n"
@@ -109,7 +98,8 @@ static void test_bpe_keeps_stored_ids(void)
 
 static void test_spm_fragments(void)
 {
-    struct { struct tok_vocab *tok; } sm = {.tok = load_vocab("tokenizer/ggml-vocab-llama-spm.gguf")};
+    struct { struct tok_vocab *tok; } sm = {
+        .tok = test_load_vocab("tokenizer/ggml-vocab-llama-spm.gguf")};
     ASSERT_TRUE(sm.tok != NULL);
     ASSERT_TRUE(tok_add_bos(sm.tok) && tok_add_space_prefix(sm.tok));
     const char *prompt = "[INST] Hi there [/INST] Hello</s>[INST] More [/INST]";

@@ -6,46 +6,13 @@
 #include "gguf.h"
 #include "test.h"
 #include "tokenizer.h"
+#include "vocab_fixture.h"
 
 #include <stdbool.h>
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-        free(buf);
-        fclose(fp);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
-
 static char errbuf[512];
-
-static struct tok_vocab *load_vocab(const char *rel)
-{
-    struct gguf_file *f;
-    if (gguf_open(&f, test_fixture(rel), errbuf, sizeof(errbuf)) != 0) {
-        fprintf(stderr, "  %s: %s\n", rel, errbuf);
-        return NULL;
-    }
-    struct tok_vocab *v = NULL;
-    if (tok_load(&v, f, errbuf, sizeof(errbuf)) != 0)
-        fprintf(stderr, "  %s: %s\n", rel, errbuf);
-    gguf_close(f); /* the vocab keeps its own copy */
-    return v;
-}
 
 static bool valid_utf8(const char *s, size_t n)
 {
@@ -80,14 +47,14 @@ static int run_vectors(const char *name, bool spm, int *n_strings)
 {
     char rel[256];
     snprintf(rel, sizeof(rel), "tokenizer/%s", name);
-    struct tok_vocab *v = load_vocab(rel);
+    struct tok_vocab *v = test_load_vocab(rel);
     if (!v)
         return 1000;
     size_t inp_len, out_len;
     snprintf(rel, sizeof(rel), "tokenizer/%s.inp", name);
-    char *inp = read_file(test_fixture(rel), &inp_len);
+    char *inp = test_read_file(test_fixture(rel), &inp_len);
     snprintf(rel, sizeof(rel), "tokenizer/%s.out", name);
-    char *out = read_file(test_fixture(rel), &out_len);
+    char *out = test_read_file(test_fixture(rel), &out_len);
     if (!inp || !out) {
         tok_free(v);
         free(inp);
@@ -180,7 +147,7 @@ static void test_vectors_qwen3(void)
 
 static void test_vocab_info(void)
 {
-    struct tok_vocab *v = load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
+    struct tok_vocab *v = test_load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
     ASSERT_TRUE(v != NULL);
     ASSERT_INT_EQ(tok_n_vocab(v), 32000);
     ASSERT_INT_EQ(tok_kind(v), TOK_KIND_SPM);
@@ -213,7 +180,7 @@ static void test_vocab_info(void)
     ASSERT_TRUE(t && len == 4 && memcmp(t, "</s>", 4) == 0);
     tok_free(v);
 
-    v = load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
+    v = test_load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
     ASSERT_TRUE(v != NULL);
     ASSERT_INT_EQ(tok_n_vocab(v), 151936);
     ASSERT_STR_EQ(tok_kind_name(v), "gpt2");
@@ -235,7 +202,7 @@ static void test_vocab_info(void)
     ASSERT_INT_EQ(tok_piece(v, 151700, buf, sizeof(buf), true), 0); /* [PAD] filler: UNUSED */
     tok_free(v);
 
-    v = load_vocab("models/tiny-qwen2-q8_0.gguf");
+    v = test_load_vocab("models/tiny-qwen2-q8_0.gguf");
     ASSERT_TRUE(v != NULL);
     ASSERT_INT_EQ(tok_n_vocab(v), 50259);
     ASSERT_INT_EQ(tok_find(v, "<|im_start|>"), 50257);
@@ -257,7 +224,7 @@ static bool has_id(const int32_t *ids, size_t n, int32_t id)
 
 static void test_special_tokens(void)
 {
-    struct tok_vocab *v = load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
+    struct tok_vocab *v = test_load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
     ASSERT_TRUE(v != NULL);
     const char *chat = "<|im_start|>user\nhi<think>x</think><|im_end|>\n";
     int32_t *ids;
@@ -289,7 +256,7 @@ static void test_special_tokens(void)
     free(ids);
     tok_free(v);
 
-    v = load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
+    v = test_load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
     ASSERT_TRUE(v != NULL);
     const char *s = "<s>Hi</s>";
     ASSERT_INT_EQ(tok_encode(v, s, strlen(s), true, true, &ids, &n), 0);
@@ -341,12 +308,12 @@ static void test_golden_prompts(void)
     static const char *models[] = {"tiny-llama-f32", "tiny-llama-q4_0", "tiny-qwen2-q8_0",
                                    "small-llama-kq-q4_k_m"};
     size_t plen;
-    char *prompts = read_file(test_fixture("golden/prompts.txt"), &plen);
+    char *prompts = test_read_file(test_fixture("golden/prompts.txt"), &plen);
     ASSERT_TRUE(prompts != NULL);
     for (size_t m = 0; m < 4; m++) {
         char rel[256];
         snprintf(rel, sizeof(rel), "models/%s.gguf", models[m]);
-        struct tok_vocab *v = load_vocab(rel);
+        struct tok_vocab *v = test_load_vocab(rel);
         if (!v)
             free(prompts);
         ASSERT_TRUE(v != NULL);
@@ -356,7 +323,7 @@ static void test_golden_prompts(void)
             size_t ll = nl ? (size_t)(nl - line) : strlen(line);
             snprintf(rel, sizeof(rel), "golden/%s.%d.json", models[m], i);
             size_t jl;
-            char *json = read_file(test_fixture(rel), &jl);
+            char *json = test_read_file(test_fixture(rel), &jl);
             int32_t want[1024];
             size_t n_want = json ? golden_tokens(json, want, 1024) : 0;
             free(json);
@@ -403,12 +370,12 @@ static void test_golden_pieces(void)
     for (size_t m = 0; m < 3; m++) {
         char rel[256];
         snprintf(rel, sizeof(rel), "models/%s.gguf", models[m]);
-        struct tok_vocab *v = load_vocab(rel);
+        struct tok_vocab *v = test_load_vocab(rel);
         ASSERT_TRUE(v != NULL);
         for (int i = 0; i < 5; i++) {
             snprintf(rel, sizeof(rel), "golden/%s.%d.json", models[m], i);
             size_t jl;
-            char *json = read_file(test_fixture(rel), &jl);
+            char *json = test_read_file(test_fixture(rel), &jl);
             if (!json)
                 tok_free(v);
             ASSERT_TRUE(json != NULL);
@@ -495,12 +462,12 @@ static void test_stream(void)
 {
     const char *text = "大模型很厲害。🦙 emoji 👨‍👩‍👧 and 中文 ok";
     int split;
-    struct tok_vocab *v = load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
+    struct tok_vocab *v = test_load_vocab("tokenizer/ggml-vocab-qwen3.gguf");
     ASSERT_TRUE(v != NULL);
     ASSERT_TRUE(stream_roundtrip(v, text, false, &split));
     ASSERT_INT_OP(split, >, 0); /* some characters really were split across tokens */
     tok_free(v);
-    v = load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
+    v = test_load_vocab("tokenizer/ggml-vocab-llama-spm.gguf");
     ASSERT_TRUE(v != NULL);
     ASSERT_TRUE(stream_roundtrip(v, text, true, &split));
     ASSERT_INT_OP(split, >, 0); /* byte fallback: <0xF0><0x9F><0xA6><0x99> */
@@ -535,7 +502,7 @@ static void test_arbitrary_bytes(void)
                                   "tokenizer/ggml-vocab-gpt-2.gguf",
                                   "tokenizer/ggml-vocab-qwen3.gguf"};
     for (size_t m = 0; m < 3; m++) {
-        struct tok_vocab *v = load_vocab(names[m]);
+        struct tok_vocab *v = test_load_vocab(names[m]);
         ASSERT_TRUE(v != NULL);
         uint32_t seed = 12345;
         for (int iter = 0; iter < 300; iter++) {
@@ -565,6 +532,27 @@ static void test_arbitrary_bytes(void)
 
 /* ---- R11 / R12: hand-made vocabularies ------------------------------------------- */
 
+/* Writes w into *buf and frees w, then opens the bytes as *f; returns gguf_open_buffer's
+ * code. Hand f and buf to load_close (free buf alone when the open failed). */
+static int open_written(struct gguf_writer *w, void **buf, struct gguf_file **f)
+{
+    size_t len;
+    gguf_writer_write_mem(w, buf, &len);
+    gguf_writer_free(w);
+    return gguf_open_buffer(f, *buf, len, errbuf, sizeof(errbuf));
+}
+
+/* Loads the vocabulary of f into *v, then closes f and frees buf; returns tok_load's code
+ * (errbuf: its message). */
+static int load_close(struct gguf_file *f, void *buf, struct tok_vocab **v)
+{
+    errbuf[0] = 0;
+    int rc = tok_load(v, f, errbuf, sizeof(errbuf));
+    gguf_close(f); /* the vocab keeps its own copy */
+    free(buf);
+    return rc;
+}
+
 static const char *toks5[] = {"<unk>", "<s>", "</s>", "<0x41>", "a"};
 
 /* A small SPM vocab, then one defect chosen by `bad`; returns tok_load's code. */
@@ -592,52 +580,43 @@ static int load_small(int bad)
     if (bad == 9)
         gguf_writer_add_i32(w, "tokenizer.ggml.eos_token_id", -1);
     void *buf;
-    size_t len;
-    gguf_writer_write_mem(w, &buf, &len);
-    gguf_writer_free(w);
     struct gguf_file *f;
-    int rc = gguf_open_buffer(&f, buf, len, errbuf, sizeof(errbuf));
-    if (rc == 0) {
-        struct tok_vocab *v = NULL;
-        errbuf[0] = 0;
-        rc = tok_load(&v, f, errbuf, sizeof(errbuf));
-        if (rc == 0) {
-            int32_t *ids;
-            size_t n;
-            /* BOS, the prefix space as <unk> x 3 (no <0xE2> etc.), then 'A' via <0x41> */
-            if (tok_encode(v, "A", 1, true, false, &ids, &n) != 0 || n != 5 || ids[0] != 1 ||
-                ids[1] != 0 || ids[4] != 3)
-                rc = 99;
-            else
-                free(ids);
-        }
-        tok_free(v);
-        gguf_close(f);
+    int rc = open_written(w, &buf, &f);
+    if (rc != 0) {
+        free(buf);
+        return rc;
     }
-    free(buf);
+    struct tok_vocab *v = NULL;
+    rc = load_close(f, buf, &v);
+    if (rc == 0) {
+        int32_t *ids;
+        size_t n;
+        /* BOS, the prefix space as <unk> x 3 (no <0xE2> etc.), then 'A' via <0x41> */
+        if (tok_encode(v, "A", 1, true, false, &ids, &n) != 0 || n != 5 || ids[0] != 1 ||
+            ids[1] != 0 || ids[4] != 3)
+            rc = 99;
+        else
+            free(ids);
+    }
+    tok_free(v);
     return rc;
 }
 
 static void test_r11_r12_load_checks(void)
 {
     ASSERT_INT_EQ(load_small(0), 0);
-    ASSERT_INT_EQ(load_small(1), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "tokenizer.ggml.scores: 4 entries, expected n_vocab 5");
-    ASSERT_INT_EQ(load_small(2), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "tokenizer.ggml.token_type: expected an array of i32");
-    ASSERT_INT_EQ(load_small(3), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "tokenizer.ggml.bos_token_id: id 5 is not below n_vocab 5");
-    ASSERT_INT_EQ(load_small(4), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "byte token '<0x4g>' is not <0xHH>");
+    ASSERT_ERR(load_small(1), TOK_EFORMAT, errbuf,
+               "tokenizer.ggml.scores: 4 entries, expected n_vocab 5");
+    ASSERT_ERR(load_small(2), TOK_EFORMAT, errbuf,
+               "tokenizer.ggml.token_type: expected an array of i32");
+    ASSERT_ERR(load_small(3), TOK_EFORMAT, errbuf,
+               "tokenizer.ggml.bos_token_id: id 5 is not below n_vocab 5");
+    ASSERT_ERR(load_small(4), TOK_EFORMAT, errbuf, "byte token '<0x4g>' is not <0xHH>");
     ASSERT_INT_EQ(load_small(5), TOK_EFORMAT); /* lower-case hex */
-    ASSERT_INT_EQ(load_small(6), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "token_type: 6 entries");
-    ASSERT_INT_EQ(load_small(7), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "add_bos_token: has type u32, expected bool");
-    ASSERT_INT_EQ(load_small(8), TOK_EUNSUPPORTED);
-    ASSERT_STR_CONTAINS(errbuf, "'bert' is not supported");
-    ASSERT_INT_EQ(load_small(9), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "eos_token_id");
+    ASSERT_ERR(load_small(6), TOK_EFORMAT, errbuf, "token_type: 6 entries");
+    ASSERT_ERR(load_small(7), TOK_EFORMAT, errbuf, "add_bos_token: has type u32, expected bool");
+    ASSERT_ERR(load_small(8), TOK_EUNSUPPORTED, errbuf, "'bert' is not supported");
+    ASSERT_ERR(load_small(9), TOK_EFORMAT, errbuf, "eos_token_id");
 
     /* BPE: merges required, pre-tokenizer must be known, tokens must be strings */
     struct gguf_writer *w = gguf_writer_new();
@@ -646,17 +625,11 @@ static void test_r11_r12_load_checks(void)
     gguf_writer_add_str(w, "tokenizer.ggml.pre", "no-such-pre");
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", t, 2);
     void *buf;
-    size_t len;
-    gguf_writer_write_mem(w, &buf, &len);
-    gguf_writer_free(w);
     struct gguf_file *f;
-    ASSERT_INT_EQ(gguf_open_buffer(&f, buf, len, errbuf, sizeof(errbuf)), 0);
+    ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
     struct tok_vocab *v;
-    ASSERT_INT_EQ(tok_load(&v, f, errbuf, sizeof(errbuf)), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "tokenizer.ggml.merges: missing");
+    ASSERT_ERR(load_close(f, buf, &v), TOK_EFORMAT, errbuf, "tokenizer.ggml.merges: missing");
     ASSERT_TRUE(v == NULL);
-    gguf_close(f);
-    free(buf);
 
     w = gguf_writer_new();
     const char *m[1] = {"a b"};
@@ -664,25 +637,17 @@ static void test_r11_r12_load_checks(void)
     gguf_writer_add_str(w, "tokenizer.ggml.pre", "no-such-pre");
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", t, 2);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", m, 1);
-    gguf_writer_write_mem(w, &buf, &len);
-    gguf_writer_free(w);
-    ASSERT_INT_EQ(gguf_open_buffer(&f, buf, len, errbuf, sizeof(errbuf)), 0);
-    ASSERT_INT_EQ(tok_load(&v, f, errbuf, sizeof(errbuf)), TOK_EUNSUPPORTED);
-    ASSERT_STR_CONTAINS(errbuf, "unknown pre-tokenizer 'no-such-pre'");
-    gguf_close(f);
-    free(buf);
+    ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
+    ASSERT_ERR(load_close(f, buf, &v), TOK_EUNSUPPORTED, errbuf,
+               "unknown pre-tokenizer 'no-such-pre'");
 
     w = gguf_writer_new();
     int32_t nums[2] = {1, 2};
     gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
     gguf_writer_add_arr_i32(w, "tokenizer.ggml.tokens", nums, 2);
-    gguf_writer_write_mem(w, &buf, &len);
-    gguf_writer_free(w);
-    ASSERT_INT_EQ(gguf_open_buffer(&f, buf, len, errbuf, sizeof(errbuf)), 0);
-    ASSERT_INT_EQ(tok_load(&v, f, errbuf, sizeof(errbuf)), TOK_EFORMAT);
-    ASSERT_STR_CONTAINS(errbuf, "tokenizer.ggml.tokens: expected an array of strings");
-    gguf_close(f);
-    free(buf);
+    ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
+    ASSERT_ERR(load_close(f, buf, &v), TOK_EFORMAT, errbuf,
+               "tokenizer.ggml.tokens: expected an array of strings");
 }
 
 /* Every supported pre-tokenizer compiles and splits something sensibly. */
@@ -692,7 +657,7 @@ static void test_pre_tokenizers(void)
                                  "deepseek-coder", "falcon", "starcoder", "mpt", "gpt-neox",
                                  "gpt-2", "command-r"};
     /* a tiny byte-level vocab: the 256 byte symbols, no merges */
-    struct tok_vocab *ref = load_vocab("tokenizer/ggml-vocab-gpt-2.gguf");
+    struct tok_vocab *ref = test_load_vocab("tokenizer/ggml-vocab-gpt-2.gguf");
     ASSERT_TRUE(ref != NULL);
     const char *toks[256];
     char store[256][4];
@@ -719,13 +684,10 @@ static void test_pre_tokenizers(void)
         gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, 256);
         gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, 1);
         void *buf;
-        size_t len;
-        gguf_writer_write_mem(w, &buf, &len);
-        gguf_writer_free(w);
         struct gguf_file *f;
-        ASSERT_INT_EQ(gguf_open_buffer(&f, buf, len, errbuf, sizeof(errbuf)), 0);
+        ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
         struct tok_vocab *v;
-        int rc = tok_load(&v, f, errbuf, sizeof(errbuf));
+        int rc = load_close(f, buf, &v);
         if (rc)
             fprintf(stderr, "  pre %s: %s\n", pres[i], errbuf);
         ASSERT_INT_EQ(rc, 0);
@@ -734,13 +696,12 @@ static void test_pre_tokenizers(void)
         ASSERT_INT_EQ(tok_encode(v, text, strlen(text), false, false, &ids, &n), 0);
         ASSERT_INT_EQ(n, strlen(text)); /* no merges: one token per byte */
         char *out;
+        size_t len;
         ASSERT_INT_EQ(tok_decode(v, ids, n, 0, &out, &len), 0);
         ASSERT_STR_EQ(out, text);
         free(out);
         free(ids);
         tok_free(v);
-        gguf_close(f);
-        free(buf);
     }
 }
 
