@@ -44,6 +44,8 @@ struct engine {
     int32_t *b_tok, *b_pos, *b_slot;
     bool *b_want;
     float *logits;
+    struct eng_token *picked; /* [n_slots] the token each step entry sampled */
+    int *picked_rc;
 };
 
 static double now_ms(void)
@@ -182,14 +184,22 @@ static void slot_release(struct engine *e, struct slot *s)
     s->last_used = ++e->clock;
 }
 
+/* Takes the first job off the queue; the tail goes with it when it was the last. */
+static void dequeue_head(struct engine *e)
+{
+    e->queue_head = e->queue_head->next;
+    if (!e->queue_head)
+        e->queue_tail = NULL;
+    e->n_queued--;
+}
+
 /* Moves queued jobs into idle slots, oldest first. Called with e->mu held. */
 static void admit(struct engine *e)
 {
     while (e->queue_head) {
         struct eng_job *j = e->queue_head;
         if (atomic_load(&j->cancel)) {
-            e->queue_head = j->next;
-            e->n_queued--;
+            dequeue_head(e);
             job_finish(j, ENG_FINISH_CANCELLED, NULL);
             eng_job_release(j);
             continue;
@@ -198,10 +208,7 @@ static void admit(struct engine *e)
         int si = pick_slot(e, j, &reuse);
         if (si < 0)
             break;
-        e->queue_head = j->next;
-        if (!e->queue_head)
-            e->queue_tail = NULL;
-        e->n_queued--;
+        dequeue_head(e);
         struct slot *s = &e->slots[si];
         if (s->user_id != j->user_id || e->p.no_reuse)
             reuse = 0; /* never reuse another user's cache */
@@ -298,10 +305,25 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
     return n;
 }
 
-/* After a forward: account the fed tokens, sample where logits came back. */
-static void after_forward(struct engine *e, struct step_entry *ent, uint32_t n_ent)
+/* After a forward, without the engine lock: each sequence that got logits picks its
+ * next token (sampling may cost a pass over the vocabulary, and neither submitters nor
+ * /metrics should wait for it). Only the engine thread touches a job's sampler. */
+static void sample_all(struct engine *e, const struct step_entry *ent, uint32_t n_ent)
 {
     uint32_t li = 0;
+    for (uint32_t k = 0; k < n_ent; k++) {
+        if (!ent[k].wants)
+            continue;
+        struct eng_job *j = e->slots[ent[k].slot].job;
+        float *logits = e->logits + (size_t)li++ * e->n_vocab;
+        e->picked[k] = (struct eng_token){0};
+        e->picked_rc[k] = eng_sampler_next(j->smp, logits, e->n_vocab, &e->picked[k]);
+    }
+}
+
+/* Then, under the lock: account the fed tokens and hand each picked token to its job. */
+static void after_forward(struct engine *e, struct step_entry *ent, uint32_t n_ent)
+{
     for (uint32_t k = 0; k < n_ent; k++) {
         struct slot *s = &e->slots[ent[k].slot];
         struct eng_job *j = s->job;
@@ -315,19 +337,18 @@ static void after_forward(struct engine *e, struct step_entry *ent, uint32_t n_e
         }
         if (!ent[k].wants)
             continue;
-        float *logits = e->logits + (size_t)li++ * e->n_vocab;
-        struct eng_token tok = {0};
-        if (eng_sampler_next(j->smp, logits, e->n_vocab, &tok) != 0 || job_push(j, &tok) != 0) {
+        const struct eng_token *tok = &e->picked[k];
+        if (e->picked_rc[k] != 0 || job_push(j, tok) != 0) {
             job_finish(j, ENG_FINISH_ERROR, "sampling failed");
             continue;
         }
         e->stats.tokens_generated++;
-        if (!j->ignore_eos && e->p.is_eog && e->p.is_eog(e->p.eog_ctx, tok.id))
+        if (!j->ignore_eos && e->p.is_eog && e->p.is_eog(e->p.eog_ctx, tok->id))
             job_finish(j, ENG_FINISH_EOG, NULL);
         else if (j->n_out >= j->max_tokens || s->n + 1 >= e->p.n_ctx)
             job_finish(j, ENG_FINISH_LENGTH, NULL);
         else
-            s->pending = tok.id;
+            s->pending = tok->id;
     }
 }
 
@@ -378,6 +399,8 @@ static void *engine_main(void *arg)
         double t0 = now_ms();
         struct bk_batch b = {n, e->b_tok, e->b_pos, e->b_slot, e->b_want};
         int rc = e->ops->forward(e->bk, &b, e->logits);
+        if (rc == 0)
+            sample_all(e, ent, n_ent);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;
         hist_add(&e->stats, n);
@@ -419,6 +442,8 @@ static void free_buffers(struct engine *e)
     free(e->b_slot);
     free(e->b_want);
     free(e->logits);
+    free(e->picked);
+    free(e->picked_rc);
 }
 
 struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32_t n_vocab,
@@ -440,7 +465,10 @@ struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32
     e->b_want = calloc(e->p.n_batch, sizeof(bool));
     /* at most one logits row per slot per step */
     e->logits = malloc((size_t)p->n_slots * n_vocab * sizeof(float));
-    if (!e->slots || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_want || !e->logits)
+    e->picked = calloc(p->n_slots, sizeof(*e->picked));
+    e->picked_rc = calloc(p->n_slots, sizeof(*e->picked_rc));
+    if (!e->slots || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_want || !e->logits ||
+        !e->picked || !e->picked_rc)
         goto oom;
     for (uint32_t i = 0; i < p->n_slots; i++) {
         e->slots[i].toks = malloc((size_t)p->n_ctx * sizeof(int32_t));

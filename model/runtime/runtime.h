@@ -51,6 +51,8 @@ void sampler_reset(struct sampler *s);
 
 /* The next token for a row of n_vocab logits (not modified). Does not accept it. */
 int32_t sampler_sample(struct sampler *s, const float *logits);
+/* Candidate comparisons the last sampler_sample made (its work: O(n_vocab log top_k)). */
+uint64_t sampler_comparisons(const struct sampler *s);
 
 /* The k most likely tokens of the model's raw distribution (log-softmax of the logits,
  * before any sampling transform), highest first: ids[k], logprobs[k]. Returns how many

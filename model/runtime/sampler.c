@@ -2,7 +2,9 @@
  * draw (see runtime.h).
  *
  * Candidates are (id, logit) pairs. Truncation works on them sorted by logit (highest
- * first, ties to the lower id) so results are stable. Softmax sums in double. The
+ * first, ties to the lower id) so results are stable. The cost of one draw is bounded
+ * by the vocabulary, whatever the request's parameters: top-k selection is a heap of k
+ * (O(n log k)), top-p and min-p walk the k kept. Softmax sums in double. The
  * generator is xoshiro256** seeded through splitmix64.
  */
 #include "runtime.h"
@@ -29,6 +31,7 @@ struct sampler {
     uint32_t hist_head;
     uint32_t *count; /* [n_vocab] occurrences in the ring */
     struct rng rng;
+    uint64_t n_cmp; /* candidate comparisons of the last sampler_sample */
 };
 
 void sampler_default_params(struct sampler_params *p)
@@ -112,6 +115,13 @@ static int cand_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Whether a ranks before b (higher logit, ties to the lower id), counted. */
+static bool better(struct sampler *s, const struct cand *a, const struct cand *b)
+{
+    s->n_cmp++;
+    return cand_cmp(a, b) < 0;
+}
+
 static bool has_penalties(const struct sampler_params *p)
 {
     return p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
@@ -129,25 +139,44 @@ static float penalised(const struct sampler *s, int32_t id, float l)
     return l - (float)n * s->p.frequency_penalty - s->p.presence_penalty;
 }
 
-/* Keeps the k best candidates of c[0..n) at the front, sorted. */
-static uint32_t keep_top(struct cand *c, uint32_t n, uint32_t k)
+/* Moves heap element i down to its place; h[0] is the worst of h[0..n). */
+static void sift_down(struct sampler *s, struct cand *h, uint32_t n, uint32_t i)
 {
-    if (k >= n) {
-        qsort(c, n, sizeof(*c), cand_cmp);
-        return n;
+    for (;;) {
+        uint32_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && better(s, &h[worst], &h[l]))
+            worst = l;
+        if (r < n && better(s, &h[worst], &h[r]))
+            worst = r;
+        if (worst == i)
+            return;
+        struct cand t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
     }
-    /* selection by a bounded insertion into the first k slots */
-    qsort(c, k, sizeof(*c), cand_cmp);
+}
+
+/* Keeps the k best candidates of c[0..n) at the front, best first. A heap of the k
+ * best so far (its worst on top) sees every candidate once: O(n log k) comparisons,
+ * whatever k a request asks for; then the heap is sorted in place (O(k log k)). */
+static uint32_t keep_top(struct sampler *s, struct cand *c, uint32_t n, uint32_t k)
+{
+    if (k > n)
+        k = n;
+    for (uint32_t i = k / 2; i-- > 0;)
+        sift_down(s, c, k, i);
     for (uint32_t i = k; i < n; i++) {
-        if (cand_cmp(&c[i], &c[k - 1]) >= 0)
+        if (!better(s, &c[i], &c[0]))
             continue;
-        struct cand x = c[i];
-        uint32_t j = k - 1;
-        while (j > 0 && cand_cmp(&x, &c[j - 1]) < 0) {
-            c[j] = c[j - 1];
-            j--;
-        }
-        c[j] = x;
+        c[0] = c[i];
+        sift_down(s, c, k, 0);
+    }
+    for (uint32_t m = k; m > 1; m--) { /* heap sort: the worst goes to the end */
+        struct cand t = c[0];
+        c[0] = c[m - 1];
+        c[m - 1] = t;
+        sift_down(s, c, m - 1, 0);
     }
     return k;
 }
@@ -165,9 +194,15 @@ static void softmax(struct sampler *s, uint32_t n, float t)
         s->prob[i] /= sum;
 }
 
+uint64_t sampler_comparisons(const struct sampler *s)
+{
+    return s->n_cmp;
+}
+
 int32_t sampler_sample(struct sampler *s, const float *logits)
 {
     bool pen = has_penalties(&s->p) && s->hist_n > 0;
+    s->n_cmp = 0;
     uint32_t n = s->n_vocab;
     if (s->p.temperature <= 0.0f) {
         int32_t best = 0;
@@ -185,7 +220,7 @@ int32_t sampler_sample(struct sampler *s, const float *logits)
         s->c[i].id = (int32_t)i;
         s->c[i].logit = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
     }
-    n = keep_top(s->c, n, s->p.top_k > 0 ? (uint32_t)s->p.top_k : n);
+    n = keep_top(s, s->c, n, s->p.top_k > 0 ? (uint32_t)s->p.top_k : n);
     if (s->p.top_p < 1.0f) {
         softmax(s, n, 1.0f);
         double cum = 0.0;
