@@ -21,6 +21,27 @@ static const char *guess_builtin(const struct tok_vocab *v)
     return "llama2";
 }
 
+/* Renders the model's own template once at start-up on a plain conversation, so that a
+ * template which fails on every request (runaway recursion, a resource limit, an
+ * evaluation error) is refused now, with the line it failed at, instead of on each
+ * request. A template that raises on purpose (raise_exception) is fine. */
+static bool usable_template(struct srv_model *sm, char *err, size_t err_len)
+{
+    const struct tmpl_message probe[] = {
+        {"user", "Hello.", NULL}, {"assistant", "Hi!", NULL}, {"user", "How are you?", NULL}};
+    struct tmpl_params p = tmpl_default_params();
+    p.messages = probe;
+    p.n_messages = sizeof(probe) / sizeof(probe[0]);
+    p.add_generation_prompt = true;
+    p.bos_token = sm->bos_text;
+    p.eos_token = sm->eos_text;
+    char *out = NULL;
+    size_t len;
+    int rc = tmpl_render(sm->tmpl, &p, &out, &len, err, err_len);
+    free(out);
+    return rc == 0 || rc == TMPL_ERAISE;
+}
+
 static int load_template(struct srv_model *sm, const struct chatd_config *cfg, char *err,
                          size_t err_len)
 {
@@ -36,6 +57,10 @@ static int load_template(struct srv_model *sm, const struct chatd_config *cfg, c
     } else if (mdl_chat_template(sm->mdl)) {
         src = mdl_chat_template(sm->mdl);
         sm->tmpl = tmpl_new(src, strlen(src), terr, sizeof(terr));
+        if (sm->tmpl && !usable_template(sm, terr, sizeof(terr))) {
+            tmpl_free(sm->tmpl);
+            sm->tmpl = NULL;
+        }
         if (sm->tmpl) {
             snprintf(sm->template_name, sizeof(sm->template_name), "gguf");
         } else {
@@ -116,10 +141,14 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
     if (mdl_open(&sm->mdl, path, &mp, err, err_len) != 0)
         return -1;
     sm->tok = mdl_vocab(sm->mdl);
-    if (load_template(sm, cfg, err, err_len) != 0)
-        goto fail;
     sm->bos_text = token_text(sm->tok, tok_bos(sm->tok));
     sm->eos_text = token_text(sm->tok, tok_eos(sm->tok));
+    if (!sm->bos_text || !sm->eos_text) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    if (load_template(sm, cfg, err, err_len) != 0)
+        goto fail;
     sm->thinks = opens_thought(sm);
     struct eng_params ep = {
         .n_slots = (uint32_t)cfg->parallel,

@@ -59,7 +59,14 @@ struct tmpl_params {
     size_t max_memory_bytes;      /* values built while rendering; default 64 MiB */
     uint64_t max_steps;           /* evaluated nodes; default 10 million */
     uint64_t max_loop_iterations; /* over the whole render; default 1 million */
+    size_t max_stack_bytes;       /* stack the evaluation may use below the caller's frame;
+                                   * default TMPL_DEFAULT_STACK */
 };
+
+/* The interpreter recurses (nested expressions, statements, macro calls). Its stack use
+ * is measured, not guessed from a depth: the default fits a thread of 256 KiB (the
+ * server's request threads) with room for the caller's frames. */
+#define TMPL_DEFAULT_STACK ((size_t)144 << 10)
 
 /* Default parameters: no messages, empty tokens, no generation prompt. */
 struct tmpl_params tmpl_default_params(void);

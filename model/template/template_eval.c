@@ -161,7 +161,13 @@ static int step(struct rctx *R, int line)
         return tl_fail(R, TMPL_ELIMIT, line, "template ran for more than %llu steps",
                        (unsigned long long)R->max_steps);
     if (R->depth >= EVAL_MAX_DEPTH)
-        return tl_fail(R, TMPL_ELIMIT, line, "template recursion deeper than %d", EVAL_MAX_DEPTH);
+        return tl_fail(R, TMPL_ELIMIT, line, "template recursion too deep: more than %d levels", EVAL_MAX_DEPTH);
+    char here;
+    uintptr_t at = (uintptr_t)&here;
+    size_t used = at < R->stack_top ? R->stack_top - at : at - R->stack_top;
+    if (used > R->max_stack)
+        return tl_fail(R, TMPL_ELIMIT, line, "template recursion too deep: more than %zu KiB of stack",
+                       R->max_stack >> 10);
     return 0;
 }
 
@@ -688,6 +694,8 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     R.arena.cap_bytes = p->max_memory_bytes ? p->max_memory_bytes : (size_t)64 << 20;
     R.max_steps = p->max_steps ? p->max_steps : 10000000u;
     R.max_iters = p->max_loop_iterations ? p->max_loop_iterations : 1000000u;
+    R.max_stack = p->max_stack_bytes ? p->max_stack_bytes : TMPL_DEFAULT_STACK;
+    R.stack_top = (uintptr_t)&R;
     struct scope root;
     memset(&root, 0, sizeof(root));
     R.root = &root;

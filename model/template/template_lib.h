@@ -22,6 +22,8 @@ struct rctx {
     uint64_t iters;
     uint64_t max_iters;
     int depth;
+    uintptr_t stack_top;  /* address of tmpl_eval's frame */
+    size_t max_stack;
     int line;           /* template line being evaluated, for errors raised deep down */
     int err_code;
     char *err;

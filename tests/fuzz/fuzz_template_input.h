@@ -10,6 +10,7 @@
 
 #include "template.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,38 @@ static inline int ft_run_one(const uint8_t *data, size_t size)
     }
     free(copy);
     return rc;
+}
+
+/* Renders on a thread with the stack of the server's request threads (256 KiB,
+ * server/http/http.c), so that a template which exhausts that stack is found here and
+ * not in production, where the main thread's 8 MiB would hide it. */
+#define FT_STACK_BYTES ((size_t)256 << 10)
+
+struct ft_job {
+    const uint8_t *data;
+    size_t size;
+    int rc;
+};
+
+static inline void *ft_thread(void *arg)
+{
+    struct ft_job *j = arg;
+    j->rc = ft_run_one(j->data, j->size);
+    return NULL;
+}
+
+static inline int ft_run_on_request_stack(const uint8_t *data, size_t size)
+{
+    struct ft_job j = {data, size, TMPL_ENOMEM};
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, FT_STACK_BYTES);
+    int ok = pthread_create(&t, &attr, ft_thread, &j) == 0;
+    pthread_attr_destroy(&attr);
+    if (ok)
+        pthread_join(t, NULL);
+    return j.rc;
 }
 
 #endif

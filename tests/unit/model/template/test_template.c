@@ -5,6 +5,8 @@
 #include "test.h"
 #include "template.h"
 
+#include <pthread.h>
+
 #include <dirent.h>
 #include <jansson.h>
 
@@ -245,8 +247,10 @@ static void test_macros(void)
     ASSERT_STR_EQ(R("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}"),
                   "ERR:line 1: macro 'm' takes not more than 1 argument(s)");
     ASSERT_STR_EQ(R("{%- macro m(x) -%}\n  <{{ x }}>\n{%- endmacro -%}\n{{ m('a') ~ m('b') }}"), "<a><b>");
-    /* runaway recursion stops at the depth cap */
-    ASSERT_STR_CONTAINS(R("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "recursion deeper");
+    /* runaway recursion stops at the stack cap (main runs every test on a thread with
+     * the 256 KiB stack of the server's request threads: no overflow) */
+    ASSERT_STR_CONTAINS(R("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "recursion too deep");
+    ASSERT_STR_CONTAINS(R("{% macro f(n) %}{{ f(n + 1) ~ n }}{% endmacro %}{{ f(0) }}"), "recursion too deep");
 }
 
 /* ------------------------------------------------------------------ expressions */
@@ -594,7 +598,9 @@ static void test_builtins_match_fixtures(void)
     check_builtin_against("chatml", "templates/Qwen-Qwen2.5-7B-Instruct.json", true);
 }
 
-int main(void)
+/* Every test runs on a thread with the stack of the server's request threads (256 KiB,
+ * server/http/http.c): templates must render, or fail cleanly, within it. */
+static void *run_all(void *result)
 {
     RUN(test_fixtures_all);
     RUN(test_whitespace_readme_example);
@@ -615,5 +621,19 @@ int main(void)
     RUN(test_builtins_parse);
     RUN(test_builtins_render);
     RUN(test_builtins_match_fixtures);
-    return TEST_DONE();
+    *(int *)result = TEST_DONE();
+    return NULL;
+}
+
+int main(void)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    int result = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (pthread_create(&t, &attr, run_all, &result) != 0)
+        return 1;
+    pthread_join(t, NULL);
+    return result;
 }

@@ -1,6 +1,7 @@
 /* test_template_regress.c - replays every input under tests/regress/template/ (inputs
  * the template fuzzer once crashed or hung on) through the fuzz target's own code
- * path; each must finish, and the whole run stays fast. Also a few hand-written
+ * path, on the request threads' 256 KiB stack; each must finish, and the whole run stays
+ * fast. Also a few hand-written
  * hostile templates that must fail cleanly. */
 #include "test.h"
 #include "fuzz/fuzz_template_input.h"
@@ -28,7 +29,7 @@ static void test_replay_regressions(void)
         size_t len = fread(buf, 1, sizeof(buf), f);
         fclose(f);
         clock_t t0 = clock();
-        ft_run_one(buf, len);
+        ft_run_on_request_stack(buf, len);
         double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
         if (secs > 5.0)
             TEST_FAIL_("%s took %.1f s", e->d_name, secs);
@@ -41,7 +42,7 @@ static void test_replay_regressions(void)
 
 static int run_src(const char *src)
 {
-    return ft_run_one((const uint8_t *)src, strlen(src));
+    return ft_run_on_request_stack((const uint8_t *)src, strlen(src));
 }
 
 static void test_hostile(void)
@@ -51,6 +52,11 @@ static void test_hostile(void)
                   TMPL_ELIMIT);
     /* doubling strings: bounded by memory or output */
     ASSERT_INT_EQ(run_src("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"),
+                  TMPL_ELIMIT);
+    /* unbounded recursion: bounded by the stack it may use (it once overflowed the
+     * request threads' stack and killed the server) */
+    ASSERT_INT_EQ(run_src("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), TMPL_ELIMIT);
+    ASSERT_INT_EQ(run_src("{% macro f(a) %}{% for x in [1] %}{{ f(a ~ x) }}{% endfor %}{% endmacro %}{{ f('') }}"),
                   TMPL_ELIMIT);
     /* deep nesting is refused at parse time */
     char deep[4096] = "";
