@@ -4,6 +4,7 @@
  * thread; the render/tokenize helpers run on connection threads (all read-only). */
 #include "server.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,14 +108,15 @@ static bool opens_thought(const struct srv_model *sm)
 {
     struct tmpl_message m = {"user", "x", NULL};
     char err[128];
-    char *p = srv_model_render(sm, &m, 1, true, err, sizeof(err));
-    if (!p)
+    struct srv_prompt pr;
+    if (srv_model_render(sm, &m, 1, true, &pr, err, sizeof(err)) != 0)
         return false;
+    const char *p = pr.text;
     size_t n = strlen(p);
     while (n && (p[n - 1] == '\n' || p[n - 1] == ' '))
         n--;
     bool yes = n >= 7 && strncmp(p + n - 7, "<think>", 7) == 0;
-    free(p);
+    srv_prompt_fini(&pr);
     return yes;
 }
 
@@ -177,31 +179,37 @@ void srv_model_close(struct srv_model *sm)
     memset(sm, 0, sizeof(*sm));
 }
 
-char *srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
-                       bool add_generation_prompt, char *err, size_t err_len)
+int srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
+                     bool add_generation_prompt, struct srv_prompt *out, char *err,
+                     size_t err_len)
 {
+    _Static_assert(sizeof(struct tok_span) == sizeof(struct tmpl_span) &&
+                       offsetof(struct tok_span, end) == offsetof(struct tmpl_span, end),
+                   "a template span is a tokenizer span");
     struct tmpl_params p = tmpl_default_params();
     p.messages = msgs;
     p.n_messages = n;
     p.add_generation_prompt = add_generation_prompt;
     p.bos_token = sm->bos_text;
     p.eos_token = sm->eos_text;
-    char *out = NULL;
+    struct tmpl_span *spans = NULL;
     size_t len;
-    if (tmpl_render(sm->tmpl, &p, &out, &len, err, err_len) != 0)
-        return NULL;
-    return out;
+    memset(out, 0, sizeof(*out));
+    int rc = tmpl_render_spans(sm->tmpl, &p, &out->text, &len, &spans, &out->n_plain, err,
+                               err_len);
+    out->plain = (struct tok_span *)spans;
+    return rc;
 }
 
-int srv_model_tokenize(const struct srv_model *sm, const char *prompt,
-                       const struct tmpl_message *msgs, size_t n, int32_t **ids, size_t *n_ids)
+void srv_prompt_fini(struct srv_prompt *p)
 {
-    const char **contents = calloc(n + 1, sizeof(*contents));
-    if (!contents)
-        return TOK_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        contents[i] = msgs[i].content;
-    int rc = tok_encode_prompt(sm->tok, prompt, contents, n, ids, n_ids);
-    free(contents);
-    return rc;
+    free(p->text);
+    free(p->plain);
+    memset(p, 0, sizeof(*p));
+}
+
+int srv_model_tokenize(const struct srv_model *sm, const struct srv_prompt *p, int32_t **ids,
+                       size_t *n_ids)
+{
+    return tok_encode_prompt(sm->tok, p->text, p->plain, p->n_plain, ids, n_ids);
 }

@@ -151,15 +151,24 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
                    const struct chatd_config *cfg, char *err, size_t err_len);
 void srv_model_close(struct srv_model *sm);
 
-/* Renders messages with the model's template. Returns a heap string or NULL with err. */
-char *srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
-                       bool add_generation_prompt, char *err, size_t err_len);
+/* A rendered prompt: the text and the spans of it that hold message text. */
+struct srv_prompt {
+    char *text;
+    struct tok_span *plain; /* from tmpl_render_spans */
+    size_t n_plain;
+};
 
-/* Tokenizes a rendered prompt with tok_encode_prompt: special tokens are parsed only
- * outside the messages' contents, so a user cannot inject control tokens. Returns 0 or
- * a negative TOK_E* code. */
-int srv_model_tokenize(const struct srv_model *sm, const char *prompt,
-                       const struct tmpl_message *msgs, size_t n, int32_t **ids, size_t *n_ids);
+/* Renders messages with the model's template into p (free with srv_prompt_fini).
+ * Returns 0, or a TMPL_E* code with the template's message in err. */
+int srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
+                     bool add_generation_prompt, struct srv_prompt *p, char *err,
+                     size_t err_len);
+void srv_prompt_fini(struct srv_prompt *p);
+
+/* Tokenizes a rendered prompt (tok_encode_prompt): no control token is read inside the
+ * message text, so a user cannot inject one. Returns 0 or a negative TOK_E* code. */
+int srv_model_tokenize(const struct srv_model *sm, const struct srv_prompt *p, int32_t **ids,
+                       size_t *n_ids);
 
 /* ---- the running server (serve.c) ---- */
 

@@ -1202,13 +1202,18 @@ void tmpl_free(struct tmpl *t)
     free(t);
 }
 
-int tmpl_render(const struct tmpl *t, const struct tmpl_params *params, char **out,
-                size_t *out_len, char *err, size_t err_len)
+int tmpl_render_spans(const struct tmpl *t, const struct tmpl_params *params, char **out,
+                      size_t *out_len, struct tmpl_span **spans, size_t *n_spans, char *err,
+                      size_t err_len)
 {
     if (out)
         *out = NULL;
     if (out_len)
         *out_len = 0;
+    if (spans)
+        *spans = NULL;
+    if (n_spans)
+        *n_spans = 0;
     if (err && err_len)
         err[0] = 0;
     if (!t || !params || !out || (params->n_messages && !params->messages)) {
@@ -1216,5 +1221,11 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_params *params, char **o
             snprintf(err, err_len, "invalid argument");
         return TMPL_EINVAL;
     }
-    return tmpl_eval(t->body, params, out, out_len, err, err_len);
+    return tmpl_eval(t->body, params, out, out_len, spans, n_spans, err, err_len);
+}
+
+int tmpl_render(const struct tmpl *t, const struct tmpl_params *params, char **out,
+                size_t *out_len, char *err, size_t err_len)
+{
+    return tmpl_render_spans(t, params, out, out_len, NULL, NULL, err, err_len);
 }

@@ -86,6 +86,23 @@ void tmpl_free(struct tmpl *t);
 int tmpl_render(const struct tmpl *t, const struct tmpl_params *params, char **out,
                 size_t *out_len, char *err, size_t err_len);
 
+/* A byte range [start, end) of a rendered prompt. */
+struct tmpl_span {
+    size_t start;
+    size_t end;
+};
+
+/* tmpl_render, and where the output holds text that came from the messages' contents
+ * (content and reasoning_content, whatever the template did to them: trimmed, split,
+ * sliced, joined, quoted as JSON). The spans are sorted and disjoint; *spans (caller
+ * frees with free(); NULL when there are none) holds *n_spans of them. The prompt's
+ * tokenizer must not read control tokens inside them: text a user wrote is text. A
+ * string the template built from message text and its own text in a way that does not
+ * keep their boundaries (a filter over both, say) is counted as message text whole. */
+int tmpl_render_spans(const struct tmpl *t, const struct tmpl_params *params, char **out,
+                      size_t *out_len, struct tmpl_span **spans, size_t *n_spans, char *err,
+                      size_t err_len);
+
 /* Source of a named built-in template (chatml, llama2, llama3, mistral,
  * deepseek-r1), or NULL for an unknown name. Static storage. */
 const char *tmpl_builtin(const char *name);

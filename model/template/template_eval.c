@@ -207,14 +207,49 @@ static int eval_args(struct rctx *R, struct scope *S, const struct tn *arg, stru
 static int capture(struct rctx *R, struct scope *S, const struct tn *body, struct tv *out, int line)
 {
     struct strbuf buf = {0};
+    struct tl_spans spans = {0};
     struct strbuf *saved = R->out;
+    struct tl_spans *saved_spans = R->out_spans;
     R->out = &buf;
+    R->out_spans = &spans;
     int rc = exec_body(R, S, body);
     R->out = saved;
+    R->out_spans = saved_spans;
     if (rc >= 0)
         rc = tl_sbuf_take(R, &buf, out, line);
+    if (rc >= 0 && spans.n && !(out->taint = tl_taint_of_spans(R, &spans, line)))
+        rc = R->err_code;
     free(buf.data);
+    free(spans.v);
     return rc < 0 ? rc : 0;
+}
+
+/* Writes v to the output, recording where message text went. */
+static int write_out(struct rctx *R, struct tv v, int line)
+{
+    size_t from = R->out->len;
+    int rc = tl_write_str(R, R->out, v, line);
+    return rc < 0 ? rc : tl_taint_written(R, v, from, R->out->len, line);
+}
+
+static bool makes_text(struct tv v)
+{
+    return v.kind == TV_STR || v.kind == TV_LIST || v.kind == TV_TUPLE || v.kind == TV_DICT;
+}
+
+/* After a call, filter or operator: a string (or container of strings) made from
+ * tainted input is tainted whole. */
+static void taint_from(struct tv *out, struct tv in, const struct targs *args)
+{
+    if (!makes_text(*out))
+        return;
+    bool t = tl_has_taint(in);
+    for (int i = 0; args && !t && i < args->npos; i++)
+        t = tl_has_taint(args->pos[i]);
+    for (int i = 0; args && !t && i < args->nkw; i++)
+        t = tl_has_taint(args->kw[i]);
+    if (t)
+        tl_taint_whole(out);
 }
 
 int tl_call_macro(struct rctx *R, const struct tn *m, struct targs *a, struct tv *out, int line)
@@ -320,9 +355,12 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
             return rc;
         return tl_getattr(R, a, n->val, out, n->line);
     case TN_ITEM:
-        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval(R, S, n->b, &b)) < 0)
+        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval(R, S, n->b, &b)) < 0 ||
+            (rc = tl_getitem(R, a, b, out, n->line)) < 0)
             return rc;
-        return tl_getitem(R, a, b, out, n->line);
+        if (a.kind == TV_STR && a.taint) /* a character of message text */
+            taint_from(out, a, NULL);
+        return 0;
     case TN_SLICE: {
         struct tv parts[3];
         const struct tn *pn[3] = {n->b, n->c, n->d};
@@ -333,16 +371,27 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
             if (pn[i] && (rc = eval(R, S, pn[i], &parts[i])) < 0)
                 return rc;
         }
-        return tl_slice(R, a, parts, out, n->line);
+        if ((rc = tl_slice(R, a, parts, out, n->line)) < 0)
+            return rc;
+        if (a.kind == TV_STR && a.taint)
+            taint_from(out, a, NULL);
+        return 0;
     }
     case TN_CALL:
-        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval_args(R, S, n->b, &args)) < 0)
+        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval_args(R, S, n->b, &args)) < 0 ||
+            (rc = tl_call(R, a, &args, out, n->line)) < 0)
             return rc;
-        return tl_call(R, a, &args, out, n->line);
+        /* a macro's output knows its own spans (capture); anything else is made from
+         * its object and arguments */
+        if (!(a.kind == TV_FUNC && a.u.fn->kind == FN_MACRO))
+            taint_from(out, a, &args);
+        return 0;
     case TN_FILTER:
-        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval_args(R, S, n->b, &args)) < 0)
+        if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval_args(R, S, n->b, &args)) < 0 ||
+            (rc = tl_filter(R, n->op, a, &args, out, n->line)) < 0)
             return rc;
-        return tl_filter(R, n->op, a, &args, out, n->line);
+        taint_from(out, a, &args);
+        return 0;
     case TN_TEST: {
         bool r;
         if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval_args(R, S, n->b, &args)) < 0)
@@ -355,7 +404,15 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
     case TN_BINOP:
         if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval(R, S, n->b, &b)) < 0)
             return rc;
-        return tl_binop(R, n->op, a, b, out, n->line);
+        /* two strings joined keep each side's message text exact */
+        if ((n->op == OP_ADD || n->op == OP_CONCAT) && a.kind == TV_STR && b.kind == TV_STR &&
+            (a.taint || b.taint))
+            return tl_taint_concat(R, a, b, out, n->line);
+        if ((rc = tl_binop(R, n->op, a, b, out, n->line)) < 0)
+            return rc;
+        args = (struct targs){.npos = 1, .pos = {b}};
+        taint_from(out, a, &args);
+        return 0;
     case TN_NEG:
     case TN_POS:
         if ((rc = eval(R, S, n->a, &a)) < 0)
@@ -577,7 +634,7 @@ static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
     case TN_OUTPUT:
         if ((rc = eval(R, S, n->a, &v)) < 0)
             return rc;
-        return tl_write_str(R, R->out, v, n->line);
+        return write_out(R, v, n->line);
     case TN_IF:
         if ((rc = eval(R, S, n->a, &v)) < 0)
             return rc;
@@ -599,7 +656,7 @@ static int exec_stmt(struct rctx *R, struct scope *S, const struct tn *n)
             return rc;
         if ((rc = tl_apply_filter_chain(R, n->e, v, &v)) < 0)
             return rc;
-        return tl_write_str(R, R->out, v, n->line);
+        return write_out(R, v, n->line);
     case TN_MACRO: {
         struct tv_func *f = tl_alloc(R, sizeof(*f));
         if (!f)
@@ -648,12 +705,24 @@ int tl_apply_filter_chain(struct rctx *R, const struct tn *f, struct tv v, struc
     if (rc < 0)
         return rc;
     struct targs args;
-    if ((rc = eval_args(R, R->root, f->b, &args)) < 0)
+    if ((rc = eval_args(R, R->root, f->b, &args)) < 0 ||
+        (rc = tl_filter(R, f->op, in, &args, out, f->line)) < 0)
         return rc;
-    return tl_filter(R, f->op, in, &args, out, f->line);
+    taint_from(out, in, &args);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ entry */
+
+/* A message's text as the template sees it: tainted whole (template_taint.c). */
+static struct tv message_text(const char *s)
+{
+    if (!s)
+        return (struct tv){.kind = TV_NONE};
+    struct tv v = tv_str(s, strlen(s));
+    v.taint = tl_taint_all;
+    return v;
+}
 
 static int bind_context(struct rctx *R, const struct tmpl_params *p)
 {
@@ -664,10 +733,10 @@ static int bind_context(struct rctx *R, const struct tmpl_params *p)
         const struct tmpl_message *m = &p->messages[i];
         struct tv d;
         if (tl_dict_set_cstr(R, &d, true, "role", m->role) < 0 ||
-            tl_dict_set_cstr(R, &d, false, "content", m->content) < 0)
+            tl_dict_set(R, d, tv_str("content", 7), message_text(m->content), 1) < 0)
             return R->err_code;
-        if (m->reasoning_content && tl_dict_set_cstr(R, &d, false, "reasoning_content",
-                                                     m->reasoning_content) < 0)
+        if (m->reasoning_content &&
+            tl_dict_set(R, d, tv_str("reasoning_content", 17), message_text(m->reasoning_content), 1) < 0)
             return R->err_code;
         msgs->items[msgs->n++] = d;
     }
@@ -683,7 +752,7 @@ static int bind_context(struct rctx *R, const struct tmpl_params *p)
 }
 
 int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, size_t *out_len,
-              char *err, size_t err_len)
+              struct tmpl_span **spans, size_t *n_spans, char *err, size_t err_len)
 {
     struct rctx R;
     memset(&R, 0, sizeof(R));
@@ -700,7 +769,9 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     memset(&root, 0, sizeof(root));
     R.root = &root;
     struct strbuf buf = {0};
+    struct tl_spans out_spans = {0};
     R.out = &buf;
+    R.out_spans = &out_spans;
     int rc = bind_context(&R, p);
     if (rc >= 0)
         rc = exec_body(&R, &root, body);
@@ -714,10 +785,17 @@ int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, si
     tmpl_arena_fini(&R.arena);
     if (rc < 0 || R.err_code) {
         free(buf.data);
+        free(out_spans.v);
         return R.err_code ? R.err_code : rc;
     }
     *out = buf.data;
     if (out_len)
         *out_len = buf.len;
+    if (spans) {
+        *spans = out_spans.v;
+        *n_spans = out_spans.n;
+    } else {
+        free(out_spans.v);
+    }
     return 0;
 }

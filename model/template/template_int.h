@@ -43,6 +43,7 @@ struct tv_list;
 struct tv_dict;
 struct tv_loop;
 struct tv_func;
+struct tl_taint;
 
 /* A value, passed by copy. Strings are immutable UTF-8 byte ranges (s, len) that may
  * point into the template, the caller's messages or the arena; lists and dicts are
@@ -53,6 +54,8 @@ struct tv {
                                returns a generator there, which is always true, has no
                                len() and cannot be indexed */
     size_t len;             /* TV_STR: byte length */
+    const struct tl_taint *taint; /* TV_STR: which bytes came from a message's text (the
+                               user's or a tool's), or NULL for none (template_taint.c) */
     union {
         bool b;
         int64_t i;
@@ -140,10 +143,11 @@ int tmpl_test_index(const char *name, size_t len);
 
 struct tv tv_str(const char *s, size_t len);
 
-/* Walks a parsed body; defined in template_eval.c. */
+/* Walks a parsed body; defined in template_eval.c. spans may be NULL. */
 struct tmpl_params;
+struct tmpl_span;
 int tmpl_eval(const struct tn *body, const struct tmpl_params *p, char **out, size_t *out_len,
-              char *err, size_t err_len);
+              struct tmpl_span **spans, size_t *n_spans, char *err, size_t err_len);
 
 /* ---- lexer and parser state (template_lex.c, template.c) ---- */
 

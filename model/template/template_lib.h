@@ -11,11 +11,19 @@
 
 struct scope;
 
+/* Spans of an output buffer that hold message text (template_taint.c). */
+struct tl_spans {
+    struct tmpl_span *v;
+    size_t n;
+    size_t cap;
+};
+
 struct rctx {
     struct tmpl_arena arena;
     const struct tmpl_params *params;
     struct scope *root;
     struct strbuf *out;
+    struct tl_spans *out_spans; /* the message-text spans of *out */
     size_t max_out;
     uint64_t steps;
     uint64_t max_steps;
@@ -139,5 +147,29 @@ int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int 
 struct tv tv_float(double f);
 struct tv tv_none(void);
 struct tv tv_undef(void);
+
+/* ---- message text through the interpreter (template_taint.c) ----
+ * A string's taint lists the byte ranges, relative to the string, that came from a
+ * message's text; NULL is none. Values keep their taint when copied; concatenation
+ * keeps both sides' ranges; any other operation that makes a string (or a container of
+ * strings) from tainted input taints its result whole. */
+struct tl_taint {
+    size_t n;
+    struct tmpl_span r[]; /* sorted, disjoint; an end may exceed the length (whole) */
+};
+
+/* The taint "every byte". */
+extern const struct tl_taint *const tl_taint_all;
+/* Whether any string inside v (lists, dicts, namespaces; bounded depth) is tainted. */
+bool tl_has_taint(struct tv v);
+/* Taints whole every untainted string inside v (v itself, list items, dict values). */
+void tl_taint_whole(struct tv *v);
+/* a + b for two strings (OP_ADD, OP_CONCAT): out's taint is a's and b's, b's shifted. */
+int tl_taint_concat(struct rctx *R, struct tv a, struct tv b, struct tv *out, int line);
+/* Records that out->data[from..to) was written from v: its taint (a string's ranges, a
+ * whole range for any other tainted value) becomes spans of the current output. */
+int tl_taint_written(struct rctx *R, struct tv v, size_t from, size_t to, int line);
+/* The taint of a captured buffer's spans, for the string made from it (NULL: none). */
+const struct tl_taint *tl_taint_of_spans(struct rctx *R, const struct tl_spans *sp, int line);
 
 #endif

@@ -1018,7 +1018,9 @@ static int str_chars(struct rctx *R, struct tv s, struct tv *out, int line)
         return R->err_code;
     for (size_t i = 0; i < s.len;) {
         size_t l = u8_char_len(s.u.s, s.len, i);
-        out->u.l->items[out->u.l->n++] = tv_str(s.u.s + i, l);
+        struct tv c = tv_str(s.u.s + i, l);
+        c.taint = s.taint ? tl_taint_all : NULL; /* a character of message text */
+        out->u.l->items[out->u.l->n++] = c;
         i += l;
     }
     return 0;
@@ -1088,9 +1090,8 @@ int tl_str_new(struct rctx *R, size_t n, char **p, int line)
     return 0;
 }
 
-/* Simple case mapping for ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic:
- * the scripts where it keeps the UTF-8 length. Other characters are left as they
- * are (Python would also map, e.g., Armenian or Georgian). */
+/* Case comes from utf8proc's Unicode tables; a mapping is used only where it keeps
+ * the UTF-8 length (as the string operations here need). */
 bool tl_is_cased(uint32_t c)
 {
     utf8proc_int32_t u = (utf8proc_int32_t)c;

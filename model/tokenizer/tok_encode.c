@@ -4,7 +4,8 @@
  *  1. Special tokens: the text is cut into raw fragments and token fragments. Each
  *     special token (longest text first) is searched in every raw fragment, so a
  *     longer token wins over a shorter one inside it. CONTROL/UNKNOWN tokens only
- *     take part with parse_special; USER_DEFINED ones always do.
+ *     take part with parse_special, and never where their text touches a range the
+ *     caller marked as plain (what a user wrote); USER_DEFINED ones always do.
  *  2. SentencePiece (tokenizer "llama"): spaces become U+2581 ("▁"), a leading "▁"
  *     is added to a fragment at the start or after a special token, the fragment is
  *     split into UTF-8 characters, and adjacent symbols are merged greedily, highest
@@ -529,12 +530,34 @@ static int frags_push(struct frags *a, size_t start, size_t len, int32_t id)
     return 0;
 }
 
-/* Cuts every raw fragment of `in` at each occurrence of token id's text. */
+/* Text that must not be read as control tokens: sorted, disjoint byte ranges. */
+struct plain {
+    const struct tok_span *v;
+    size_t n;
+};
+
+/* Whether [a, b) overlaps a plain range (binary search: the first range ending after a). */
+static bool in_plain(const struct plain *pl, size_t a, size_t b)
+{
+    size_t lo = 0, hi = pl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pl->v[mid].end <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < pl->n && pl->v[lo].start < b;
+}
+
+/* Cuts every raw fragment of `in` at each occurrence of token id's text (for a CONTROL
+ * or UNKNOWN token, not where the occurrence touches plain text). */
 static int split_special(const struct tok_vocab *v, const char *text, int32_t id,
-                         const struct frags *in, struct frags *out)
+                         const struct plain *pl, const struct frags *in, struct frags *out)
 {
     const char *st = v->text + v->text_off[id];
     size_t sl = (size_t)(v->text_off[id + 1] - v->text_off[id]);
+    bool control = v->type[id] == TOK_TYPE_CONTROL || v->type[id] == TOK_TYPE_UNKNOWN;
     out->n = 0;
     for (size_t k = 0; k < in->n; k++) {
         struct frag f = in->p[k];
@@ -543,17 +566,21 @@ static int split_special(const struct tok_vocab *v, const char *text, int32_t id
                 return TOK_ENOMEM;
             continue;
         }
-        size_t pos = f.start, end = f.start + f.len;
-        while (pos < end) {
-            const char *m = memmem(text + pos, end - pos, st, sl);
+        size_t pos = f.start, from = f.start, end = f.start + f.len;
+        while (from < end) {
+            const char *m = memmem(text + from, end - from, st, sl);
             if (!m)
                 break;
             size_t at = (size_t)(m - text);
+            if (control && in_plain(pl, at, at + sl)) {
+                from = at + 1; /* text someone wrote: not a control token */
+                continue;
+            }
             if (at > pos && frags_push(out, pos, at - pos, -1))
                 return TOK_ENOMEM;
             if (frags_push(out, at, sl, id))
                 return TOK_ENOMEM;
-            pos = at + sl;
+            pos = from = at + sl;
         }
         if (end > pos && frags_push(out, pos, end - pos, -1))
             return TOK_ENOMEM;
@@ -562,7 +589,7 @@ static int split_special(const struct tok_vocab *v, const char *text, int32_t id
 }
 
 static int partition(const struct tok_vocab *v, const char *text, size_t len, bool parse_special,
-                     struct frags *res)
+                     const struct plain *pl, struct frags *res)
 {
     struct frags a = {0}, b = {0};
     if (len && frags_push(&a, 0, len, -1))
@@ -580,7 +607,7 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
         size_t sl = (size_t)(v->text_off[id + 1] - v->text_off[id]);
         if (!present[(uint8_t)st[0]] || !memmem(text, len, st, sl))
             continue; /* cheap rejection: most special tokens are absent */
-        rc = split_special(v, text, id, &a, &b);
+        rc = split_special(v, text, id, pl, &a, &b);
         struct frags tmp = a;
         a = b;
         b = tmp;
@@ -597,7 +624,8 @@ static int partition(const struct tok_vocab *v, const char *text, size_t len, bo
 /* ---- entry point ------------------------------------------------------------------- */
 
 static int encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
-                  bool parse_special, bool at_start, int32_t **ids_out, size_t *n_out)
+                  bool parse_special, const struct plain *pl, bool at_start, int32_t **ids_out,
+                  size_t *n_out)
 {
     *ids_out = NULL;
     *n_out = 0;
@@ -609,7 +637,7 @@ static int encode(const struct tok_vocab *v, const char *text, size_t len, bool 
     if (add_bos && v->bos >= 0)
         rc = ids_push(&e.out, v->bos);
     if (!rc)
-        rc = partition(v, text, len, parse_special, &fr);
+        rc = partition(v, text, len, parse_special, pl, &fr);
     bool prev_special = at_start; /* SPM: a fragment at the start gets the space prefix */
     for (size_t k = 0; k < fr.n && !rc; k++) {
         const struct frag *f = &fr.p[k];
@@ -641,11 +669,25 @@ static int encode(const struct tok_vocab *v, const char *text, size_t len, bool 
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
                bool parse_special, int32_t **ids_out, size_t *n_out)
 {
-    return encode(v, text, len, add_bos, parse_special, true, ids_out, n_out);
+    struct plain none = {NULL, 0};
+    return encode(v, text, len, add_bos, parse_special, &none, true, ids_out, n_out);
 }
 
 int tok_encode_continued(const struct tok_vocab *v, const char *text, size_t len,
                          bool parse_special, int32_t **ids_out, size_t *n_out)
 {
-    return encode(v, text, len, false, parse_special, false, ids_out, n_out);
+    struct plain none = {NULL, 0};
+    return encode(v, text, len, false, parse_special, &none, false, ids_out, n_out);
+}
+
+int tok_encode_plain(const struct tok_vocab *v, const char *text, size_t len, bool continued,
+                     const struct tok_span *plain, size_t n_plain, int32_t **ids_out,
+                     size_t *n_out)
+{
+    for (size_t i = 0; i < n_plain; i++)
+        if (plain[i].start > plain[i].end || plain[i].end > len ||
+            (i && plain[i].start < plain[i - 1].end))
+            return TOK_EINVAL;
+    struct plain pl = {plain, n_plain};
+    return encode(v, text, len, false, true, &pl, !continued, ids_out, n_out);
 }

@@ -1,9 +1,9 @@
 /* tok_prompt.c - a rendered chat prompt to token ids.
  *
- * tok_encode_prompt tokenizes the prompt as the reference does (special tokens parsed
- * everywhere) unless a message content carries the text of a control token: then the
- * contents are tokenized as plain text and only the template around them with special
- * tokens, so a user cannot inject control tokens.
+ * tok_encode_prompt tokenizes the prompt in one pass as the reference does (special
+ * tokens parsed), except inside the spans the template renderer marked as message
+ * text, where no control token is read: a user cannot inject one, whatever the
+ * template did to the text, and a prompt without such text gets the reference's ids.
  *
  * tok_assemble_prompt rebuilds a prompt from the ids stored with earlier messages: each
  * segment is placed where its text recurs in the prompt, the text between is tokenized
@@ -14,22 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Whether `s` contains the text of any CONTROL token (a user trying to inject one). */
-static bool has_control_text(const struct tok_vocab *v, const char *s)
-{
-    if (!strpbrk(s, "<[|"))
-        return false;
-    for (int32_t id = 0; id < v->n_vocab; id++) {
-        if (tok_type(v, id) != TOK_TYPE_CONTROL)
-            continue;
-        size_t len;
-        const char *t = tok_text(v, id, &len);
-        if (len >= 2 && memmem(s, strlen(s), t, len))
-            return true;
-    }
-    return false;
-}
 
 static int append_ids(int32_t **ids, size_t *n, const int32_t *more, size_t m)
 {
@@ -42,52 +26,10 @@ static int append_ids(int32_t **ids, size_t *n, const int32_t *more, size_t m)
     return 0;
 }
 
-/* Tokenizes len bytes with or without special-token parsing, appending. */
-static int encode_part(const struct tok_vocab *v, const char *s, size_t len, bool special,
-                       int32_t **ids, size_t *n)
+int tok_encode_prompt(const struct tok_vocab *v, const char *prompt, const struct tok_span *plain,
+                      size_t n_plain, int32_t **ids, size_t *n_ids)
 {
-    int32_t *part;
-    size_t m;
-    int rc = tok_encode(v, s, len, false, special, &part, &m);
-    if (rc != 0)
-        return rc;
-    rc = append_ids(ids, n, part, m);
-    free(part);
-    return rc;
-}
-
-int tok_encode_prompt(const struct tok_vocab *v, const char *prompt,
-                      const char *const *contents, size_t n, int32_t **ids, size_t *n_ids)
-{
-    bool hostile = false;
-    for (size_t i = 0; i < n && !hostile; i++)
-        hostile = contents[i] && has_control_text(v, contents[i]);
-    *ids = NULL;
-    *n_ids = 0;
-    if (!hostile) /* the reference's way: special tokens parsed in the whole prompt */
-        return tok_encode(v, prompt, strlen(prompt), false, true, ids, n_ids);
-    /* Contents carrying control-token text are tokenized as plain text. */
-    size_t at = 0, len = strlen(prompt);
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const char *c = contents[i];
-        if (!c || !*c)
-            continue;
-        const char *hit = strstr(prompt + at, c);
-        if (!hit)
-            continue;
-        size_t start = (size_t)(hit - prompt);
-        rc = encode_part(v, prompt + at, start - at, true, ids, n_ids);
-        rc = rc ? rc : encode_part(v, hit, strlen(c), false, ids, n_ids);
-        at = start + strlen(c);
-    }
-    rc = rc ? rc : encode_part(v, prompt + at, len - at, true, ids, n_ids);
-    if (rc != 0) {
-        free(*ids);
-        *ids = NULL;
-        *n_ids = 0;
-    }
-    return rc;
+    return tok_encode_plain(v, prompt, strlen(prompt), false, plain, n_plain, ids, n_ids);
 }
 
 /* The text ids read back as, the inverse of tok_encode with special tokens
@@ -101,24 +43,31 @@ static int ids_text(const struct tok_vocab *v, const int32_t *ids, size_t n, boo
     return tok_decode(v, ids, n, flags, out, len);
 }
 
-/* Tokenizes prompt[from, to) as part of the prompt, appending to ids. Text right after a
- * non-special id continues that id's fragment (SPM: no space prefix). */
+/* Tokenizes prompt[from, to) as part of the prompt, appending to ids: the plain ranges
+ * inside it, shifted; text right after a non-special id continues that id's fragment
+ * (SPM: no space prefix). */
 static int encode_gap(const struct tok_vocab *v, const char *prompt, size_t from, size_t to,
-                      const char *const *contents, size_t n_contents, int32_t **ids, size_t *n)
+                      const struct tok_span *plain, size_t n_plain, int32_t **ids, size_t *n)
 {
     if (from == to)
         return 0;
-    char *gap = strndup(prompt + from, to - from);
-    if (!gap)
+    struct tok_span *local = calloc(n_plain + 1, sizeof(*local));
+    if (!local)
         return TOK_ENOMEM;
-    int32_t *part = NULL;
     size_t m = 0;
+    for (size_t i = 0; i < n_plain; i++) {
+        size_t a = plain[i].start > from ? plain[i].start : from;
+        size_t b = plain[i].end < to ? plain[i].end : to;
+        if (a < b)
+            local[m++] = (struct tok_span){a - from, b - from};
+    }
+    int32_t *part = NULL;
+    size_t k = 0;
     bool continued = tok_add_space_prefix(v) && *n && !tok_is_whole(v, (*ids)[*n - 1]);
-    int rc = continued ? tok_encode_continued(v, gap, to - from, true, &part, &m)
-                       : tok_encode_prompt(v, gap, contents, n_contents, &part, &m);
-    rc = rc ? rc : append_ids(ids, n, part, m);
+    int rc = tok_encode_plain(v, prompt + from, to - from, continued, local, m, &part, &k);
+    rc = rc ? rc : append_ids(ids, n, part, k);
     free(part);
-    free(gap);
+    free(local);
     return rc;
 }
 
@@ -144,7 +93,7 @@ static const char *find_segment(const struct tok_vocab *v, const char *prompt, s
 }
 
 int tok_assemble_prompt(const struct tok_vocab *v, const char *prompt,
-                        const char *const *contents, size_t n_contents,
+                        const struct tok_span *plain, size_t n_plain,
                         const struct tok_segment *segs, size_t n_segs, int32_t **ids,
                         size_t *n_ids, size_t *tail_from, size_t *n_used)
 {
@@ -163,13 +112,13 @@ int tok_assemble_prompt(const struct tok_vocab *v, const char *prompt,
         if (!hit)
             continue;
         size_t pos = (size_t)(hit - prompt);
-        rc = encode_gap(v, prompt, at, pos, contents, n_contents, &out, &n);
+        rc = encode_gap(v, prompt, at, pos, plain, n_plain, &out, &n);
         rc = rc ? rc : append_ids(&out, &n, segs[j].ids, segs[j].n);
         at = pos + seg_len;
         *tail_from = n;
         (*n_used)++;
     }
-    rc = rc ? rc : encode_gap(v, prompt, at, len, contents, n_contents, &out, &n);
+    rc = rc ? rc : encode_gap(v, prompt, at, len, plain, n_plain, &out, &n);
     /* BOS written by the template is in the text; the one added here is not */
     size_t skip = add_bos && n > 1 && out[1] == bos ? 1 : 0;
     if (rc == 0 && skip) {

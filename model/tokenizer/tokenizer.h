@@ -98,6 +98,22 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
 int tok_encode_continued(const struct tok_vocab *v, const char *text, size_t len,
                          bool parse_special, int32_t **ids_out, size_t *n_out);
 
+/* A byte range [start, end) of a text. */
+struct tok_span {
+    size_t start;
+    size_t end;
+};
+
+/* tok_encode with special tokens parsed (no BOS), except that a CONTROL or UNKNOWN
+ * token is never read where its text touches one of the plain ranges (sorted,
+ * disjoint, within len): text a user or a tool wrote stays text, even when it spells
+ * <|im_end|>. Elsewhere the ids are exactly tok_encode's, so a prompt without such
+ * text tokenizes as the reference does. continued: the text continues a fragment
+ * (tok_encode_continued). TOK_EINVAL for ranges that are not sorted and inside. */
+int tok_encode_plain(const struct tok_vocab *v, const char *text, size_t len, bool continued,
+                     const struct tok_span *plain, size_t n_plain, int32_t **ids_out,
+                     size_t *n_out);
+
 /* The bytes token `id` renders to. CONTROL and UNKNOWN tokens render their text only
  * when `special` is set (else nothing). Copies min(len, size) bytes into buf and
  * returns the piece's full size; TOK_ERANGE for a bad id. */
@@ -139,11 +155,10 @@ void tok_stream_fini(struct tok_stream *s);
 
 /* ---- prompts (tok_prompt.c) ---- */
 
-/* Tokenizes a rendered chat prompt (no BOS added): special tokens are parsed only
- * outside the n message contents (in order; NULL entries are skipped), so text a user
- * wrote never becomes a control token. Returns 0, or a negative TOK_E* code. */
-int tok_encode_prompt(const struct tok_vocab *v, const char *prompt,
-                      const char *const *contents, size_t n, int32_t **ids, size_t *n_ids);
+/* A rendered chat prompt to ids (no BOS added): tok_encode_plain over the whole prompt,
+ * with the spans of message text the template renderer reported as plain. */
+int tok_encode_prompt(const struct tok_vocab *v, const char *prompt, const struct tok_span *plain,
+                      size_t n_plain, int32_t **ids, size_t *n_ids);
 
 /* Token ids stored with one earlier message: what the model was fed for it. */
 struct tok_segment {
@@ -159,8 +174,8 @@ struct tok_segment {
  * success *tail_from is the index just past the last stored segment used and *n_used
  * counts the segments used. */
 int tok_assemble_prompt(const struct tok_vocab *v, const char *prompt,
-                        const char *const *contents, size_t n, const struct tok_segment *segs,
-                        size_t n_segs, int32_t **ids, size_t *n_ids, size_t *tail_from,
-                        size_t *n_used);
+                        const struct tok_span *plain, size_t n_plain,
+                        const struct tok_segment *segs, size_t n_segs, int32_t **ids,
+                        size_t *n_ids, size_t *tail_from, size_t *n_used);
 
 #endif

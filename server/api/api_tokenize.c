@@ -116,21 +116,21 @@ int api_apply_template(struct http_req *r)
     for (size_t i = 0; m && i < q.n_msgs; i++)
         m[i] = (struct tmpl_message){q.msgs[i].role, q.msgs[i].content, NULL};
     char err[256];
-    char *text = m ? srv_model_render(sm, m, q.n_msgs, add_gen, err, sizeof(err)) : NULL;
+    struct srv_prompt pr = {0};
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc;
+    int rc = m ? srv_model_render(sm, m, q.n_msgs, add_gen, &pr, err, sizeof(err)) : 0;
     if (!m)
         rc = http_send_error(r, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
-    else if (!text)
-        rc = http_send_error(r, SRV_MOD_SERVER, SRV_ETEMPLATE, "messages", "the chat template failed: %s", err);
-    else if ((rc = srv_model_tokenize(sm, text, m, q.n_msgs, &ids, &n)) != 0)
+    else if (rc != 0)
+        rc = http_send_error(r, SRV_MOD_TEMPLATE, rc, "messages", "the chat template failed: %s", err);
+    else if ((rc = srv_model_tokenize(sm, &pr, &ids, &n)) != 0)
         rc = http_send_error(r, SRV_MOD_TOKENIZER, rc, NULL, "tokenizer failed");
     else
-        rc = http_send_json(r, 200, json_pack("{s:s, s:I, s:s}", "prompt", text, "prompt_tokens",
+        rc = http_send_json(r, 200, json_pack("{s:s, s:I, s:s}", "prompt", pr.text, "prompt_tokens",
                                               (json_int_t)n, "template", sm->template_name));
     free(ids);
-    free(text);
+    srv_prompt_fini(&pr);
     free(m);
     oai_request_fini(&q);
     return rc;

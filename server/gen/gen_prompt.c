@@ -88,22 +88,17 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
  * Messages stored under another fingerprint are counted as re-tokenized. Otherwise, or
  * when the stored ids do not read back to the text, the text is tokenized (BOS added
  * when the model wants it and the template did not write it). */
-static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const char *text,
+static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const struct srv_prompt *pr,
                       int32_t **ids, size_t *n_ids, size_t *tail)
 {
     const struct srv_model *sm = g->sm;
     struct tok_segment *segs = calloc(p->n + 1, sizeof(*segs));
-    const char **contents = calloc(p->n + 1, sizeof(*contents));
-    if (!segs || !contents) {
-        free(segs);
-        free(contents);
+    if (!segs)
         return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
-    }
     size_t n_segs = 0, used;
     g->retokenized_messages = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        contents[i] = p->m[i].content;
-        const struct store_message *h = i < p->first_new ? p->src[i] : NULL;
+    for (size_t i = 0; i < p->first_new; i++) {
+        const struct store_message *h = p->src[i];
         if (!h || !h->n_token_ids)
             continue;
         if (strcmp(h->fingerprint, sm->fingerprint) != 0)
@@ -113,10 +108,10 @@ static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const char *te
     }
     int rc = -1;
     if (n_segs)
-        rc = tok_assemble_prompt(sm->tok, text, contents, p->n, segs, n_segs, ids, n_ids, tail,
-                                 &used);
+        rc = tok_assemble_prompt(sm->tok, pr->text, pr->plain, pr->n_plain, segs, n_segs, ids,
+                                 n_ids, tail, &used);
     if (rc != 0) {
-        rc = tok_encode_prompt(sm->tok, text, contents, p->n, ids, n_ids);
+        rc = srv_model_tokenize(sm, pr, ids, n_ids);
         int32_t bos = tok_bos(sm->tok);
         bool add = rc == 0 && tok_add_bos(sm->tok) && bos >= 0 && (*n_ids == 0 || (*ids)[0] != bos);
         int32_t *more = add ? realloc(*ids, (*n_ids + 1) * sizeof(int32_t)) : NULL;
@@ -131,7 +126,6 @@ static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const char *te
         *tail = rc == 0 && *n_ids && (*ids)[0] == bos && tok_add_bos(sm->tok);
     }
     free(segs);
-    free(contents);
     if (rc != 0) {
         free(rc == TOK_ENOMEM ? *ids : NULL);
         return gen_fail(g, SRV_MOD_TOKENIZER, rc, NULL, "the prompt could not be tokenized");
@@ -144,11 +138,12 @@ static int render_ids(struct gen *g, const struct prompt_msgs *p, int32_t **ids,
                       size_t *tail)
 {
     char err[256];
-    char *text = srv_model_render(g->sm, p->m, p->n, true, err, sizeof(err));
-    if (!text)
-        return gen_fail(g, SRV_MOD_SERVER, SRV_ETEMPLATE, "messages", "chat template failed: %.170s", err);
-    int rc = prompt_ids(g, p, text, ids, n_ids, tail);
-    free(text);
+    struct srv_prompt pr;
+    int rc = srv_model_render(g->sm, p->m, p->n, true, &pr, err, sizeof(err));
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_TEMPLATE, rc, "messages", "chat template failed: %.170s", err);
+    rc = prompt_ids(g, p, &pr, ids, n_ids, tail);
+    srv_prompt_fini(&pr);
     return rc;
 }
 

@@ -20,6 +20,23 @@ static int32_t *enc(const struct tok_vocab *v, const char *s, size_t *n)
     return ids;
 }
 
+/* The spans of the message texts in the prompt, found in order (what the template
+ * renderer reports for these plain templates). */
+static size_t spans_of(const char *prompt, const char *const *texts, size_t n,
+                       struct tok_span *out)
+{
+    size_t at = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *hit = strstr(prompt + at, texts[i]);
+        if (!hit)
+            continue;
+        size_t start = (size_t)(hit - prompt);
+        out[m++] = (struct tok_span){start, start + strlen(texts[i])};
+        at = start + strlen(texts[i]);
+    }
+    return m;
+}
+
 static bool contains(const int32_t *ids, size_t n, const int32_t *part, size_t m)
 {
     for (size_t i = 0; i + m <= n; i++)
@@ -53,11 +70,13 @@ static void test_bpe_keeps_stored_ids(void)
     size_t nw;
     int32_t *word = enc(sm.tok, reply, &nw);
     ASSERT_TRUE(nw < ng); /* a fresh tokenization merges the letters */
-    const char *msgs[] = {"hello world", reply, "again"};
+    const char *texts[] = {"hello world", reply, "again"};
+    struct tok_span msgs[3];
+    size_t nm = spans_of(prompt, texts, 3, msgs);
     struct tok_segment segs[] = {{t1, n1}, {gen, ng}};
     int32_t *ids;
     size_t n, tail, used;
-    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, 3, segs, 2, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, nm, segs, 2, &ids, &n, &tail, &used), 0);
     ASSERT_INT_EQ(used, 2);
     ASSERT_INT_EQ(tail, n1 + ng);
     ASSERT_TRUE(memcmp(ids, t1, n1 * sizeof(*ids)) == 0);
@@ -72,7 +91,7 @@ static void test_bpe_keeps_stored_ids(void)
     size_t nx;
     int32_t *other = enc(sm.tok, "not in the prompt", &nx);
     struct tok_segment segs2[] = {{other, nx}, {gen, ng}};
-    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, 3, segs2, 2, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, nm, segs2, 2, &ids, &n, &tail, &used), 0);
     ASSERT_INT_EQ(used, 1);
     ASSERT_TRUE(contains(ids, n, gen, ng));
     ASSERT_TRUE(!contains(ids, n, other, nx));
@@ -84,7 +103,7 @@ static void test_bpe_keeps_stored_ids(void)
     free(ids);
 
     /* no segments: exactly the fresh tokenization */
-    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, 3, NULL, 0, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, nm, NULL, 0, &ids, &n, &tail, &used), 0);
     ASSERT_INT_EQ(n, nf);
     ASSERT_TRUE(memcmp(ids, fresh, n * sizeof(*ids)) == 0);
     ASSERT_INT_EQ(tail, 0);
@@ -103,7 +122,9 @@ static void test_spm_fragments(void)
     ASSERT_TRUE(sm.tok != NULL);
     ASSERT_TRUE(tok_add_bos(sm.tok) && tok_add_space_prefix(sm.tok));
     const char *prompt = "[INST] Hi there [/INST] Hello</s>[INST] More [/INST]";
-    const char *msgs[] = {"Hi there", "Hello", "More"};
+    const char *texts[] = {"Hi there", "Hello", "More"};
+    struct tok_span msgs[3];
+    size_t nm = spans_of(prompt, texts, 3, msgs);
     size_t n1;
     int32_t *t1 = enc(sm.tok, "[INST] Hi there [/INST]", &n1);
     int32_t hello = tok_find(sm.tok, "\xe2\x96\x81Hello"); /* the reply, as generated */
@@ -111,7 +132,7 @@ static void test_spm_fragments(void)
     struct tok_segment segs[] = {{t1, n1}, {&hello, 1}};
     int32_t *ids;
     size_t n, tail, used;
-    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, 3, segs, 2, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, nm, segs, 2, &ids, &n, &tail, &used), 0);
     ASSERT_INT_EQ(ids[0], tok_bos(sm.tok));
     ASSERT_INT_EQ(used, 2);
     ASSERT_INT_EQ(tail, 1 + n1 + 1);
@@ -125,7 +146,7 @@ static void test_spm_fragments(void)
     free(ids);
     /* text between stored ids that starts inside an SPM fragment continues it: no space
      * prefix is added there, so the ids still read back to the prompt */
-    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, 3, segs, 1, &ids, &n, &tail, &used), 0);
+    ASSERT_INT_EQ(tok_assemble_prompt(sm.tok, prompt, msgs, nm, segs, 1, &ids, &n, &tail, &used), 0);
     ASSERT_INT_EQ(tail, 1 + n1);
     ASSERT_INT_EQ(n, nf);
     ASSERT_TRUE(memcmp(ids, fresh, n * sizeof(*ids)) == 0);
