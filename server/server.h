@@ -198,6 +198,8 @@ struct srv {
     /* metrics */
     atomic_ullong n_requests;
     atomic_ullong n_errors; /* status >= 400 */
+    atomic_ullong n_prompt_renders;  /* chat templates rendered to build prompts */
+    atomic_ullong n_history_loaded;  /* stored messages loaded to build prompts */
     pthread_mutex_t meter_mu;
     struct srv_meter meters[SRV_MAX_METER_USERS];
     int n_meters;

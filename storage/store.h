@@ -262,6 +262,24 @@ int store_message_append(struct store *st, int64_t user_id, const char *session_
 /* All messages of a session in order. Free with store_messages_free. */
 int store_message_list(struct store *st, int64_t user_id, const char *session_id,
                        struct store_message **out, size_t *n);
+/* The messages with seq >= from_seq, in order (the part of a long session a prompt
+ * can hold). Free with store_messages_free. */
+int store_message_list_from(struct store *st, int64_t user_id, const char *session_id,
+                            int64_t from_seq, struct store_message **out, size_t *n);
+
+/* What a prompt needs to know of each message before loading any text. */
+struct store_msg_size {
+    int64_t seq;
+    char role[16];
+    int64_t n_tokens;      /* as stored (0 when unknown) */
+    int64_t content_bytes;
+    enum store_msg_status status;
+};
+
+/* Every message's size, in order (a few bytes each, however long the texts).
+ * *out (caller frees with free()) holds *n entries. */
+int store_message_sizes(struct store *st, int64_t user_id, const char *session_id,
+                        struct store_msg_size **out, size_t *n);
 
 /* One chat turn in a session, in order:
  *   store_message_append(user message)          committed before inference

@@ -17,6 +17,10 @@ static const char sql_msg_insert[] =
     "fingerprint, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 static const char sql_msg_list[] =
     "SELECT id, seq, role, content, reasoning, n_tokens, tokens, fingerprint, status, created_at "
+    "FROM messages WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq";
+
+static const char sql_msg_sizes[] =
+    "SELECT seq, role, n_tokens, length(CAST(content AS BLOB)), status "
     "FROM messages WHERE session_id = ?1 ORDER BY seq";
 
 static const char *const status_names[] = {
@@ -207,6 +211,7 @@ static int msg_from_row(sqlite3_stmt *s, struct store_message *m)
 struct list_ctx {
     int64_t user_id;
     const char *session_id;
+    int64_t from_seq;
     struct store_message *arr;
     size_t n;
 };
@@ -224,6 +229,7 @@ static int list_tx(struct store *st, void *ctx)
     if (!s)
         return STORE_ESQL;
     rc = sdb_bind_text(st, s, 1, c->session_id);
+    rc = rc ? rc : sdb_bind_int(st, s, 2, c->from_seq);
     while (rc == 0 && (rc = sdb_step(st, s)) == SQLITE_ROW) {
         struct store_message *m = sdb_grow((void **)&c->arr, c->n, sizeof(*m));
         if (!m) {
@@ -237,17 +243,79 @@ static int list_tx(struct store *st, void *ctx)
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
-int store_message_list(struct store *st, int64_t user_id, const char *session_id,
-                       struct store_message **out, size_t *n)
+int store_message_list_from(struct store *st, int64_t user_id, const char *session_id,
+                            int64_t from_seq, struct store_message **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     if (sdb_check_id("session id", session_id, STORE_ID_MAX) != 0)
         return sdb_fail(STORE_ENOTFOUND, "session not found");
-    struct list_ctx c = {user_id, session_id, NULL, 0};
+    struct list_ctx c = {user_id, session_id, from_seq, NULL, 0};
     int rc = sdb_run(st, false, list_tx, &c);
     if (rc) {
         store_messages_free(c.arr, c.n);
+        return rc;
+    }
+    *out = c.arr;
+    *n = c.n;
+    return 0;
+}
+
+int store_message_list(struct store *st, int64_t user_id, const char *session_id,
+                       struct store_message **out, size_t *n)
+{
+    return store_message_list_from(st, user_id, session_id, 0, out, n);
+}
+
+struct sizes_ctx {
+    int64_t user_id;
+    const char *session_id;
+    struct store_msg_size *arr;
+    size_t n;
+};
+
+static int sizes_tx(struct store *st, void *ctx)
+{
+    struct sizes_ctx *c = ctx;
+    free(c->arr);
+    c->arr = NULL;
+    c->n = 0;
+    int rc = sdb_session_owned(st, c->user_id, c->session_id);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = sdb_prep(st, sql_msg_sizes);
+    if (!s)
+        return STORE_ESQL;
+    rc = sdb_bind_text(st, s, 1, c->session_id);
+    while (rc == 0 && (rc = sdb_step(st, s)) == SQLITE_ROW) {
+        struct store_msg_size *m = sdb_grow((void **)&c->arr, c->n, sizeof(*m));
+        if (!m) {
+            rc = sdb_fail(STORE_ENOMEM, "message sizes: out of memory");
+            break;
+        }
+        m->seq = sqlite3_column_int64(s, 0);
+        sdb_col_copy(s, 1, m->role, sizeof(m->role));
+        m->n_tokens = sqlite3_column_int64(s, 2);
+        m->content_bytes = sqlite3_column_int64(s, 3);
+        m->status = sdb_status_parse((const char *)sqlite3_column_text(s, 4));
+        c->n++;
+        rc = 0;
+    }
+    sdb_done(s);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+int store_message_sizes(struct store *st, int64_t user_id, const char *session_id,
+                        struct store_msg_size **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (sdb_check_id("session id", session_id, STORE_ID_MAX) != 0)
+        return sdb_fail(STORE_ENOTFOUND, "session not found");
+    struct sizes_ctx c = {user_id, session_id, NULL, 0};
+    int rc = sdb_run(st, false, sizes_tx, &c);
+    if (rc) {
+        free(c.arr);
         return rc;
     }
     *out = c.arr;

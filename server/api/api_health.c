@@ -46,6 +46,10 @@ int api_metrics(struct http_req *r)
            (unsigned long long)s->n_requests);
     metric(&b, "# TYPE chatd_request_errors_total counter\nchatd_request_errors_total %llu\n",
            (unsigned long long)s->n_errors);
+    metric(&b, "# TYPE chatd_prompt_renders_total counter\nchatd_prompt_renders_total %llu\n",
+           (unsigned long long)s->n_prompt_renders);
+    metric(&b, "# TYPE chatd_history_messages_loaded_total counter\nchatd_history_messages_loaded_total %llu\n",
+           (unsigned long long)s->n_history_loaded);
     metric(&b, "# TYPE chatd_uptime_seconds gauge\nchatd_uptime_seconds %lld\n",
            (long long)(time(NULL) - s->started));
     metric(&b, "# TYPE chatd_active_connections gauge\nchatd_active_connections %d\n", http_active());

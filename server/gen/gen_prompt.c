@@ -4,6 +4,8 @@
  * (tok_assemble_prompt), else by tokenizing the text. A session whose history outgrows
  * the context drops whole old turns, oldest first, down to the target fill, so later
  * turns keep a stable prefix; the system prompt and the request's own messages stay.
+ * Which turns stay is decided from the stored token counts before any text is loaded,
+ * so a long session costs a request O(messages) plus a window of the context's size.
  *
  * Runs on the request's connection thread. */
 #include "gen/gen.h"
@@ -49,17 +51,27 @@ static int load_session(struct gen *g, const char *header, struct store_session 
     return 0;
 }
 
-/* The request's messages, preceded for a session by its system prompt and stored
- * history (earlier replies without their reasoning, as the models were trained). */
-static int collect_messages(struct gen *g, const struct store_session *sess, struct prompt_msgs *p)
+/* Whether a stored message takes part in prompts: error replies and empty replies do
+ * not. */
+static bool in_prompt(const char *role, int64_t content_bytes, enum store_msg_status status)
+{
+    return status != STORE_MSG_ERROR && !(content_bytes == 0 && strcmp(role, "assistant") == 0);
+}
+
+/* The request's messages, preceded for a session by its system prompt and its stored
+ * history from from_seq on (earlier replies without their reasoning, as the models were
+ * trained). */
+static int collect_messages(struct gen *g, const struct store_session *sess, int64_t from_seq,
+                            struct prompt_msgs *p)
 {
     memset(p, 0, sizeof(*p));
-    int rc = sess ? store_message_list(g->srv->store, g->user_id, sess->id, &p->history,
-                                       &p->n_history)
+    int rc = sess ? store_message_list_from(g->srv->store, g->user_id, sess->id, from_seq,
+                                            &p->history, &p->n_history)
                   : 0;
     if (rc != 0)
         return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the session's history could not be read: %s",
                         store_strerror(rc));
+    atomic_fetch_add(&g->srv->n_history_loaded, p->n_history);
     size_t cap = g->q.n_msgs + p->n_history + 2;
     p->m = calloc(cap, sizeof(*p->m));
     p->src = calloc(cap, sizeof(*p->src));
@@ -70,7 +82,7 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
         p->m[p->n++] = (struct tmpl_message){"system", sess->system_prompt, NULL};
     for (size_t i = 0; i < p->n_history; i++) {
         const struct store_message *h = &p->history[i];
-        if (h->status == STORE_MSG_ERROR || (h->content[0] == 0 && strcmp(h->role, "assistant") == 0))
+        if (!in_prompt(h->role, (int64_t)strlen(h->content), h->status))
             continue;
         p->src[p->n] = h;
         p->m[p->n++] = (struct tmpl_message){h->role, h->content, NULL};
@@ -139,6 +151,7 @@ static int render_ids(struct gen *g, const struct prompt_msgs *p, int32_t **ids,
 {
     char err[256];
     struct srv_prompt pr;
+    atomic_fetch_add(&g->srv->n_prompt_renders, 1);
     int rc = srv_model_render(g->sm, p->m, p->n, true, &pr, err, sizeof(err));
     if (rc != 0)
         return gen_fail(g, SRV_MOD_TEMPLATE, rc, "messages", "chat template failed: %.170s", err);
@@ -175,15 +188,74 @@ static bool drop_turn(struct gen *g, struct prompt_msgs *p)
     return true;
 }
 
+/* What a stored message costs in a prompt: its stored token count (a user message's
+ * are the ids it was fed with, template included), else a guess from its length. */
+static int64_t cost_of(const struct store_msg_size *m)
+{
+    return m->n_tokens > 0 ? m->n_tokens : m->content_bytes / 3 + 4;
+}
+
+/* Which stored messages a session's prompt keeps, decided from the stored sizes alone
+ * (no text is loaded): the window of whole turns the session has had at every request,
+ * replayed in order. Old turns leave the window in one block, down to `target`, whenever
+ * it outgrows `budget`; so from one request to the next the window keeps its start (and
+ * the KV cache its prefix) until the prompt outgrows the budget again. `extra` is what
+ * the request adds (its messages, the system prompt). Sets *from_seq and the number of
+ * messages left out. O(messages); a session of any length loads only its window. */
+static int choose_window(struct gen *g, const struct store_session *sess, int64_t extra,
+                         uint32_t budget, uint32_t target, int64_t *from_seq)
+{
+    struct store_msg_size *m;
+    size_t n;
+    int rc = store_message_sizes(g->srv->store, g->user_id, sess->id, &m, &n);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the session's history could not be read: %s",
+                        store_strerror(rc));
+    size_t start = 0; /* index of the window's first message */
+    int64_t total = 0;
+    for (size_t i = 0; i <= n; i++) {
+        bool request = i == n || strcmp(m[i].role, "user") == 0; /* a request was made here */
+        if (request && total + (i == n ? extra : 0) > budget) {
+            int64_t goal = (int64_t)target - (i == n ? extra : 0);
+            while (start < i && total > goal) { /* drop whole turns from the start */
+                size_t j = start + 1;
+                while (j < i && strcmp(m[j].role, "user") != 0)
+                    j++;
+                for (size_t k = start; k < j; k++)
+                    total -= in_prompt(m[k].role, m[k].content_bytes, m[k].status) ? cost_of(&m[k]) : 0;
+                start = j;
+            }
+        }
+        if (i < n && in_prompt(m[i].role, m[i].content_bytes, m[i].status))
+            total += cost_of(&m[i]);
+    }
+    for (size_t k = 0; k < start; k++)
+        g->dropped_messages += in_prompt(m[k].role, m[k].content_bytes, m[k].status);
+    *from_seq = start < n ? m[start].seq : (n ? m[n - 1].seq + 1 : 0);
+    free(m);
+    return 0;
+}
+
+/* What the request adds to a session's prompt, before it is tokenized: its messages and
+ * the session's system prompt, guessed from their length. */
+static int64_t request_cost(const struct gen *g, const struct store_session *sess)
+{
+    int64_t bytes = (int64_t)strlen(sess->system_prompt);
+    for (size_t i = 0; i < g->q.n_msgs; i++)
+        bytes += (int64_t)strlen(g->q.msgs[i].content) + 16;
+    return bytes / 3 + 8;
+}
+
 /* Fits the prompt into budget tokens (sessions may drop old turns). */
-static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, bool may_drop)
+static int fit_prompt(struct gen *g, struct prompt_msgs *p, uint32_t budget, uint32_t target,
+                      bool may_drop)
 {
     int32_t *ids = NULL;
     size_t n_ids = 0, tail = 0;
     int rc = render_ids(g, p, &ids, &n_ids, &tail);
+    /* the window was chosen from stored sizes; when the text holds more tokens than they
+     * said, whole turns go until the prompt fits (each render is of a window's size) */
     if (rc == 0 && n_ids > budget && may_drop) {
-        uint32_t target =
-            (uint32_t)((uint64_t)budget * (uint64_t)g->srv->cfg->context_target_fill / 100);
         while (rc == 0 && n_ids > target && drop_turn(g, p)) {
             free(ids);
             ids = NULL;
@@ -247,9 +319,15 @@ int gen_build_prompt(struct gen *g, const char *session_header)
         struct store_session sess = {0};
         struct prompt_msgs p = {0};
         bool has = false;
+        int64_t from_seq = 0;
+        uint32_t budget = g->n_ctx - reserve;
+        uint32_t target =
+            (uint32_t)((uint64_t)budget * (uint64_t)g->srv->cfg->context_target_fill / 100);
         rc = load_session(g, session_header, &sess, &has);
-        rc = rc ? rc : collect_messages(g, has ? &sess : NULL, &p);
-        rc = rc ? rc : fit_prompt(g, &p, g->n_ctx - reserve, has);
+        if (rc == 0 && has)
+            rc = choose_window(g, &sess, request_cost(g, &sess), budget, target, &from_seq);
+        rc = rc ? rc : collect_messages(g, has ? &sess : NULL, from_seq, &p);
+        rc = rc ? rc : fit_prompt(g, &p, budget, target, has);
         prompt_msgs_free(&p); /* the messages borrow from sess and the history */
         store_session_fini(&sess);
     }

@@ -240,8 +240,16 @@ static void test_history_overflow_drops_oldest(void)
         json_decref(r);
     }
     ASSERT_TRUE(dropped > 0);
-    /* the oldest turns went in a block: the prompt now sits near the target fill */
-    ASSERT_INT_EQ(turn_status(sid, "short", 4), 200);
+    /* the oldest turns went in a block: the prompt now sits near the target fill, and the
+     * next turns keep that start (no further drop) and so their KV cache prefix */
+    for (int t = 0; t < 2; t++) {
+        json_t *r = turn(sid, "short", 4, &st);
+        ASSERT_INT_EQ(st, 200);
+        ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(r, "context"), "dropped_messages")),
+                      dropped);
+        ASSERT_TRUE(usage_of(r, "cached_tokens") * 2 > usage_of(r, "prompt_tokens"));
+        json_decref(r);
+    }
     /* the meter: per-turn counts, the window, what the next request drops, KV residency */
     char path[160];
     snprintf(path, sizeof(path), "/v1/sessions/%s", sid);
@@ -263,6 +271,65 @@ static void test_history_overflow_drops_oldest(void)
     ASSERT_INT_EQ(st, 400);
     ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(r, "error"), "code")), "context_length_exceeded");
     json_decref(r);
+    free(sid);
+}
+
+/* A counter of /metrics, or -1. */
+static long long metric_of(const char *name)
+{
+    long st;
+    struct itest_resp r;
+    itest_request(&srv, "GET", "/metrics", NULL, NULL, &r);
+    st = r.status;
+    const char *p = r.body ? strstr(r.body, name) : NULL;
+    long long v = st == 200 && p ? atoll(p + strlen(name) + 1) : -1;
+    itest_resp_free(&r);
+    return v;
+}
+
+/* A session of thousands of short messages costs a request a few renders of a window of
+ * the context's size, not a render per dropped turn over the whole history (which took
+ * minutes of CPU). The messages are written straight into the database. */
+static void test_long_session_costs_a_window(void)
+{
+    char *sid = new_session("{}");
+    ASSERT_TRUE(sid != NULL);
+    itest_stop(&srv);
+    sqlite3 *db;
+    ASSERT_INT_EQ(sqlite3_open(srv.db, &db), SQLITE_OK);
+    sqlite3_stmt *ins;
+    ASSERT_INT_EQ(sqlite3_prepare_v2(db,
+                                     "INSERT INTO messages (session_id, seq, role, content, n_tokens, "
+                                     "status, created_at) VALUES (?1, ?2, ?3, ?4, 6, 'complete', 0)",
+                                     -1, &ins, NULL),
+                  SQLITE_OK);
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    enum { N_MSG = 4000 };
+    for (int i = 1; i <= N_MSG; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "note %d", i);
+        sqlite3_bind_text(ins, 1, sid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(ins, 2, i);
+        sqlite3_bind_text(ins, 3, i % 2 ? "user" : "assistant", -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, text, -1, SQLITE_TRANSIENT);
+        ASSERT_INT_EQ(sqlite3_step(ins), SQLITE_DONE);
+        sqlite3_reset(ins);
+    }
+    ASSERT_INT_EQ(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_finalize(ins);
+    sqlite3_close(db);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    long long renders = metric_of("chatd_prompt_renders_total");
+    long long loaded = metric_of("chatd_history_messages_loaded_total");
+    long st;
+    json_t *r = turn(sid, "and now?", 4, &st);
+    ASSERT_INT_EQ(st, 200);
+    int dropped = (int)json_integer_value(json_object_get(json_object_get(r, "context"), "dropped_messages"));
+    ASSERT_TRUE(dropped > N_MSG - 200);
+    json_decref(r);
+    ASSERT_TRUE(metric_of("chatd_prompt_renders_total") - renders <= 3);
+    /* a window: at most what fits 512 tokens at ~6 tokens a message */
+    ASSERT_TRUE(metric_of("chatd_history_messages_loaded_total") - loaded < 100);
     free(sid);
 }
 
@@ -326,6 +393,7 @@ int main(void)
     RUN(test_kill_mid_stream);
     RUN(test_history_overflow_drops_oldest);
     RUN(test_stored_tokens_and_template_change);
+    RUN(test_long_session_costs_a_window);
     itest_stop(&srv);
     itest_cleanup(&srv);
     return TEST_DONE();
