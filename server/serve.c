@@ -55,24 +55,6 @@ static struct srv_meter *meter_of(struct srv *s, int64_t user_id)
     return m;
 }
 
-int64_t srv_quota_reserved(struct srv *s, int64_t user_id)
-{
-    pthread_mutex_lock(&s->meter_mu);
-    struct srv_meter *m = meter_of(s, user_id);
-    int64_t v = m ? m->reserved_tokens : 0;
-    pthread_mutex_unlock(&s->meter_mu);
-    return v;
-}
-
-void srv_quota_reserve(struct srv *s, int64_t user_id, int64_t delta)
-{
-    pthread_mutex_lock(&s->meter_mu);
-    struct srv_meter *m = meter_of(s, user_id);
-    if (m)
-        m->reserved_tokens += delta;
-    pthread_mutex_unlock(&s->meter_mu);
-}
-
 void srv_meter_add(struct srv *s, int64_t user_id, const struct store_usage *u)
 {
     pthread_mutex_lock(&s->meter_mu);
@@ -178,8 +160,18 @@ static int open_store(struct srv *s, char *err, size_t err_len)
 {
     struct store_params sp = store_default_params();
     sp.log = store_log;
+    sp.flush_interval_ms = (int)s->cfg->flush_interval_ms;
     if (store_open(s->cfg->db_path, &sp, &s->store, err, err_len) != 0)
         return -1;
+    /* replies a crash cut: bill what was stored of them (they stay partial) */
+    int64_t n_billed = 0;
+    if (store_recover_interrupted(s->store, &n_billed) != 0) {
+        snprintf(err, err_len, "database %s: cannot bill interrupted replies: %s", s->cfg->db_path,
+                 store_errmsg());
+        return -1;
+    }
+    if (n_billed)
+        log_warn("store recovered_interrupted_replies=%lld (billed as partial)", (long long)n_billed);
     struct store_user u;
     if (store_user_local(s->store, &u) != 0) {
         snprintf(err, err_len, "database %s: cannot create the local user: %s", s->cfg->db_path, store_errmsg());

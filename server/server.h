@@ -59,6 +59,8 @@ struct MHD_Daemon;
     X(SRV_ECONFLICT, -12, 409, "invalid_request_error", "conflict", NULL, "already exists")        \
     X(SRV_EIDEMBUSY, -13, 409, "invalid_request_error", "idempotency_in_progress", NULL,           \
       "a request with this Idempotency-Key is still running or did not complete")                  \
+    X(SRV_EIDEMREUSED, -23, 422, "invalid_request_error", "idempotency_key_reused", NULL,          \
+      "this Idempotency-Key was used with another request body")                                   \
     X(SRV_ETOOLARGE, -14, 413, "invalid_request_error", "request_too_large", NULL,                 \
       "request body too large")                                                                    \
     X(SRV_EQUOTA, -15, 429, "insufficient_quota", "insufficient_quota", NULL,                      \
@@ -183,7 +185,6 @@ struct srv_meter {
     uint64_t output;
     uint64_t reasoning;
     int64_t cost_micros;
-    int64_t reserved_tokens; /* quota reservations of requests in flight */
 };
 
 struct srv {
@@ -215,9 +216,6 @@ const struct srv_model *srv_find_model(const struct srv *s, const char *id);
 const char *srv_default_model_id(const struct srv *s);
 
 
-/* Quota reservations: tokens admitted but not yet billed, per user. */
-int64_t srv_quota_reserved(struct srv *s, int64_t user_id);
-void srv_quota_reserve(struct srv *s, int64_t user_id, int64_t delta);
 /* Adds a stored usage row to the user's /metrics counters. */
 void srv_meter_add(struct srv *s, int64_t user_id, const struct store_usage *u);
 

@@ -53,7 +53,8 @@
     X(ENOTDB, -7, "not a chatd database")                                                          \
     X(EREVOKED, -8, "API key revoked")                                                             \
     X(EOVERFLOW, -9, "arithmetic overflow")                                                        \
-    X(ESQL, -10, "database error")
+    X(ESQL, -10, "database error")                                                                 \
+    X(EQUOTA, -11, "token quota exceeded")
 
 enum store_errno {
 #define STORE_ERRNO_ENUM_(name, code, text) STORE_##name = code,
@@ -456,18 +457,46 @@ int store_usage_month_tokens(struct store *st, int64_t user_id, int64_t *tokens)
  * NULL). */
 int store_usage_audit(struct store *st, int64_t *n_rows, int64_t *n_mismatch);
 
+/* ---- quota reservations (store_quota.c) ---- */
+
+/* A user's month as admission sees it. */
+struct store_quota {
+    int64_t quota;    /* tokens per calendar month; 0: unlimited */
+    int64_t used;     /* billed this month */
+    int64_t reserved; /* held by requests in flight (other than this one) */
+};
+
+/* Admits a request against the user's monthly quota, atomically with every other
+ * admission on this database (one write transaction, so several servers sharing it
+ * cannot both take the last tokens): prompt_tokens plus *max_tokens must fit in what
+ * is left after the month's usage and the reservations of requests in flight; a
+ * *max_tokens larger than what is left is lowered to it. The reservation (prompt +
+ * the granted max_tokens) is held under request_id until the request's usage row is
+ * recorded (which settles it in the same transaction) or store_quota_release; one
+ * older than ttl_ms (a process that died) no longer counts. Returns 0 (also for a user
+ * without a quota: nothing is reserved), STORE_EQUOTA when not even one reply token is
+ * left, or another STORE_E*. *q (may be NULL) tells the numbers either way. */
+int store_quota_reserve(struct store *st, int64_t user_id, const char *request_id,
+                        int64_t prompt_tokens, int64_t *max_tokens, int64_t ttl_ms,
+                        struct store_quota *q);
+/* Drops a request's reservation (it ended without usage: refused, failed). */
+int store_quota_release(struct store *st, const char *request_id);
+
 /* ---- idempotency keys ---- */
 
-/* Claims (user_id, key) for request_id before generating. STORE_EEXISTS when the key
- * was claimed before: then look it up with store_idem_get. */
-int store_idem_begin(struct store *st, int64_t user_id, const char *key, const char *request_id);
+/* Claims (user_id, key) for request_id before generating; body_hash identifies the
+ * request (its body's hash). A claim older than ttl_ms is forgotten first (keys
+ * expire). STORE_EEXISTS when the key is claimed: then look it up with store_idem_get. */
+int store_idem_begin(struct store *st, int64_t user_id, const char *key, const char *request_id,
+                     const char *body_hash, int64_t ttl_ms);
 /* Records the response body of a claimed key. */
 int store_idem_complete(struct store *st, int64_t user_id, const char *key, const char *response);
 /* Looks a key up. *request_id (STORE_ID_MAX + 1 bytes, may be NULL) gets the request
- * id; *response gets a heap copy of the stored body (caller frees with free()) or
- * NULL while that request has not completed. */
+ * id and *body_hash (STORE_ID_MAX + 1 bytes, may be NULL) the claim's body hash;
+ * *response gets a heap copy of the stored body (caller frees with free()) or NULL
+ * while that request has not completed. */
 int store_idem_get(struct store *st, int64_t user_id, const char *key, char *request_id,
-                   char **response);
+                   char *body_hash, char **response);
 /* Forgets a claimed key (the request failed before producing anything). */
 int store_idem_release(struct store *st, int64_t user_id, const char *key);
 /* Deletes keys older than before_ms; *n_deleted may be NULL. */

@@ -5,19 +5,25 @@
  * (store_idem_begin: the primary key makes the claim atomic across threads and
  * processes), records the response when done (store_idem_complete), and answers a
  * retry from the stored body (store_idem_get). A claimed key without a response is
- * a request still in flight (or one that died with the process). Keys are scoped by
- * user, so one user's key never reveals another's response. Called from any thread. */
+ * a request still in flight (or one that died with the process); a request that ends
+ * without a response to replay gives its key back (store_idem_release). A claim keeps
+ * the hash of the request's body, so a reused key with another body is told apart, and
+ * expires after its time to live. Keys are scoped by user, so one user's key never
+ * reveals another's response. Called from any thread. */
 #include "store_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const char sql_idem_insert[] =
-    "INSERT INTO idempotency (user_id, key, request_id, created_at) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO idempotency (user_id, key, request_id, created_at, body_hash) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
+static const char sql_idem_expire[] =
+    "DELETE FROM idempotency WHERE user_id = ?1 AND key = ?2 AND created_at < ?3";
 static const char sql_idem_complete[] =
     "UPDATE idempotency SET response = ?3 WHERE user_id = ?1 AND key = ?2";
 static const char sql_idem_get[] =
-    "SELECT request_id, response FROM idempotency WHERE user_id = ?1 AND key = ?2";
+    "SELECT request_id, response, body_hash FROM idempotency WHERE user_id = ?1 AND key = ?2";
 static const char sql_idem_delete[] = "DELETE FROM idempotency WHERE user_id = ?1 AND key = ?2";
 static const char sql_idem_prune[] = "DELETE FROM idempotency WHERE created_at < ?1";
 
@@ -25,8 +31,11 @@ struct idem_ctx {
     int64_t user_id;
     const char *key;
     const char *request_id;
+    const char *body_hash;
+    int64_t ttl_ms;
     const char *response;
     char *request_out;
+    char *hash_out;
     char *response_out;
     bool has_response;
     int64_t before_ms;
@@ -36,13 +45,23 @@ struct idem_ctx {
 static int begin_tx(struct store *st, void *ctx)
 {
     struct idem_ctx *c = ctx;
-    sqlite3_stmt *s = sdb_prep(st, sql_idem_insert);
+    int64_t now = sdb_now(st);
+    sqlite3_stmt *s = sdb_prep(st, sql_idem_expire);
     if (!s)
         return STORE_ESQL;
     int rc = sdb_bind_int(st, s, 1, c->user_id);
     rc = rc ? rc : sdb_bind_text(st, s, 2, c->key);
+    rc = rc ? rc : sdb_bind_int(st, s, 3, now - c->ttl_ms);
+    rc = rc ? rc : sdb_exec_stmt(st, s);
+    sdb_done(s);
+    s = rc ? NULL : sdb_prep(st, sql_idem_insert);
+    if (!s)
+        return rc ? rc : STORE_ESQL;
+    rc = sdb_bind_int(st, s, 1, c->user_id);
+    rc = rc ? rc : sdb_bind_text(st, s, 2, c->key);
     rc = rc ? rc : sdb_bind_text(st, s, 3, c->request_id);
-    rc = rc ? rc : sdb_bind_int(st, s, 4, sdb_now(st));
+    rc = rc ? rc : sdb_bind_int(st, s, 4, now);
+    rc = rc ? rc : sdb_bind_text(st, s, 5, c->body_hash);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
     if (rc == STORE_EEXISTS)
@@ -52,13 +71,15 @@ static int begin_tx(struct store *st, void *ctx)
     return rc;
 }
 
-int store_idem_begin(struct store *st, int64_t user_id, const char *key, const char *request_id)
+int store_idem_begin(struct store *st, int64_t user_id, const char *key, const char *request_id,
+                     const char *body_hash, int64_t ttl_ms)
 {
     int rc = sdb_check_id("idempotency key", key, STORE_ID_MAX);
     rc = rc ? rc : sdb_check_id("request id", request_id, STORE_ID_MAX);
     if (rc)
         return rc;
-    struct idem_ctx c = {.user_id = user_id, .key = key, .request_id = request_id};
+    struct idem_ctx c = {.user_id = user_id, .key = key, .request_id = request_id,
+                         .body_hash = body_hash ? body_hash : "", .ttl_ms = ttl_ms};
     return sdb_run(st, true, begin_tx, &c);
 }
 
@@ -110,6 +131,8 @@ static int get_tx(struct store *st, void *ctx)
     if (rc == SQLITE_ROW) {
         if (c->request_out)
             sdb_col_copy(s, 0, c->request_out, STORE_ID_MAX + 1);
+        if (c->hash_out)
+            sdb_col_copy(s, 2, c->hash_out, STORE_ID_MAX + 1);
         c->has_response = sqlite3_column_type(s, 1) != SQLITE_NULL;
         rc = 0;
         if (c->has_response) {
@@ -125,15 +148,18 @@ static int get_tx(struct store *st, void *ctx)
 }
 
 int store_idem_get(struct store *st, int64_t user_id, const char *key, char *request_id,
-                   char **response)
+                   char *body_hash, char **response)
 {
     if (request_id)
         request_id[0] = 0;
+    if (body_hash)
+        body_hash[0] = 0;
     if (response)
         *response = NULL;
     if (sdb_check_id("idempotency key", key, STORE_ID_MAX) != 0)
         return STORE_EINVAL;
-    struct idem_ctx c = {.user_id = user_id, .key = key, .request_out = request_id};
+    struct idem_ctx c = {.user_id = user_id, .key = key, .request_out = request_id,
+                         .hash_out = body_hash};
     int rc = sdb_run(st, false, get_tx, &c);
     if (rc == 0 && response)
         *response = c.response_out;

@@ -128,6 +128,11 @@ int sdb_bind_msg(struct store *st, sqlite3_stmt *s, int first, const struct stor
 enum store_msg_status sdb_status_parse(const char *s);
 int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
                    int64_t *id, int64_t *seq);
+/* The tokens a user was billed this calendar month (store_usage.c), and the removal of
+ * a request's quota reservation once it is billed (store_quota.c), both inside the
+ * caller's transaction. */
+int sdb_usage_month(struct store *st, int64_t user_id, int64_t *tokens);
+int sdb_quota_settle(struct store *st, const char *request_id);
 /* Validates a usage record (store_usage.c). */
 int sdb_check_usage(const struct store_usage_in *u);
 /* Frees the group-commit queue (store_close). */

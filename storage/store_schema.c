@@ -112,6 +112,16 @@ static const char *const migrations[] = {
     "  fallback_output INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL);"
     "PRAGMA user_version = 2;",
+    /* 3: quota reservations shared by every server of the database; the body hash of an
+     * idempotency key (a reused key with another body is refused) */
+    "CREATE TABLE reservations ("
+    "  request_id TEXT PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  tokens INTEGER NOT NULL CHECK (tokens >= 0),"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX reservations_user ON reservations(user_id, created_at);"
+    "ALTER TABLE idempotency ADD COLUMN body_hash TEXT NOT NULL DEFAULT '';"
+    "PRAGMA user_version = 3;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

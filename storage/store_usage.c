@@ -347,6 +347,7 @@ int sdb_usage_insert(struct store *st, const struct store_usage_in *u, int64_t n
     if (rc == STORE_EINVAL)
         return sdb_fail(rc, "usage for request '%s': user %lld not found", u->request_id,
                         (long long)u->user_id);
+    rc = rc ? rc : sdb_quota_settle(st, u->request_id); /* billed: its reservation goes */
     if (rc)
         return rc;
     if (out) {
@@ -521,18 +522,23 @@ struct month_ctx {
     int64_t tokens;
 };
 
-static int month_tx(struct store *st, void *ctx)
+int sdb_usage_month(struct store *st, int64_t user_id, int64_t *tokens)
 {
-    struct month_ctx *c = ctx;
     sqlite3_stmt *s = sdb_prep(st, sql_usage_month);
     if (!s)
         return STORE_ESQL;
-    int rc = sdb_bind_int(st, s, 1, c->user_id);
+    int rc = sdb_bind_int(st, s, 1, user_id);
     rc = rc ? rc : sdb_bind_int(st, s, 2, month_start_ms(sdb_now(st)));
     rc = rc ? rc : sdb_step(st, s);
-    c->tokens = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *tokens = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sdb_done(s);
     return rc == SQLITE_ROW ? 0 : rc < 0 ? rc : STORE_ESQL;
+}
+
+static int month_tx(struct store *st, void *ctx)
+{
+    struct month_ctx *c = ctx;
+    return sdb_usage_month(st, c->user_id, &c->tokens);
 }
 
 int store_usage_month_tokens(struct store *st, int64_t user_id, int64_t *tokens)

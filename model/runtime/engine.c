@@ -36,6 +36,7 @@ struct engine {
     bool stop;
     struct eng_job *queue_head, *queue_tail;
     uint32_t n_queued;
+    uint32_t n_held; /* places held for jobs about to be submitted (eng_hold_place) */
     struct slot *slots;
     uint64_t clock;
     uint64_t seq;
@@ -514,24 +515,39 @@ void eng_stop(struct engine *e)
     free(e);
 }
 
-int eng_submit(struct engine *e, struct eng_job *j)
+/* Whether the queue has room for one more job (counting held places). */
+static bool room(const struct engine *e)
 {
-    if (!j->smp)
-        return ENG_EINVAL;
-    if (j->n_prompt == 0 || j->n_prompt >= e->p.n_ctx)
-        return ENG_ETOOLONG;
-    pthread_mutex_lock(&e->mu);
     uint32_t busy = 0;
     for (uint32_t i = 0; i < e->p.n_slots; i++)
         busy += e->slots[i].job != NULL;
-    int rc = e->stop ? ENG_ESTOPPED : 0;
-    if (!rc && ((busy == e->p.n_slots && e->n_queued >= e->p.queue_depth) ||
-                e->n_queued >= e->p.queue_depth + e->p.n_slots))
-        rc = ENG_EBUSY;
-    if (rc) {
-        pthread_mutex_unlock(&e->mu);
-        return rc;
-    }
+    uint32_t waiting = e->n_queued + e->n_held;
+    return !((busy == e->p.n_slots && waiting >= e->p.queue_depth) ||
+             waiting >= e->p.queue_depth + e->p.n_slots);
+}
+
+int eng_hold_place(struct engine *e, uint32_t n_prompt)
+{
+    if (n_prompt == 0 || n_prompt >= e->p.n_ctx)
+        return ENG_ETOOLONG;
+    pthread_mutex_lock(&e->mu);
+    int rc = e->stop ? ENG_ESTOPPED : room(e) ? 0 : ENG_EBUSY;
+    if (rc == 0)
+        e->n_held++;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void eng_release_place(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->n_held--;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Appends j to the queue (called with e->mu held). */
+static void enqueue(struct engine *e, struct eng_job *j)
+{
     atomic_fetch_add(&j->refs, 1);
     j->seq = ++e->seq;
     j->next = NULL;
@@ -542,8 +558,25 @@ int eng_submit(struct engine *e, struct eng_job *j)
     e->queue_tail = j;
     e->n_queued++;
     pthread_cond_signal(&e->wake);
+}
+
+int eng_submit_held(struct engine *e, struct eng_job *j)
+{
+    pthread_mutex_lock(&e->mu);
+    e->n_held--;
+    int rc = !j->smp ? ENG_EINVAL : e->stop ? ENG_ESTOPPED : 0;
+    if (rc == 0)
+        enqueue(e, j);
     pthread_mutex_unlock(&e->mu);
-    return 0;
+    return rc;
+}
+
+int eng_submit(struct engine *e, struct eng_job *j)
+{
+    if (!j->smp)
+        return ENG_EINVAL;
+    int rc = eng_hold_place(e, j->n_prompt);
+    return rc ? rc : eng_submit_held(e, j);
 }
 
 void eng_get_stats(struct engine *e, struct eng_stats *out)

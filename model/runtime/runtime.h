@@ -221,6 +221,13 @@ int eng_job_set_sampling(struct eng_job *j, const struct eng_sampling *s, uint32
  * is full, ENG_ETOOLONG when the prompt cannot fit a slot, ENG_ESTOPPED while the engine
  * stops, ENG_EINVAL for a job without sampling. */
 int eng_submit(struct engine *e, struct eng_job *j);
+/* eng_submit in two steps: a place in the queue is held first (the same checks, given
+ * the prompt's length), so that the caller can do its last work (commit the user's
+ * message) knowing the job will be taken; then the job goes in. A held place is given
+ * back with eng_release_place when the caller does not submit after all. */
+int eng_hold_place(struct engine *e, uint32_t n_prompt);
+int eng_submit_held(struct engine *e, struct eng_job *j);
+void eng_release_place(struct engine *e);
 /* Waits until the job has more than `have` tokens or is finished, at most timeout_ms.
  * Returns the current token count; *finished tells whether it is done. */
 uint32_t eng_wait(struct eng_job *j, uint32_t have, int timeout_ms, bool *finished);

@@ -106,15 +106,28 @@ static struct gen *gen_new(struct http_req *r, bool chat)
     return g;
 }
 
-/* Puts the job in the engine's queue and, for a session, opens the stored reply. */
+/* Puts the job in the engine's queue: a place is held first, then the session's new
+ * messages are committed, then the job goes in (so a request the engine refuses stores
+ * nothing, and one it takes has its messages stored before inference). */
 static int submit(struct gen *g)
 {
-    int rc = eng_submit(g->sm->eng, g->job);
+    struct engine *e = g->sm->eng;
+    int rc = eng_hold_place(e, g->job->n_prompt);
     if (rc == ENG_ETOOLONG)
         return gen_fail(g, SRV_MOD_ENGINE, rc, "messages", "the prompt does not fit a sequence slot");
     if (rc != 0)
         return gen_fail(g, SRV_MOD_ENGINE, rc, NULL, "%s; retry shortly", eng_strerror(rc));
-    if (g->session_id[0])
+    rc = gen_save_messages(g);
+    if (rc != 0) {
+        eng_release_place(e);
+        return rc;
+    }
+    rc = eng_submit_held(e, g->job);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_ENGINE, rc, NULL, "%s; retry shortly", eng_strerror(rc));
+    /* a reply that is not streamed gets its (empty, unbilled) row now, so each turn of the
+     * session is whole whatever happens; a streamed one opens at its first token */
+    if (g->session_id[0] && !g->q.stream)
         g->reply_begun = store_reply_begin(g->srv->store, g->user_id, g->session_id, &g->reply) == 0;
     return 0;
 }
@@ -147,7 +160,7 @@ static int respond_full(struct http_req *r, struct gen *g)
     if (g->idem_key[0]) {
         char *text = json_dumps(j, JSON_COMPACT);
         if (text)
-            store_idem_complete(g->srv->store, g->user_id, g->idem_key, text);
+            gen_idem_complete(g, text);
         free(text);
     }
     return http_send_json(r, 200, j);
@@ -160,17 +173,17 @@ int gen_run(struct http_req *r, bool chat)
         return 0;
     char *replay = NULL;
     int rc = gen_build_prompt(g, http_header(r, "X-Session-Id"));
-    rc = rc ? rc : gen_idem_claim(g, http_header(r, "Idempotency-Key"), &replay);
-    if (rc == 0 && replay) {
+    rc = rc ? rc : gen_idem_claim(g, http_header(r, "Idempotency-Key"), r->body, r->body_len, &replay);
+    if (rc == 0 && replay) { /* the first response: JSON, or the text of its stream */
         http_add_header(r, "Idempotent-Replayed", "true");
-        http_send_bytes(r, 200, "application/json", replay, strlen(replay), true);
+        http_send_bytes(r, 200, strncmp(replay, "data:", 5) == 0 ? "text/event-stream" : "application/json",
+                        replay, strlen(replay), true);
         free(replay);
         gen_free(g);
         return 0;
     }
     rc = rc ? rc : gen_quota_admit(g);
     rc = rc ? rc : gen_setup_job(g);
-    rc = rc ? rc : gen_save_messages(g);
     rc = rc ? rc : submit(g);
     if (rc != 0) {
         gen_send_error(r, g);

@@ -45,6 +45,7 @@ struct gen {
     struct store_reply reply;
     bool reply_begun;
     char idem_key[STORE_ID_MAX + 1]; /* Idempotency-Key claimed for this request, or "" */
+    bool idem_done;                  /* its response is stored for replays */
 
     /* prompt */
     int32_t *prompt;
@@ -54,7 +55,7 @@ struct gen {
     int retokenized_messages; /* history stored under another model/template, tokenized anew */
     size_t prompt_tail_from;  /* prompt[tail_from..] is new: stored with the request's message */
     uint32_t max_tokens;      /* the reply's budget after the context and the quota */
-    int64_t reserved_tokens;  /* quota reservation held until the end */
+    bool reserved;            /* a quota reservation is held under request_id */
     bool quota_capped;        /* max_tokens was cut to what the quota leaves */
 
     struct eng_job *job;
@@ -94,17 +95,22 @@ int gen_fail(struct gen *g, enum srv_errmod mod, int code, const char *param, co
 int gen_build_prompt(struct gen *g, const char *session_header);
 
 /* gen_admit.c */
-/* Claims the Idempotency-Key (NULL: none). Returns 0 to go on; 0 with *replay set (caller
- * frees) when an earlier request with this key completed: send that instead; or an error
- * code (a key still running, a malformed key). */
-int gen_idem_claim(struct gen *g, const char *key, char **replay);
+/* Claims the Idempotency-Key (NULL: none) for this request body. Returns 0 to go on; 0
+ * with *replay set (caller frees) when an earlier request with this key and body
+ * completed: send that instead (a JSON body, or the text of an event stream); or an
+ * error code (a key still running, reused with another body, malformed). */
+int gen_idem_claim(struct gen *g, const char *key, const char *body, size_t body_len,
+                   char **replay);
+/* Stores the response for replays of the claimed key (no-op without one). */
+void gen_idem_complete(struct gen *g, const char *response);
 /* Admits the request against the user's monthly quota and reserves its worst case. */
 int gen_quota_admit(struct gen *g);
 /* Creates the engine job with the request's sampling. */
 int gen_setup_job(struct gen *g);
 /* Commits the request's new messages to the session (before inference). */
 int gen_save_messages(struct gen *g);
-/* Releases what admission took (the quota reservation, an unfinished idempotency key). */
+/* Releases what admission took: the quota reservation of a request that was not billed,
+ * and an idempotency key with no response to replay (so a retry runs). */
 void gen_release(struct gen *g);
 
 /* gen_text.c: waits for and turns up to max_new more tokens into text. Returns true when
@@ -120,6 +126,9 @@ int gen_respond_stream(struct http_req *r, struct gen *g);
 /* Stores the reply (sessions) and the usage row, once. Returns 0, or a store code when
  * the database refused the write: the reply must then not be acknowledged as billed. */
 int gen_store_result(struct gen *g, enum store_msg_status status);
+/* For a streamed session reply: opens it at the first token (billed as pending, so a
+ * crash bills what was stored) and hands its text so far to the group commit. */
+void gen_reply_progress(struct gen *g, bool force);
 json_t *gen_usage_json(const struct gen *g);
 json_t *gen_context_json(const struct gen *g);
 /* A chunk (stream) or the response's choice: the message or text built so far. */

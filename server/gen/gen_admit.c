@@ -1,16 +1,27 @@
 /* gen_admit.c - admitting a request: its Idempotency-Key, the user's monthly quota
  * (the worst case, prompt + max_tokens, is reserved until the reply is billed), the
  * engine job with the request's sampling, and the session's new messages, committed
- * before inference so a crash never loses what the user said.
+ * before inference so a crash never loses what the user said (and only once the engine
+ * has a place for the job, so a refused request stores nothing).
  *
  * Runs on the request's connection thread. */
 #include "gen/gen.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-int gen_idem_claim(struct gen *g, const char *key, char **replay)
+/* The request body's identity for its Idempotency-Key: BLAKE2b-128, in hex. */
+static void body_hash(const char *body, size_t len, char out[33])
+{
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)body, len, NULL, 0);
+    sodium_bin2hex(out, 33, h, sizeof(h));
+}
+
+int gen_idem_claim(struct gen *g, const char *key, const char *body, size_t body_len,
+                   char **replay)
 {
     *replay = NULL;
     if (!key)
@@ -18,52 +29,69 @@ int gen_idem_claim(struct gen *g, const char *key, char **replay)
     if (!oai_valid_id(key, STORE_ID_MAX))
         return gen_fail(g, SRV_MOD_SERVER, SRV_EINVAL, "Idempotency-Key",
                         "Idempotency-Key must be 1-64 characters of [A-Za-z0-9._:-]");
-    if (store_idem_begin(g->srv->store, g->user_id, key, g->request_id) == 0) {
+    char hash[33];
+    body_hash(body, body_len, hash);
+    int64_t ttl_ms = g->srv->cfg->idempotency_ttl_s * 1000;
+    int rc = store_idem_begin(g->srv->store, g->user_id, key, g->request_id, hash, ttl_ms);
+    if (rc == 0) {
         snprintf(g->idem_key, sizeof(g->idem_key), "%s", key);
         return 0;
     }
-    char rid[STORE_ID_MAX + 1];
-    if (store_idem_get(g->srv->store, g->user_id, key, rid, replay) != 0 || !*replay)
+    if (rc != STORE_EEXISTS)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the Idempotency-Key could not be claimed");
+    char rid[STORE_ID_MAX + 1], was[STORE_ID_MAX + 1];
+    rc = store_idem_get(g->srv->store, g->user_id, key, rid, was, replay);
+    if (rc == 0 && strcmp(was, hash) != 0) {
+        free(*replay);
+        *replay = NULL;
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EIDEMREUSED, "Idempotency-Key",
+                        "this Idempotency-Key was used with another request body (request %s)", rid);
+    }
+    if (rc != 0 || !*replay)
         return gen_fail(g, SRV_MOD_SERVER, SRV_EIDEMBUSY, NULL,
-                        "a request with this Idempotency-Key is still running or did not complete (request %s)",
-                        rid);
+                        "a request with this Idempotency-Key is still running (request %s)", rid);
     return 0;
+}
+
+void gen_idem_complete(struct gen *g, const char *response)
+{
+    if (!g->idem_key[0] || g->idem_done)
+        return;
+    g->idem_done = store_idem_complete(g->srv->store, g->user_id, g->idem_key, response) == 0;
 }
 
 int gen_quota_admit(struct gen *g)
 {
-    struct store_user u;
-    int rc = store_user_get(g->srv->store, g->user_id, &u);
-    if (rc != 0)
-        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the user's quota could not be read: %s",
-                        store_strerror(rc));
-    if (u.token_quota <= 0)
-        return 0;
-    int64_t used = 0;
-    rc = store_usage_month_tokens(g->srv->store, g->user_id, &used);
-    if (rc != 0)
-        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the user's usage could not be read: %s",
-                        store_strerror(rc));
-    int64_t reserved = srv_quota_reserved(g->srv, g->user_id);
-    int64_t left = u.token_quota - used - reserved - g->n_prompt;
-    if (left < 1)
-        return gen_fail(g, SRV_MOD_SERVER, SRV_EQUOTA, NULL,
+    int64_t max = g->max_tokens;
+    struct store_quota q;
+    int rc = store_quota_reserve(g->srv->store, g->user_id, g->request_id, g->n_prompt, &max,
+                                 g->srv->cfg->reservation_ttl_s * 1000, &q);
+    if (rc == STORE_EQUOTA)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL,
                         "monthly token quota of %lld exceeded (used %lld, in flight %lld, this prompt %u)",
-                        (long long)u.token_quota, (long long)used, (long long)reserved, g->n_prompt);
-    if ((int64_t)g->max_tokens > left) {
-        g->max_tokens = (uint32_t)left;
+                        (long long)q.quota, (long long)q.used, (long long)q.reserved, g->n_prompt);
+    if (rc != 0)
+        return gen_fail(g, SRV_MOD_STORE, rc, NULL, "the user's quota could not be checked: %s",
+                        store_strerror(rc));
+    g->reserved = q.quota > 0;
+    if (max < (int64_t)g->max_tokens) {
+        g->max_tokens = (uint32_t)max;
         g->quota_capped = true;
     }
-    g->reserved_tokens = g->n_prompt + g->max_tokens;
-    srv_quota_reserve(g->srv, g->user_id, g->reserved_tokens);
     return 0;
 }
 
 void gen_release(struct gen *g)
 {
-    if (g->reserved_tokens)
-        srv_quota_reserve(g->srv, g->user_id, -g->reserved_tokens);
-    g->reserved_tokens = 0;
+    /* billed requests settled their reservation with the usage row; this drops the one
+     * of a request that ended without */
+    if (g->reserved)
+        store_quota_release(g->srv->store, g->request_id);
+    g->reserved = false;
+    /* a key whose request produced nothing to replay is given back for a retry */
+    if (g->idem_key[0] && !g->idem_done)
+        store_idem_release(g->srv->store, g->user_id, g->idem_key);
+    g->idem_key[0] = 0;
 }
 
 /* The request's sampling, as the engine runs it. */

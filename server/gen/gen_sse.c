@@ -23,6 +23,7 @@ struct stream {
     size_t sent_content, sent_reasoning;
     uint64_t *bytes_out; /* the request's byte count for its log line; only the reader
                             touches it, and MHD never calls the reader after completion */
+    struct strbuf sent;  /* with an Idempotency-Key: every event, for replays */
 };
 
 static double now_ms(void)
@@ -43,6 +44,13 @@ static void sse_json(struct stream *s, json_t *j)
     strbuf_append(&s->out, text, strlen(text));
     strbuf_append(&s->out, "\n\n", 2);
     free(text);
+}
+
+/* Keeps what this read queued for a replay of the Idempotency-Key (pings aside). */
+static void keep_for_replay(struct stream *s, size_t from)
+{
+    if (s->g->idem_key[0] && s->out.len > from && strncmp(s->out.data + from, ": ping", 6) != 0)
+        strbuf_append(&s->sent, s->out.data + from, s->out.len - from);
 }
 
 static json_t *chunk(struct gen *g, json_t *delta, const char *finish)
@@ -82,10 +90,12 @@ static void queue_end(struct stream *s)
     struct gen *g = s->g;
     int rc = gen_store_result(g, g->failed ? STORE_MSG_ERROR : STORE_MSG_COMPLETE);
     if (rc != 0) {
-        /* the deltas went out, but the reply is not stored nor billed: say so instead of
-         * finishing normally */
+        /* the deltas went out, but the reply is not stored: say so instead of finishing
+         * normally, and what of it is billed */
         sse_json(s, srv_error_json(SRV_MOD_STORE, rc, NULL,
-                                   "the reply could not be stored (database unavailable) and was not billed; try again"));
+                                   g->reply_begun
+                                       ? "the reply could not be stored in full (database unavailable); the part that was stored stays in the session as partial and is billed"
+                                       : "the reply could not be stored (database unavailable) and was not billed; try again"));
     } else if (g->failed) {
         sse_json(s, srv_error_json(g->err.mod, g->err.code, g->err.param, g->err.msg));
     } else {
@@ -101,6 +111,10 @@ static void queue_end(struct stream *s)
     }
     strbuf_append(&s->out, "data: [DONE]\n\n", 14);
     s->done = true;
+    if (rc == 0 && !g->failed) { /* billed and whole: a retry replays it */
+        keep_for_replay(s, 0);
+        gen_idem_complete(g, strbuf_str(&s->sent));
+    }
 }
 
 /* MHD content reader: waits for tokens (pinging while the prompt runs), frames them. */
@@ -116,13 +130,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             s->sent_role = true;
             if (g->q.chat)
                 sse_json(s, chunk(g, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+            keep_for_replay(s, 0);
             break;
         }
         bool over = gen_pump(g, 200, 1);
         queue_deltas(s);
-        if (g->session_id[0] && g->reply_begun && !over)
-            store_reply_flush(g->srv->store, &g->reply, strbuf_str(&g->content),
-                              strbuf_str(&g->reasoning), false);
+        if (!over)
+            keep_for_replay(s, 0);
+        if (!over)
+            gen_reply_progress(g, false);
         if (over)
             queue_end(s);
         else if (s->out.len == 0 && now_ms() - s->last_ms > PING_INTERVAL_MS)
@@ -148,9 +164,13 @@ static void stream_free(void *cls)
     struct gen *g = s->g;
     if (!g->stored) {
         gen_take_rest(g);
-        (void)gen_store_result(g, STORE_MSG_PARTIAL); /* logged; the client is gone */
+        /* logged if it fails; the client is gone. What it was sent is billed: a retry
+         * with its Idempotency-Key gets that, not a second generation. */
+        if (gen_store_result(g, STORE_MSG_PARTIAL) == 0)
+            gen_idem_complete(g, strbuf_str(&s->sent));
     }
     strbuf_free(&s->out);
+    strbuf_free(&s->sent);
     gen_free(g);
     free(s);
 }

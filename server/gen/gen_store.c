@@ -1,6 +1,10 @@
-/* gen_store.c - the end of a request: the reply (for a session) and its usage row,
- * stored once, in one transaction for a session; the usage and context objects the
- * response reports.
+/* gen_store.c - storing the reply: a streamed session reply is opened at its first token
+ * and billed as pending, its text handed to the group commit as it streams (a crash
+ * bills what was stored of what the client was sent, at most a flush interval short, and
+ * that text stays in the session as partial); at the end the reply and its usage row are
+ * stored once, in one transaction for a session. A reply that is not streamed reaches
+ * the client only at the end, so a crash before leaves nothing of it and bills nothing. Also the usage and context objects
+ * the response reports.
  *
  * Runs on the request's connection thread. */
 #include "gen/gen.h"
@@ -58,15 +62,14 @@ static int32_t *reply_ids(const struct gen *g, uint32_t *n)
     return ids;
 }
 
-int gen_store_result(struct gen *g, enum store_msg_status status)
+/* The request's usage as it stands (fb receives the configured prices). */
+static struct store_usage_in usage_of(const struct gen *g, enum store_msg_status status,
+                                      struct store_price *fb)
 {
-    if (g->stored)
-        return 0;
-    g->stored = true;
     struct cfg_price cp = cfg_price_for(g->srv->cfg, g->sm->id);
-    struct store_price fb = {.input_miss = cp.input_miss, .input_hit = cp.input_hit,
-                             .output = cp.output};
-    struct store_usage_in u = {
+    *fb = (struct store_price){.input_miss = cp.input_miss, .input_hit = cp.input_hit,
+                               .output = cp.output};
+    return (struct store_usage_in){
         .request_id = g->request_id,
         .user_id = g->user_id,
         .session_id = g->session_id[0] ? g->session_id : NULL,
@@ -76,8 +79,36 @@ int gen_store_result(struct gen *g, enum store_msg_status status)
         .completion_tokens = g->consumed,
         .reasoning_tokens = g->n_reasoning_tokens,
         .status = status,
-        .fallback_price = &fb,
+        .fallback_price = fb,
     };
+}
+
+void gen_reply_progress(struct gen *g, bool force)
+{
+    if (!g->session_id[0] || !g->q.stream || g->stored || !g->consumed)
+        return;
+    struct store *st = g->srv->store;
+    if (!g->reply_begun) {
+        /* opened at the first token, when the cache split is known: from now on a crash
+         * bills what was stored */
+        struct store_price fb;
+        struct store_usage_in u = usage_of(g, STORE_MSG_PARTIAL, &fb);
+        u.completion_tokens = u.reasoning_tokens = 0;
+        g->reply_begun = store_reply_begin_billed(st, &u, &g->reply) == 0;
+        if (!g->reply_begun)
+            return;
+    }
+    store_reply_flush_tokens(st, &g->reply, strbuf_str(&g->content), strbuf_str(&g->reasoning),
+                             g->consumed, g->n_reasoning_tokens, force);
+}
+
+int gen_store_result(struct gen *g, enum store_msg_status status)
+{
+    if (g->stored)
+        return 0;
+    g->stored = true;
+    struct store_price fb;
+    struct store_usage_in u = usage_of(g, status, &fb);
     struct store_usage row;
     int rc;
     if (g->session_id[0]) {

@@ -70,6 +70,10 @@ int itest_stream_post(struct itest_server *s, const char *path, const char *body
                       const char *const *headers, size_t abort_after, struct itest_stream *out);
 void itest_stream_free(struct itest_stream *st);
 
+/* A plain TCP connection to the server with a small receive buffer (4 KiB), so that a
+ * test that stops reading holds the server's writes back. Returns the fd, or -1. */
+int itest_connect(struct itest_server *s);
+
 /* Splits an SSE body into the JSON payloads of its "data: " lines (excluding [DONE]).
  * Returns a new JSON array; *saw_done tells whether "data: [DONE]" came last. */
 json_t *itest_sse_events(const char *body, bool *saw_done);

@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 
 static struct itest_server srv;
-static char key_alice[128], key_bob[128], key_admin[128];
+static char key_alice[128], key_bob[128], key_carol[128], key_admin[128];
 
 static json_t *call(const char *key, const char *method, const char *path, const char *body, long *status)
 {
@@ -260,6 +260,95 @@ static void test_idempotency_key(void)
     json_decref(b);
 }
 
+/* A key whose request ended without a response to replay (here: refused for quota) is
+ * given back: the retry is refused the same way, not told the key is still running. A
+ * streamed response is kept for replays: the retry gets the same events, billed once. */
+static void test_idempotency_release_and_stream_replay(void)
+{
+    long st;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5}";
+    for (int i = 0; i < 2; i++) {
+        json_t *j = call_h(key_bob, "/v1/chat/completions", body, "Idempotency-Key: refused-1", &st);
+        ASSERT_INT_EQ(st, 429);
+        ASSERT_STR_EQ(code_of(j), "insufficient_quota");
+        json_decref(j);
+    }
+    const char *stream = "{\"messages\":[{\"role\":\"user\",\"content\":\"flow\"}],\"max_tokens\":6,"
+                         "\"temperature\":1,\"stream\":true}";
+    char auth[200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key_alice);
+    const char *h[] = {auth, "Idempotency-Key: stream-1", NULL};
+    json_t *before = call(key_alice, "GET", "/v1/usage", NULL, &st);
+    json_int_t n0 = json_integer_value(json_object_get(json_object_get(before, "total"), "requests"));
+    json_decref(before);
+    struct itest_resp a, b;
+    ASSERT_INT_EQ(itest_request(&srv, "POST", "/v1/chat/completions", stream, h, &a), 0);
+    ASSERT_INT_EQ(itest_request(&srv, "POST", "/v1/chat/completions", stream, h, &b), 0);
+    ASSERT_INT_EQ(a.status, 200);
+    ASSERT_INT_EQ(b.status, 200);
+    char v[64];
+    ASSERT_TRUE(itest_header(&b, "idempotent-replayed", v, sizeof(v)));
+    ASSERT_TRUE(itest_header(&b, "content-type", v, sizeof(v)));
+    ASSERT_STR_CONTAINS(v, "text/event-stream");
+    ASSERT_STR_EQ(b.body, a.body); /* every event again, [DONE] included */
+    ASSERT_STR_CONTAINS(a.body, "data: [DONE]");
+    itest_resp_free(&a);
+    itest_resp_free(&b);
+    json_t *after = call(key_alice, "GET", "/v1/usage", NULL, &st);
+    ASSERT_INT_EQ(json_integer_value(json_object_get(json_object_get(after, "total"), "requests")), n0 + 1);
+    json_decref(after);
+}
+
+struct quota_call {
+    long status;
+    long billed;
+};
+
+static void *quota_worker(void *arg)
+{
+    struct quota_call *c = arg;
+    long st;
+    json_t *j = call_h(key_carol, "/v1/chat/completions",
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"go\"}],\"max_tokens\":30,"
+                       "\"ignore_eos\":true}",
+                       NULL, &st);
+    c->status = st;
+    json_t *u = json_object_get(j, "usage");
+    c->billed = (long)(json_integer_value(json_object_get(u, "prompt_tokens")) +
+                       json_integer_value(json_object_get(u, "completion_tokens")));
+    json_decref(j);
+    return NULL;
+}
+
+/* Concurrent requests of one user share its quota atomically: each is admitted for its
+ * worst case against what the others reserved, so together they never pass it. */
+static void test_quota_concurrent(void)
+{
+    enum { N = 6 };
+    struct quota_call c[N] = {{0}};
+    pthread_t t[N];
+    for (int i = 0; i < N; i++)
+        pthread_create(&t[i], NULL, quota_worker, &c[i]);
+    long billed = 0;
+    int ok = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ok += c[i].status == 200;
+        refused += c[i].status == 429;
+        billed += c[i].status == 200 ? c[i].billed : 0;
+    }
+    ASSERT_INT_EQ(ok + refused, N);
+    ASSERT_TRUE(ok >= 1 && refused >= 1);
+    long st;
+    json_t *j = call(key_carol, "GET", "/v1/usage", NULL, &st);
+    json_t *tot = json_object_get(j, "total");
+    long used = (long)(json_integer_value(json_object_get(tot, "prompt_tokens")) +
+                       json_integer_value(json_object_get(tot, "completion_tokens")));
+    json_decref(j);
+    ASSERT_INT_EQ(used, billed);
+    ASSERT_TRUE(used <= 100); /* carol's quota */
+}
+
 static void test_quote(void)
 {
     long st;
@@ -318,6 +407,7 @@ int main(void)
     itest_stop(&srv);
     itest_user_key(&srv, "alice", "", key_alice, sizeof(key_alice));
     itest_user_key(&srv, "bob", "--quota 60", key_bob, sizeof(key_bob));
+    itest_user_key(&srv, "carol", "--quota 100", key_carol, sizeof(key_carol));
     itest_user_key(&srv, "boss", "--admin", key_admin, sizeof(key_admin));
     if (strncmp(key_alice, "sk-chatd-", 9) != 0 || strncmp(key_admin, "sk-chatd-", 9) != 0) {
         fprintf(stderr, "key creation failed: '%s'\n", key_alice);
@@ -340,6 +430,8 @@ int main(void)
     RUN(test_revoked_key);
     RUN(test_cli_usage_matches_rest);
     RUN(test_idempotency_key);
+    RUN(test_idempotency_release_and_stream_replay);
+    RUN(test_quota_concurrent);
     RUN(test_quote);
     RUN(test_rate_limit);
     itest_stop(&srv);

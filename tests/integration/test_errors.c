@@ -151,6 +151,10 @@ static void test_template(void)
           NULL, 400, BAD, "template_error", "messages");
 }
 
+#define LONG_BODY                                                                            \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"go\"}],\"max_tokens\":480,"                 \
+    "\"ignore_eos\":true,\"stream\":true}"
+
 struct bg {
     const char *key;
     const char *extra;
@@ -164,10 +168,7 @@ static void *long_stream(void *arg)
     char auth[200];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", b->key);
     const char *h[] = {auth, b->extra, NULL};
-    itest_stream_post(&srv, CHAT,
-                      "{\"messages\":[{\"role\":\"user\",\"content\":\"go\"}],\"max_tokens\":480,"
-                      "\"ignore_eos\":true,\"stream\":true}",
-                      h, 0, &b->st);
+    itest_stream_post(&srv, CHAT, LONG_BODY, h, 0, &b->st);
     return NULL;
 }
 
@@ -187,7 +188,8 @@ static bool wait_active(void)
 }
 
 /* With one slot and no queue, a request while a generation runs is refused (429
- * server_busy); the same Idempotency-Key while its first request runs is 409. */
+ * server_busy); the same Idempotency-Key while its first request runs is 409, and with
+ * another body 422. */
 static void test_busy_and_idempotency(void)
 {
     struct bg b = {.key = key_user, .extra = "Idempotency-Key: key-busy-1"};
@@ -195,9 +197,12 @@ static void test_busy_and_idempotency(void)
     pthread_create(&t, NULL, long_stream, &b);
     ASSERT_TRUE(wait_active());
     struct itest_resp r;
+    request(key_user, "POST", CHAT, LONG_BODY, "Idempotency-Key: key-busy-1", &r);
+    expect(&r, 409, BAD, "idempotency_in_progress", NULL);
+    itest_resp_free(&r);
     request(key_user, "POST", CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
             "Idempotency-Key: key-busy-1", &r);
-    expect(&r, 409, BAD, "idempotency_in_progress", NULL);
+    expect(&r, 422, BAD, "idempotency_key_reused", "Idempotency-Key");
     itest_resp_free(&r);
     request(key_user, "POST", CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
             NULL, &r);
@@ -205,9 +210,31 @@ static void test_busy_and_idempotency(void)
     char retry[16];
     ASSERT_TRUE(itest_header(&r, "retry-after", retry, sizeof(retry)));
     itest_resp_free(&r);
+    /* a session's message is stored only once the engine takes the request: a client that
+     * retries after Retry-After does not find it twice */
+    request(key_user, "POST", "/v1/sessions", "{}", NULL, &r);
+    json_t *j = itest_json(&r);
+    char body[300], path[200];
+    snprintf(body, sizeof(body), "{\"session_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"once\"}]}",
+             json_string_value(json_object_get(j, "id")));
+    snprintf(path, sizeof(path), "/v1/sessions/%s/messages", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    itest_resp_free(&r);
+    request(key_user, "POST", CHAT, body, NULL, &r);
+    expect(&r, 429, "requests", "server_busy", NULL);
+    itest_resp_free(&r);
     pthread_join(t, NULL);
     ASSERT_INT_EQ(b.st.status, 200);
     itest_stream_free(&b.st);
+    request(key_user, "POST", CHAT, body, NULL, &r); /* the retry, now served */
+    ASSERT_INT_EQ(r.status, 200);
+    itest_resp_free(&r);
+    request(key_user, "GET", path, NULL, NULL, &r);
+    j = itest_json(&r);
+    json_t *data = json_object_get(j, "data");
+    ASSERT_INT_EQ(json_array_size(data), 2); /* one user message, one reply */
+    json_decref(j);
+    itest_resp_free(&r);
 }
 
 static void test_rate_limit(void)

@@ -268,25 +268,6 @@ static void test_big_headers(void)
     assert_alive();
 }
 
-static int raw_connect(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)srv.port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Reads until EOF or error; returns seconds waited, or -1 when still open after limit_s. */
 static char last_tail[200];
 
@@ -317,18 +298,18 @@ static double wait_closed(int fd, double limit_s, size_t *n_read)
 static void test_slowloris(void)
 {
     /* headers never finished */
-    int a = raw_connect();
+    int a = itest_connect(&srv);
     ASSERT_TRUE(a >= 0);
     const char *part = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty";
     ASSERT_TRUE(send(a, part, strlen(part), 0) > 0);
     /* body promised but never sent */
-    int b = raw_connect();
+    int b = itest_connect(&srv);
     ASSERT_TRUE(b >= 0);
     const char *req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                       "application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\":";
     ASSERT_TRUE(send(b, req, strlen(req), 0) > 0);
     /* connected and silent */
-    int c = raw_connect();
+    int c = itest_connect(&srv);
     ASSERT_TRUE(c >= 0);
     assert_alive(); /* others are still served meanwhile */
     size_t n;
@@ -362,7 +343,7 @@ static int count_logged(const char *path)
 
 static void test_stream_never_read(void)
 {
-    int fd = raw_connect();
+    int fd = itest_connect(&srv);
     ASSERT_TRUE(fd >= 0);
     const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Tell a long story.\"}],"
                        "\"max_tokens\":200,\"stream\":true,\"temperature\":1,\"seed\":3}";

@@ -223,6 +223,89 @@ static void test_kill_mid_stream(void)
     free(sid);
 }
 
+/* Non-empty content deltas in raw stream bytes. */
+static size_t content_deltas(const char *buf)
+{
+    size_t n = 0;
+    for (const char *p = buf; (p = strstr(p, "\"delta\":{\"content\":\"")); p++)
+        n += p[strlen("\"delta\":{\"content\":\"")] != '"';
+    return n;
+}
+
+/* kill -9 while a streamed session reply is being generated: the client read a few
+ * events and then stopped reading (its small receive window holds the server's writes
+ * back, so the reply cannot finish). After the restart the request is billed once, as
+ * partial, for at least the tokens the client received (every flush is a commit here:
+ * flush_interval_ms 0, so what was sent was stored first). */
+static void test_crash_bills_what_was_streamed(void)
+{
+    itest_stop(&srv);
+    const char *flags[20];
+    int n = 0;
+    while (args[n])
+        flags[n] = args[n], n++;
+    flags[n++] = "--flush-interval-ms";
+    flags[n++] = "0";
+    flags[n] = NULL;
+    ASSERT_INT_EQ(itest_start(&srv, flags), 0);
+    char *sid = new_session(NULL);
+    char body[400], req[800];
+    int blen = snprintf(body, sizeof(body),
+                        "{\"session_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"go on\"}],"
+                        "\"max_tokens\":450,\"ignore_eos\":true,\"stream\":true}",
+                        sid);
+    int rlen = snprintf(req, sizeof(req),
+                        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %d\r\n\r\n%s",
+                        blen, body);
+    int fd = itest_connect(&srv);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_INT_EQ(write(fd, req, (size_t)rlen), rlen);
+    static char got[2048];
+    size_t have = 0;
+    while (have < 1500 && content_deltas(got) < 3) {
+        ssize_t k = read(fd, got + have, sizeof(got) - 1 - have);
+        if (k <= 0)
+            break;
+        have += (size_t)k;
+        got[have] = 0;
+    }
+    size_t n_content = content_deltas(got);
+    char rid[80] = "";
+    const char *p = strstr(got, "\"id\":\"chatcmpl-");
+    if (p) {
+        p += strlen("\"id\":\"chatcmpl-");
+        snprintf(rid, sizeof(rid), "req_%.*s", (int)strcspn(p, "\""), p);
+    }
+    itest_kill(&srv); /* the connection is still open: the reply is mid-stream */
+    close(fd);
+    ASSERT_TRUE(rid[0] && n_content >= 1);
+    ASSERT_INT_EQ(itest_start(&srv, args), 0);
+    sqlite3 *db;
+    ASSERT_INT_EQ(sqlite3_open(srv.db, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    ASSERT_INT_EQ(sqlite3_prepare_v2(db, "SELECT completion_tokens, status FROM usage WHERE request_id = ?1",
+                                     -1, &q, NULL),
+                  SQLITE_OK);
+    sqlite3_bind_text(q, 1, rid, -1, SQLITE_STATIC);
+    ASSERT_INT_EQ(sqlite3_step(q), SQLITE_ROW);
+    ASSERT_TRUE(sqlite3_column_int64(q, 0) >= (sqlite3_int64)n_content);
+    ASSERT_STR_EQ((const char *)sqlite3_column_text(q, 1), "partial");
+    ASSERT_INT_EQ(sqlite3_step(q), SQLITE_DONE); /* billed once */
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    json_t *m = messages_of(sid);
+    json_t *reply = json_array_get(json_object_get(m, "data"), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(reply, "status")), "partial");
+    ASSERT_TRUE(strlen(json_string_value(json_object_get(reply, "content"))) > 0);
+    json_decref(m);
+    size_t loglen;
+    char *log = test_read_file(srv.log_path, &loglen);
+    ASSERT_STR_CONTAINS(log, "recovered_interrupted_replies=1");
+    free(log);
+    free(sid);
+}
+
 static void test_history_overflow_drops_oldest(void)
 {
     long st;
@@ -391,6 +474,7 @@ int main(void)
     RUN(test_header_and_unknown_session);
     RUN(test_restart_continues);
     RUN(test_kill_mid_stream);
+    RUN(test_crash_bills_what_was_streamed);
     RUN(test_history_overflow_drops_oldest);
     RUN(test_stored_tokens_and_template_change);
     RUN(test_long_session_costs_a_window);

@@ -824,29 +824,84 @@ static void test_idempotency(void)
     struct store_user a, b;
     ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, &a), 0);
     ASSERT_INT_EQ(store_user_add(st, "bob", false, 0, &b), 0);
-    char rid[STORE_ID_MAX + 1];
+    char rid[STORE_ID_MAX + 1], hash[STORE_ID_MAX + 1];
     char *resp;
-    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, &resp), STORE_ENOTFOUND);
-    ASSERT_INT_EQ(store_idem_begin(st, a.id, "k1", "req-1"), 0);
-    ASSERT_INT_EQ(store_idem_begin(st, a.id, "k1", "req-2"), STORE_EEXISTS);
-    ASSERT_INT_EQ(store_idem_begin(st, b.id, "k1", "req-3"), 0); /* per user */
-    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, &resp), 0);
+    const int64_t ttl = 3600 * 1000;
+    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, hash, &resp), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_idem_begin(st, a.id, "k1", "req-1", "h1", ttl), 0);
+    ASSERT_INT_EQ(store_idem_begin(st, a.id, "k1", "req-2", "h1", ttl), STORE_EEXISTS);
+    ASSERT_INT_EQ(store_idem_begin(st, b.id, "k1", "req-3", "h3", ttl), 0); /* per user */
+    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, hash, &resp), 0);
     ASSERT_STR_EQ(rid, "req-1");
+    ASSERT_STR_EQ(hash, "h1");
     ASSERT_TRUE(resp == NULL); /* in flight */
     ASSERT_INT_EQ(store_idem_complete(st, a.id, "k1", "{\"id\":\"req-1\"}"), 0);
-    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, &resp), 0);
+    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, NULL, &resp), 0);
     ASSERT_STR_EQ(resp, "{\"id\":\"req-1\"}");
     free(resp);
-    ASSERT_INT_EQ(store_idem_get(st, b.id, "k1", rid, &resp), 0);
+    ASSERT_INT_EQ(store_idem_get(st, b.id, "k1", rid, hash, &resp), 0);
     ASSERT_STR_EQ(rid, "req-3");
     ASSERT_TRUE(resp == NULL);
     ASSERT_INT_EQ(store_idem_release(st, b.id, "k1"), 0);
-    ASSERT_INT_EQ(store_idem_get(st, b.id, "k1", rid, &resp), STORE_ENOTFOUND);
+    ASSERT_INT_EQ(store_idem_get(st, b.id, "k1", rid, hash, &resp), STORE_ENOTFOUND);
     ASSERT_INT_EQ(store_idem_complete(st, b.id, "k1", "x"), STORE_ENOTFOUND);
+    /* a key expires: after its time to live it can be claimed anew */
+    atomic_fetch_add(&fake_now, ttl + 1);
+    ASSERT_INT_EQ(store_idem_begin(st, a.id, "k1", "req-4", "h4", ttl), 0);
+    ASSERT_INT_EQ(store_idem_get(st, a.id, "k1", rid, hash, &resp), 0);
+    ASSERT_STR_EQ(rid, "req-4");
+    ASSERT_TRUE(resp == NULL);
     int64_t n;
     atomic_fetch_add(&fake_now, 1000);
     ASSERT_INT_EQ(store_idem_prune(st, atomic_load(&fake_now), &n), 0);
     ASSERT_INT_EQ(n, 1);
+    close_db(st);
+}
+
+/* Reservations: admission sees the month's usage and every reservation in flight, a
+ * usage row settles its own, a released or expired one stops counting. */
+static void test_quota_reservations(void)
+{
+    struct store *st = open_fresh();
+    ASSERT_TRUE(st != NULL);
+    struct store_user u, free_user;
+    ASSERT_INT_EQ(store_user_add(st, "q", false, 100, &u), 0);
+    ASSERT_INT_EQ(store_user_add(st, "f", false, 0, &free_user), 0);
+    const int64_t ttl = 600 * 1000;
+    struct store_quota q;
+    int64_t max = 50;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r1", 10, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(max, 50); /* 100 - 10 - 50 = 40 left */
+    max = 50;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r2", 10, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(q.reserved, 60);
+    ASSERT_INT_EQ(max, 30); /* cut to what is left */
+    max = 5;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r3", 0, &max, ttl, &q), STORE_EQUOTA);
+    ASSERT_INT_EQ(q.reserved, 100);
+    /* r1 is billed less than it reserved: its usage row settles the reservation */
+    struct store_usage_in in = usage_in("r1", u.id, "m", 10, 0, 20);
+    ASSERT_INT_EQ(store_usage_record(st, &in, NULL), 0);
+    max = 100;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r4", 0, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(q.used, 30);
+    ASSERT_INT_EQ(q.reserved, 40);
+    ASSERT_INT_EQ(max, 30);
+    ASSERT_INT_EQ(store_quota_release(st, "r4"), 0);
+    ASSERT_INT_EQ(store_quota_release(st, "r2"), 0);
+    /* a reservation of a dead process stops counting after its time to live */
+    max = 70;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r5", 0, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(max, 70);
+    atomic_fetch_add(&fake_now, ttl + 1);
+    max = 70;
+    ASSERT_INT_EQ(store_quota_reserve(st, u.id, "r6", 0, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(q.reserved, 0);
+    /* no quota: nothing reserved */
+    max = 1000000;
+    ASSERT_INT_EQ(store_quota_reserve(st, free_user.id, "r7", 5, &max, ttl, &q), 0);
+    ASSERT_INT_EQ(max, 1000000);
+    ASSERT_INT_EQ(sql_int("SELECT count(*) FROM reservations WHERE request_id = 'r7'"), 0);
     close_db(st);
 }
 
@@ -948,7 +1003,8 @@ static void old_file(void)
     ASSERT_TRUE(st != NULL);
     ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
     store_close(st);
-    sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+    sql_exec(db_path, "DROP TABLE pending_usage; DROP TABLE reservations; "
+                      "ALTER TABLE idempotency DROP COLUMN body_hash; PRAGMA user_version = 1;");
 }
 
 /* A database of schema version 1 is upgraded to the current one at open. */
@@ -1008,10 +1064,12 @@ static void test_migration_killed(void)
         sqlite3_finalize(q);
         sqlite3_close(db);
         int64_t v = sql_int("PRAGMA user_version");
-        int64_t has_table = sql_int("SELECT count(*) FROM sqlite_master WHERE name = 'pending_usage'");
-        ASSERT_TRUE((v == 1 && has_table == 0) || (v == 2 && has_table == 1));
+        int64_t n_new = sql_int("SELECT count(*) FROM sqlite_master WHERE name IN "
+                                "('pending_usage', 'reservations')");
+        /* all the upgrade or none of it: the steps commit together */
+        ASSERT_TRUE((v == 1 && n_new == 0) || (v == store_schema_version() && n_new == 2));
         at_old += v == 1;
-        at_new += v == 2;
+        at_new += v == store_schema_version();
         ASSERT_INT_EQ(sql_int("SELECT count(*) FROM users WHERE name = 'alice'"), 1);
         struct store *st;
         char err[256];
@@ -1272,6 +1330,7 @@ int main(void)
     RUN(test_usage_totals);
     RUN(test_month_tokens);
     RUN(test_idempotency);
+    RUN(test_quota_reservations);
     RUN(test_concurrency);
     RUN(test_stream_threads);
     return TEST_DONE();
