@@ -331,6 +331,8 @@ int cli_serve(int argc, char **argv)
     }
     log_info("listening address=http://%s:%lld auth=%s db=%s", cfg.host, (long long)cfg.port,
              cfg.auth_mode, cfg.db_path);
+    if (strcmp(cfg.auth_mode, "open") == 0)
+        log_warn("auth=open: every caller is the local user, an admin; this mode is for a single local user (admin endpoints answer loopback requests only); serve others with --auth keys");
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -6,6 +6,7 @@
  * callers of the engine API (the backend may use its own worker threads).
  */
 #include "cli/cli.h"
+#include "server.h"
 
 #include "model.h"
 
@@ -595,7 +596,12 @@ int cli_generate(int argc, char **argv)
             json_array_append_new(ij, json_integer(ids[i]));
         json_object_set_new(j, "prompt_ids", pj);
         json_object_set_new(j, "ids", ij);
-        json_object_set_new(j, "text", json_stringn_nocheck(text, text_len));
+        /* the ids may end inside a character or spell invalid UTF-8: as the HTTP API,
+         * invalid bytes become U+FFFD so that the output is always JSON */
+        size_t clean_len;
+        char *clean = srv_utf8_sanitize(text, text_len, &clean_len);
+        json_object_set_new(j, "text", clean ? json_stringn(clean, clean_len) : json_string(""));
+        free(clean);
         json_object_set_new(j, "prefill_tokens_per_s", json_real(pp_ts));
         json_object_set_new(j, "decode_tokens_per_s", json_real(tg_ts));
         json_object_set(j, "top", tops);

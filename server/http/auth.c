@@ -66,11 +66,44 @@ static int rate_limit(struct http_req *r)
     return -1;
 }
 
+/* Whether a Host header names this machine's loopback ("localhost", "127.0.0.1",
+ * "[::1]", with or without a port). */
+static bool loopback_host(const char *h)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; h && i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t n = strlen(names[i]);
+        if (strncasecmp(h, names[i], n) == 0 && (h[n] == 0 || h[n] == ':'))
+            return true;
+    }
+    return false;
+}
+
+/* Open mode trusts whoever can connect, which a web page the operator visits can do
+ * (DNS rebinding, or a cross-origin form): the admin endpoints answer only requests that
+ * name the loopback host and come from no other origin than the page itself. */
+static bool local_admin_request(struct http_req *r)
+{
+    const char *host = http_header(r, "Host");
+    if (!loopback_host(host))
+        return false;
+    const char *origin = http_header(r, "Origin");
+    if (!origin)
+        return true;
+    const char *rest = strncmp(origin, "http://", 7) == 0 ? origin + 7 : NULL;
+    return rest && strcasecmp(rest, host) == 0;
+}
+
 int srv_authenticate(struct http_req *r, bool admin_only)
 {
     struct srv *s = r->srv;
     struct store_user u;
     if (strcmp(s->cfg->auth_mode, "open") == 0) {
+        if (admin_only && !local_admin_request(r)) {
+            http_send_error(r, SRV_MOD_SERVER, SRV_EFORBIDDEN, NULL,
+                            "open mode answers this endpoint only for requests to the loopback host from the same origin; use --auth keys to serve others");
+            return -1;
+        }
         r->user_id = s->local_user_id;
         r->is_admin = true;
         return 0;

@@ -7,7 +7,7 @@
 
 const struct http_route srv_routes[] = {
     {"GET", "/health", api_health, false, false},
-    {"GET", "/metrics", api_metrics, false, false},
+    {"GET", "/metrics", api_metrics, true, true},
     {"GET", "/v1/models", api_models, true, false},
     {"GET", "/v1/models/{id}", api_model_get, true, false},
     {"POST", "/v1/chat/completions", api_chat, true, false},

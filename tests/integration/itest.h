@@ -47,7 +47,8 @@ struct itest_resp {
 };
 
 /* One request. headers: NULL-terminated "Name: value" strings (or NULL). body may be NULL.
- * Returns 0 when an HTTP response arrived. Free with itest_resp_free. */
+ * Returns 0 when an HTTP response arrived (free it with itest_resp_free), or -1 when the
+ * connection failed first: then out holds no buffers, only the status if one was read. */
 int itest_request(struct itest_server *s, const char *method, const char *path,
                   const char *body, const char *const *headers, struct itest_resp *out);
 void itest_resp_free(struct itest_resp *r);

@@ -293,10 +293,17 @@ int itest_request(struct itest_server *s, const char *method, const char *path,
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     CURLcode rc = perform(c, hl, &b, &out->status);
+    if (rc != CURLE_OK) {
+        /* no whole response: nothing for the caller to free, whatever it does next (the
+         * status may still say what the server answered before the connection broke) */
+        free(b.data);
+        free(h.data);
+        return -1;
+    }
     out->body = b.data;
     out->len = b.len;
     out->headers = h.data ? h.data : strdup("");
-    return rc == CURLE_OK ? 0 : -1;
+    return 0;
 }
 
 void itest_resp_free(struct itest_resp *r)

@@ -56,6 +56,15 @@ static void test_auth_required(void)
     json_decref(j);
 }
 
+/* /metrics lists every user's tokens and cost: an admin key is needed; /health is open. */
+static void test_metrics_need_admin(void)
+{
+    ASSERT_INT_EQ(status_of(NULL, "GET", "/metrics", NULL), 401);
+    ASSERT_INT_EQ(status_of(key_alice, "GET", "/metrics", NULL), 403);
+    ASSERT_INT_EQ(status_of(key_admin, "GET", "/metrics", NULL), 200);
+    ASSERT_INT_EQ(status_of(NULL, "GET", "/health", NULL), 200);
+}
+
 static void test_sessions_are_private(void)
 {
     long st;
@@ -423,6 +432,7 @@ int main(void)
     if (itest_start(&srv, args) != 0)
         return 1;
     RUN(test_auth_required);
+    RUN(test_metrics_need_admin);
     RUN(test_sessions_are_private);
     RUN(test_usage_equals_received);
     RUN(test_concurrent_rows);

@@ -103,6 +103,25 @@ static void test_generate_json_greedy(void)
     json_decref(g);
 }
 
+/* Sampled ids can spell invalid UTF-8 (a byte-level BPE vocabulary, a hot temperature):
+ * the JSON output stays whole, with U+FFFD for the bad bytes, as the HTTP API does. These
+ * seeds once gave truncated JSON. */
+static void test_generate_json_invalid_utf8(void)
+{
+    for (int seed = 1; seed <= 8; seed++) {
+        char cmd[2048];
+        snprintf(cmd, sizeof(cmd),
+                 "%s generate --model %s --prompt Hello -n 40 --temp 1.5 --seed %d --json 2>/dev/null",
+                 bin(), test_fixture("models/tiny-qwen2-q8_0.gguf"), seed);
+        json_t *j = NULL;
+        ASSERT_INT_EQ(run(cmd, &j), 0);
+        ASSERT_TRUE(j != NULL);
+        ASSERT_TRUE(json_is_string(json_object_get(j, "text")));
+        ASSERT_INT_EQ(json_array_size(json_object_get(j, "ids")), 40);
+        json_decref(j);
+    }
+}
+
 static void test_gen_model_and_bench(void)
 {
     char path[128], cmd[1024], vocab[512];
@@ -143,6 +162,7 @@ int main(void)
 {
     RUN(test_eval_matches_golden);
     RUN(test_generate_json_greedy);
+    RUN(test_generate_json_invalid_utf8);
     RUN(test_gen_model_and_bench);
     RUN(test_usage_errors);
     return TEST_DONE();

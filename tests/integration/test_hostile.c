@@ -41,9 +41,12 @@ static void expect_error(const char *method, const char *path, const char *body,
     ASSERT_INT_EQ(itest_request(&srv, method, path, body, headers, &r), 0);
     if (r.status != status)
         fprintf(stderr, "  %s %s: got %ld: %.300s\n", method, path, r.status, r.body ? r.body : "");
-    ASSERT_INT_EQ(r.status, status);
+    long got = r.status;
     json_t *j = itest_json(&r);
     itest_resp_free(&r);
+    if (got != status)
+        json_decref(j);
+    ASSERT_INT_EQ(got, status);
     ASSERT_TRUE(j != NULL);
     json_t *e = json_object_get(j, "error");
     ASSERT_TRUE(json_is_object(e));
@@ -152,11 +155,27 @@ static char *repeat(const char *head, const char *unit, size_t n, const char *se
     return s;
 }
 
+/* A body over the limit: HTTP lets the server answer 413 and close while the client is
+ * still sending, so the client sees the answer or only the connection closing (the
+ * status of the answer when curl read it); either way nothing was read past the limit
+ * and the server serves the next request. */
+static void expect_too_large(const char *body)
+{
+    struct itest_resp r;
+    int rc = itest_request(&srv, "POST", "/v1/chat/completions", body, NULL, &r);
+    bool whole = rc == 0 && r.status == 413 && r.body && strstr(r.body, "\"request_too_large\"");
+    long status = r.status;
+    if (rc == 0)
+        itest_resp_free(&r);
+    ASSERT_TRUE(whole || (rc != 0 && (status == 413 || status == 0)));
+    assert_alive();
+}
+
 static void test_big_bodies(void)
 {
     /* 10 MB body: 413 (the limit is 4 MiB) */
     char *big = repeat("{\"messages\":[{\"role\":\"user\",\"content\":\"", "x", 10u << 20, "", "\"}]}");
-    chat_error(big, 413, NULL, "request_too_large");
+    expect_too_large(big);
     free(big);
     /* 100k messages (about 3 MB): too many */
     char *many = repeat("{\"messages\":[", "{\"role\":\"user\",\"content\":\"a\"}", 100000, ",", "]}");

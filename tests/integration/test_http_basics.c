@@ -100,6 +100,38 @@ static void expect_config_error(const char *args, const char *env, const char *n
     ASSERT_STR_CONTAINS(out, needle);
 }
 
+/* Open mode trusts whoever connects, so its admin endpoints answer only requests to the
+ * loopback host from the page's own origin: a web page elsewhere (a rebound DNS name, a
+ * cross-origin request) cannot create keys. The start-up log says what open mode is for. */
+static void test_open_mode_admin_is_local(void)
+{
+    struct itest_resp r;
+    const char *rebound[] = {"Host: attacker.example", NULL};
+    ASSERT_INT_EQ(itest_request(&srv, "GET", "/admin/users", NULL, rebound, &r), 0);
+    ASSERT_INT_EQ(r.status, 403);
+    check_error_object(&r, "permission_denied");
+    itest_resp_free(&r);
+    char host[64], origin[96];
+    snprintf(host, sizeof(host), "Host: 127.0.0.1:%d", srv.port);
+    const char *cross[] = {host, "Origin: http://attacker.example", NULL};
+    ASSERT_INT_EQ(itest_request(&srv, "POST", "/admin/users", "{\"name\":\"mallory\"}", cross, &r), 0);
+    ASSERT_INT_EQ(r.status, 403);
+    itest_resp_free(&r);
+    snprintf(origin, sizeof(origin), "Origin: http://127.0.0.1:%d", srv.port);
+    const char *same[] = {host, origin, NULL};
+    ASSERT_INT_EQ(itest_request(&srv, "GET", "/admin/users", NULL, same, &r), 0);
+    ASSERT_INT_EQ(r.status, 200);
+    itest_resp_free(&r);
+    const char *local[] = {"Host: localhost", NULL};
+    ASSERT_INT_EQ(itest_request(&srv, "GET", "/metrics", NULL, local, &r), 0);
+    ASSERT_INT_EQ(r.status, 200);
+    itest_resp_free(&r);
+    size_t n;
+    char *log = test_read_file(srv.log_path, &n);
+    ASSERT_STR_CONTAINS(log, "this mode is for a single local user");
+    free(log);
+}
+
 static void test_bad_config_refused(void)
 {
     expect_config_error("--port 70000", NULL, "flag --port: port: 70000 is out of range");
@@ -161,6 +193,7 @@ int main(void)
     RUN(test_not_found);
     RUN(test_wrong_method);
     RUN(test_body_too_large);
+    RUN(test_open_mode_admin_is_local);
     RUN(test_bad_config_refused);
     RUN(test_help_lists_options);
     RUN(test_sigterm_exits_zero);
