@@ -71,6 +71,12 @@ int itest_stream_post(struct itest_server *s, const char *path, const char *body
                       const char *const *headers, size_t abort_after, struct itest_stream *out);
 void itest_stream_free(struct itest_stream *st);
 
+/* POSTs a body over the server's limit: true when the answer is 413 with the error code
+ * request_too_large, or when the connection closed while the body was still being sent
+ * (the server may answer 413 and close early, as HTTP allows: the client then sees the
+ * answer or only the reset). */
+bool itest_too_large(struct itest_server *s, const char *path, const char *body);
+
 /* A plain TCP connection to the server with a small receive buffer (4 KiB), so that a
  * test that stops reading holds the server's writes back. Returns the fd, or -1. */
 int itest_connect(struct itest_server *s);

@@ -401,3 +401,14 @@ int itest_connect(struct itest_server *s)
     }
     return fd;
 }
+
+bool itest_too_large(struct itest_server *s, const char *path, const char *body)
+{
+    struct itest_resp r;
+    int rc = itest_request(s, "POST", path, body, NULL, &r);
+    if (rc != 0) /* closed while sending: an answer before the body is whole, as HTTP allows */
+        return r.status == 413 || r.status == 0;
+    bool ok = r.status == 413 && r.body && strstr(r.body, "\"request_too_large\"");
+    itest_resp_free(&r);
+    return ok;
+}
