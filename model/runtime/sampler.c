@@ -4,7 +4,9 @@
  * Candidates are (id, logit) pairs. Truncation works on them sorted by logit (highest
  * first, ties to the lower id) so results are stable. The cost of one draw is bounded
  * by the vocabulary, whatever the request's parameters: top-k selection is a heap of k
- * (O(n log k)), top-p and min-p walk the k kept. Softmax sums in double. The
+ * (O(n log k)); top-p, min-p and the draw itself walk the candidates in order but sort
+ * only as far as they look (256 first, then eight times more each time), so a draw from
+ * the whole vocabulary costs O(n log 256) when, as usual, its mass is near the top. Softmax sums in double. The
  * generator is xoshiro256** seeded through splitmix64.
  */
 #include "runtime.h"
@@ -157,7 +159,8 @@ static void sift_down(struct sampler *s, struct cand *h, uint32_t n, uint32_t i)
     }
 }
 
-/* Keeps the k best candidates of c[0..n) at the front, best first. A heap of the k
+/* Moves the k best candidates of c[0..n) to the front, best first (c[k..n) holds the
+ * others, in no order). A heap of the k
  * best so far (its worst on top) sees every candidate once: O(n log k) comparisons,
  * whatever k a request asks for; then the heap is sorted in place (O(k log k)). */
 static uint32_t keep_top(struct sampler *s, struct cand *c, uint32_t n, uint32_t k)
@@ -169,7 +172,9 @@ static uint32_t keep_top(struct sampler *s, struct cand *c, uint32_t n, uint32_t
     for (uint32_t i = k; i < n; i++) {
         if (!better(s, &c[i], &c[0]))
             continue;
+        struct cand t = c[0]; /* swapped, not overwritten: c stays a permutation */
         c[0] = c[i];
+        c[i] = t;
         sift_down(s, c, k, 0);
     }
     for (uint32_t m = k; m > 1; m--) { /* heap sort: the worst goes to the end */
@@ -199,6 +204,49 @@ uint64_t sampler_comparisons(const struct sampler *s)
     return s->n_cmp;
 }
 
+/* Makes c[0..want) the want best of c[0..n), sorted. The order is total (ties go to the
+ * lower id), so a longer sorted prefix starts with the shorter one it replaces. */
+static uint32_t sorted_prefix(struct sampler *s, uint32_t have, uint32_t want, uint32_t n)
+{
+    if (want > n)
+        want = n;
+    if (want <= have)
+        return have;
+    keep_top(s, s->c, n, want);
+    return want;
+}
+
+#define FIRST_PREFIX 256u /* candidates sorted before looking further: most draws stop here */
+
+/* How many of the best candidates top-p and min-p keep (at temperature 1, over all n):
+ * the first index whose probability falls under min_p times the best one's, or just past
+ * the one where the running sum reaches top_p. Sorts only as far as it must look.
+ * *sorted: the sorted prefix length, in and out. */
+static uint32_t truncate(struct sampler *s, uint32_t n, uint32_t *sorted)
+{
+    if (s->p.top_p >= 1.0f && s->p.min_p <= 0.0f)
+        return n;
+    *sorted = sorted_prefix(s, *sorted, FIRST_PREFIX, n);
+    double max = s->c[0].logit, z = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        z += exp((double)s->c[i].logit - max);
+    double min_ratio = s->p.min_p > 0.0f ? log((double)s->p.min_p) : -INFINITY;
+    double cum = 0.0;
+    for (uint32_t i = 0;; i++) {
+        if (i == *sorted) {
+            if (i == n)
+                return n;
+            *sorted = sorted_prefix(s, *sorted, *sorted * 8, n);
+        }
+        double d = (double)s->c[i].logit - max;
+        if (i > 0 && d < min_ratio)
+            return i;
+        cum += exp(d) / z;
+        if (cum >= s->p.top_p)
+            return i + 1;
+    }
+}
+
 int32_t sampler_sample(struct sampler *s, const float *logits)
 {
     bool pen = has_penalties(&s->p) && s->hist_n > 0;
@@ -220,33 +268,33 @@ int32_t sampler_sample(struct sampler *s, const float *logits)
         s->c[i].id = (int32_t)i;
         s->c[i].logit = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
     }
-    n = keep_top(s, s->c, n, s->p.top_k > 0 ? (uint32_t)s->p.top_k : n);
-    if (s->p.top_p < 1.0f) {
-        softmax(s, n, 1.0f);
+    uint32_t sorted = 0;
+    if (s->p.top_k > 0 && (uint32_t)s->p.top_k < n)
+        sorted = n = keep_top(s, s->c, n, (uint32_t)s->p.top_k);
+    n = truncate(s, n, &sorted);
+    double u = rng_uniform(s);
+    if (n <= sorted) { /* the kept candidates are sorted: the draw walks them */
+        softmax(s, n, s->p.temperature);
         double cum = 0.0;
-        uint32_t keep = n;
         for (uint32_t i = 0; i < n; i++) {
             cum += s->prob[i];
-            if (cum >= s->p.top_p) {
-                keep = i + 1;
-                break;
-            }
+            if (u < cum)
+                return s->c[i].id;
         }
-        n = keep;
+        return s->c[n - 1].id;
     }
-    if (s->p.min_p > 0.0f) {
-        softmax(s, n, 1.0f);
-        uint32_t keep = 1;
-        while (keep < n && s->prob[keep] >= s->p.min_p * s->prob[0])
-            keep++;
-        n = keep;
-    }
-    softmax(s, n, s->p.temperature);
-    double u = rng_uniform(s);
-    double cum = 0.0;
+    /* Nothing truncated: the draw walks the whole distribution in order, sorting only as
+     * far as the draw goes (most of the mass is in the first few hundred candidates). */
+    sorted = sorted_prefix(s, sorted, FIRST_PREFIX, n);
+    double t = s->p.temperature, max = (double)s->c[0].logit / t, z = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        z += exp((double)s->c[i].logit / t - max);
+    double target = u * z, cum = 0.0;
     for (uint32_t i = 0; i < n; i++) {
-        cum += s->prob[i];
-        if (u < cum)
+        if (i == sorted)
+            sorted = sorted_prefix(s, sorted, sorted * 8, n);
+        cum += exp((double)s->c[i].logit / t - max);
+        if (target < cum)
             return s->c[i].id;
     }
     return s->c[n - 1].id;

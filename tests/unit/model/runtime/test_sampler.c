@@ -196,6 +196,43 @@ static void test_top_k_work_bounded(void)
     }
 }
 
+/* A draw from the whole vocabulary (top_k off, the API's default) sorts only as far as
+ * it looks: on a distribution whose mass is near the top that is a few hundred
+ * candidates, O(n) work; and it picks exactly what a draw over the fully sorted
+ * vocabulary picks. */
+static void test_whole_vocabulary_draw(void)
+{
+    enum { NVB = 32000 };
+    static float l[NVB];
+    uint64_t x = 5;
+    for (int i = 0; i < NVB; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        l[i] = (float)(x >> 40) / (float)(1 << 24) * 4.0f - (i % 97 == 0 ? 0.0f : 12.0f);
+    }
+    l[NVB - 1] = -1000.0f; /* never drawn: lets top_k = n - 1 sort everything else */
+    struct sampler_params p;
+    sampler_default_params(&p);
+    p.temperature = 1.0f;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.seed = 11;
+    p.top_k = 0;
+    struct sampler *a = sampler_new(&p, NVB);
+    p.top_k = NVB - 1;
+    struct sampler *b = sampler_new(&p, NVB);
+    uint64_t work = 0;
+    for (int i = 0; i < 500; i++) {
+        int32_t ta = sampler_sample(a, l), tb = sampler_sample(b, l);
+        if (ta != tb)
+            TEST_FAIL_("draw %d: %d from the progressive sort, %d from the full one", i, ta, tb);
+        work += sampler_comparisons(a);
+    }
+    ASSERT_INT_OP(work / 500, <, 4 * NVB);
+    ASSERT_INT_OP(sampler_comparisons(b), >, 10 * NVB); /* the full sort: n log n */
+    sampler_free(a);
+    sampler_free(b);
+}
+
 int main(void)
 {
     RUN(test_greedy);
@@ -208,5 +245,6 @@ int main(void)
     RUN(test_penalties);
     RUN(test_logprobs);
     RUN(test_top_k_work_bounded);
+    RUN(test_whole_vocabulary_draw);
     return TEST_DONE();
 }
