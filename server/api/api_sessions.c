@@ -57,9 +57,9 @@ static json_t *session_meter(struct srv *s, int64_t user_id, const struct store_
     const struct srv_model *sm = srv_find_model(s, sess->model);
     if (!sm && s->n_models)
         sm = &s->models[0];
-    struct store_message *msgs;
+    struct store_msg_size *msgs; /* sizes only: a long session's text is not loaded */
     size_t n;
-    if (!sm || store_message_list(s->store, user_id, sess->id, &msgs, &n) != 0)
+    if (!sm || store_message_sizes(s->store, user_id, sess->id, &msgs, &n) != 0)
         return NULL;
     json_t *turns = json_array();
     int64_t total = 0;
@@ -83,7 +83,7 @@ static json_t *session_meter(struct srv *s, int64_t user_id, const struct store_
             json_array_append_new(drop, json_integer(msgs[i].seq));
         }
     }
-    store_messages_free(msgs, n);
+    free(msgs);
     return json_pack("{s:o, s:I, s:I, s:f, s:o, s:b, s:s}", "turns", turns, "stored_tokens",
                      (json_int_t)total, "n_ctx", (json_int_t)n_ctx, "context_fill",
                      n_ctx ? (double)total / n_ctx : 0.0, "would_drop", drop, "kv_resident",
