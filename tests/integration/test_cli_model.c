@@ -109,7 +109,7 @@ static void test_generate_json_greedy(void)
 static void test_generate_json_invalid_utf8(void)
 {
     for (int seed = 1; seed <= 8; seed++) {
-        char cmd[2048];
+        char cmd[10240];
         snprintf(cmd, sizeof(cmd),
                  "%s generate --model %s --prompt Hello -n 40 --temp 1.5 --seed %d --json 2>/dev/null",
                  bin(), test_fixture("models/tiny-qwen2-q8_0.gguf"), seed);
