@@ -218,12 +218,37 @@ static bool vocab_is_eog(const void *ctx, int32_t id)
     return tok_is_eog(ctx, id);
 }
 
-struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p, char *err,
-                                size_t err_len)
+/* Whether two vocabularies give every id the same text (a draft must speak the target's
+ * tokens). */
+static bool same_vocab(const struct tok_vocab *a, const struct tok_vocab *b)
+{
+    int32_t n = tok_n_vocab(a);
+    if (n != tok_n_vocab(b))
+        return false;
+    for (int32_t i = 0; i < n; i++) {
+        size_t la, lb;
+        const char *ta = tok_text(a, i, &la), *tb = tok_text(b, i, &lb);
+        if (la != lb || memcmp(ta, tb, la) != 0)
+            return false;
+    }
+    return true;
+}
+
+struct engine *mdl_engine_start(struct mdl_model *m, struct mdl_model *draft,
+                                const struct eng_params *p, char *err, size_t err_len)
 {
     struct eng_params ep = *p;
     ep.is_eog = vocab_is_eog;
     ep.eog_ctx = m->vocab;
+    if (draft) {
+        if (!same_vocab(m->vocab, draft->vocab)) {
+            snprintf(err, err_len, "the draft model's vocabulary is not the model's");
+            return NULL;
+        }
+        ep.spec = ENG_SPEC_DRAFT;
+        ep.draft_ops = draft->ops;
+        ep.draft_bk = draft->bk;
+    }
     return eng_start(m->ops, m->bk, m->w.hp.n_vocab, &ep, err, err_len);
 }
 

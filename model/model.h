@@ -113,11 +113,13 @@ int mdl_forward(struct mdl_model *m, const struct bk_batch *batch, float *logits
 void mdl_kv_truncate(struct mdl_model *m, uint32_t slot, uint32_t from_pos);
 
 /* Starts the generation engine (runtime.h) over the model's backend and KV cache; the
- * engine ends a reply at the tokenizer's end-of-generation tokens. From then on only
- * the engine thread runs forwards. The model must outlive the engine (eng_stop first).
- * Returns NULL with a message in err on failure. */
-struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p, char *err,
-                                size_t err_len);
+ * engine ends a reply at the tokenizer's end-of-generation tokens. With a draft model
+ * (NULL: none; opened with as many slots and positions) it decodes speculatively with
+ * that model's greedy tokens; its vocabulary must be the model's, id for id. From then
+ * on only the engine thread runs forwards of both. The models must outlive the engine
+ * (eng_stop first). Returns NULL with a message in err on failure. */
+struct engine *mdl_engine_start(struct mdl_model *m, struct mdl_model *draft,
+                                const struct eng_params *p, char *err, size_t err_len);
 
 /* ---- generated models (genmodel.c, demo.c) ---- */
 

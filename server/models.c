@@ -160,9 +160,28 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
         .prefill_chunk = (uint32_t)cfg->prefill_chunk,
         .no_reuse = cfg->kv_reuse == 0,
     };
-    sm->eng = mdl_engine_start(sm->mdl, &ep, err, err_len);
+    bool use_draft = cfg->draft_model[0] != 0;
+    if (use_draft || strcmp(cfg->spec, "draft") == 0) {
+        if (!use_draft) {
+            snprintf(err, err_len, "spec = draft needs draft_model (a GGUF file)");
+            goto fail;
+        }
+        char derr[256];
+        mp.n_ctx = mdl_n_ctx(sm->mdl); /* the draft's cache mirrors the model's */
+        if (mdl_open(&sm->draft, cfg->draft_model, &mp, derr, sizeof(derr)) != 0) {
+            snprintf(err, err_len, "draft_model %s: %s", cfg->draft_model, derr);
+            goto fail;
+        }
+    }
+    ep.spec = use_draft ? ENG_SPEC_DRAFT : strcmp(cfg->spec, "ngram") == 0 ? ENG_SPEC_NGRAM : ENG_SPEC_NONE;
+    ep.n_draft = (uint32_t)cfg->draft_max;
+    ep.n_batch = ep.n_batch > ep.n_slots * (1 + ep.n_draft) ? ep.n_batch : ep.n_slots * (1 + ep.n_draft);
+    sm->eng = mdl_engine_start(sm->mdl, sm->draft, &ep, err, err_len);
     if (!sm->eng)
         goto fail;
+    if (ep.spec != ENG_SPEC_NONE)
+        log_info("speculative decoding model=%s drafts=%s draft_max=%u", sm->id,
+                 use_draft ? cfg->draft_model : "ngram", ep.n_draft);
     return 0;
 fail:
     srv_model_close(sm);
@@ -172,6 +191,7 @@ fail:
 void srv_model_close(struct srv_model *sm)
 {
     eng_stop(sm->eng);
+    mdl_close(sm->draft);
     tmpl_free(sm->tmpl);
     mdl_close(sm->mdl);
     free(sm->bos_text);

@@ -136,6 +136,7 @@ struct srv_model {
     char id[128];
     char path[1024];
     struct mdl_model *mdl;
+    struct mdl_model *draft;     /* speculative decoding's draft model, or NULL */
     const struct tok_vocab *tok; /* the model's own (model.h) */
     struct tmpl *tmpl;
     char template_name[64];  /* "gguf" or the built-in's name */

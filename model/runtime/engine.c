@@ -6,48 +6,12 @@
  * without the lock so submitters never wait for a step. */
 #include "runtime_int.h"
 
-#include "backend.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct slot {
-    int32_t *toks;       /* [n_ctx] tokens held in the KV cache */
-    uint32_t n;
-    int64_t user_id;     /* -1: never used */
-    char key[96];
-    uint64_t last_used;
-    struct eng_job *job; /* NULL when idle */
-    int32_t pending;     /* sampled token to feed next step, or -1 */
-};
-
-struct engine {
-    const struct bk_ops *ops;
-    struct bk_backend *bk;
-    uint32_t n_vocab;
-    struct eng_params p;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
-    bool stop;
-    struct eng_job *queue_head, *queue_tail;
-    uint32_t n_queued;
-    uint32_t n_held; /* places held for jobs about to be submitted (eng_hold_place) */
-    struct slot *slots;
-    uint64_t clock;
-    uint64_t seq;
-    struct eng_stats stats;
-    /* batch buffers, engine thread only */
-    int32_t *b_tok, *b_pos, *b_slot;
-    bool *b_want;
-    float *logits;
-    struct eng_token *picked; /* [n_slots] the token each step entry sampled */
-    int *picked_rc;
-};
 
 static double now_ms(void)
 {
@@ -214,6 +178,7 @@ static void admit(struct engine *e)
         if (s->user_id != j->user_id || e->p.no_reuse)
             reuse = 0; /* never reuse another user's cache */
         e->ops->kv_truncate(e->bk, (uint32_t)si, reuse);
+        spec_trim(e, (uint32_t)si, reuse);
         s->n = reuse;
         s->user_id = j->user_id;
         snprintf(s->key, sizeof(s->key), "%s", j->cache_key);
@@ -227,13 +192,6 @@ static void admit(struct engine *e)
 }
 
 /* ---- the step ---- */
-
-struct step_entry {
-    int slot;
-    uint32_t first;    /* index of the job's first token in the batch */
-    uint32_t count;
-    bool wants;        /* the last of its tokens produces logits */
-};
 
 static void hist_add(struct eng_stats *st, uint32_t n)
 {
@@ -260,12 +218,16 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
         struct slot *s = &e->slots[i];
         if (!s->job || s->pending < 0)
             continue;
-        ent[*n_ent] = (struct step_entry){(int)i, n, 1, true};
-        e->b_tok[n] = s->pending;
-        e->b_pos[n] = (int32_t)s->n;
-        e->b_slot[n] = (int32_t)i;
-        e->b_want[n] = true;
-        n++;
+        /* the pending token, then its drafts: every one of them gets logits */
+        uint32_t nd = s->n_draft < e->p.n_batch - n - 1 ? s->n_draft : e->p.n_batch - n - 1;
+        ent[*n_ent] = (struct step_entry){(int)i, n, 1 + nd, 1 + nd, nd};
+        for (uint32_t k = 0; k <= nd; k++) {
+            e->b_tok[n + k] = k ? s->draft[k - 1] : s->pending;
+            e->b_pos[n + k] = (int32_t)(s->n + k);
+            e->b_slot[n + k] = (int32_t)i;
+            e->b_want[n + k] = true;
+        }
+        n += 1 + nd;
         (*n_ent)++;
     }
     /* Prefill oldest job first so a long prompt cannot starve earlier ones. While
@@ -293,7 +255,7 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
         uint32_t left = j->n_prompt - j->n_prefilled;
         uint32_t take = left < e->p.n_batch - n ? left : e->p.n_batch - n;
         take = take < chunk ? take : chunk;
-        ent[*n_ent] = (struct step_entry){pick, n, take, take == left};
+        ent[*n_ent] = (struct step_entry){pick, n, take, take == left, 0};
         for (uint32_t k = 0; k < take; k++) {
             e->b_tok[n + k] = j->prompt[j->n_prefilled + k];
             e->b_pos[n + k] = (int32_t)(s->n + k);
@@ -308,48 +270,99 @@ static uint32_t build_batch(struct engine *e, struct step_entry *ent, uint32_t *
 
 /* After a forward, without the engine lock: each sequence that got logits picks its
  * next token (sampling may cost a pass over the vocabulary, and neither submitters nor
- * /metrics should wait for it). Only the engine thread touches a job's sampler. */
+ * /metrics should wait for it). A sequence that fed drafts verifies them in order: each
+ * kept draft is an output, the first one refused is replaced by the token drawn there,
+ * and when all are kept the last row gives one more. Only the engine thread touches a
+ * job's sampler. */
 static void sample_all(struct engine *e, const struct step_entry *ent, uint32_t n_ent)
 {
     uint32_t li = 0;
     for (uint32_t k = 0; k < n_ent; k++) {
-        if (!ent[k].wants)
-            continue;
-        struct eng_job *j = e->slots[ent[k].slot].job;
-        float *logits = e->logits + (size_t)li++ * e->n_vocab;
-        e->picked[k] = (struct eng_token){0};
-        e->picked_rc[k] = eng_sampler_next(j->smp, logits, e->n_vocab, &e->picked[k]);
+        const struct step_entry *en = &ent[k];
+        struct slot *s = &e->slots[en->slot];
+        struct eng_job *j = s->job;
+        struct eng_token *out = e->picked + (size_t)k * (1 + ENG_MAX_DRAFT);
+        e->n_picked[k] = e->n_accepted[k] = 0;
+        e->picked_rc[k] = 0;
+        for (uint32_t r = 0; r < en->n_logits; r++) {
+            float *logits = e->logits + (size_t)(li + r) * e->n_vocab;
+            bool acc = false;
+            out[r] = (struct eng_token){0};
+            int rc = r < en->n_draft
+                         ? eng_sampler_next_draft(j->smp, logits, e->n_vocab, s->draft[r], &acc, &out[r])
+                         : eng_sampler_next(j->smp, logits, e->n_vocab, &out[r]);
+            if (rc != 0) {
+                e->picked_rc[k] = rc;
+                break;
+            }
+            e->n_picked[k]++;
+            bool eog = !j->ignore_eos && e->p.is_eog && e->p.is_eog(e->p.eog_ctx, out[r].id);
+            if (!acc || eog) /* the rows after a refused draft (or an end) do not count */
+                break;
+            e->n_accepted[k]++;
+        }
+        li += en->n_logits;
     }
 }
 
-/* Then, under the lock: account the fed tokens and hand each picked token to its job. */
+/* Hands the entry's tokens to its job in order, until one ends it. */
+static void deliver(struct engine *e, struct slot *s, const struct eng_token *out, uint32_t n)
+{
+    struct eng_job *j = s->job;
+    for (uint32_t m = 0; m < n; m++) {
+        if (job_push(j, &out[m]) != 0) {
+            job_finish(j, ENG_FINISH_ERROR, "sampling failed");
+            return;
+        }
+        e->stats.tokens_generated++;
+        if (!j->ignore_eos && e->p.is_eog && e->p.is_eog(e->p.eog_ctx, out[m].id)) {
+            job_finish(j, ENG_FINISH_EOG, NULL);
+            return;
+        }
+        if (j->n_out >= j->max_tokens || s->n + 1 >= e->p.n_ctx) {
+            job_finish(j, ENG_FINISH_LENGTH, NULL);
+            return;
+        }
+    }
+    s->pending = out[n - 1].id;
+}
+
+/* Then, under the lock: account the fed tokens (of a verified run, the pending token
+ * and the drafts kept; the cache forgets the rest) and hand the tokens to the jobs. */
 static void after_forward(struct engine *e, struct step_entry *ent, uint32_t n_ent)
 {
     for (uint32_t k = 0; k < n_ent; k++) {
-        struct slot *s = &e->slots[ent[k].slot];
+        const struct step_entry *en = &ent[k];
+        struct slot *s = &e->slots[en->slot];
         struct eng_job *j = s->job;
-        for (uint32_t t = 0; t < ent[k].count; t++)
-            s->toks[s->n++] = e->b_tok[ent[k].first + t];
-        if (s->pending >= 0) {
+        bool decoding = s->pending >= 0;
+        uint32_t fed = decoding ? 1 + e->n_accepted[k] : en->count;
+        for (uint32_t t = 0; t < fed; t++)
+            s->toks[s->n++] = e->b_tok[en->first + t];
+        if (fed < en->count) /* refused drafts: out of the cache */
+            e->ops->kv_truncate(e->bk, (uint32_t)en->slot, s->n);
+        if (en->n_draft) {
+            spec_trim(e, (uint32_t)en->slot, s->n);
+            e->stats.drafted += en->n_draft;
+            e->stats.draft_accepted += e->n_accepted[k];
+            pthread_mutex_lock(&j->mu); /* the consumer reads them under it */
+            j->n_draft_accepted += e->n_accepted[k];
+            j->n_draft_rejected += en->n_draft - e->n_accepted[k];
+            pthread_mutex_unlock(&j->mu);
+        }
+        if (decoding) {
             s->pending = -1;
         } else {
-            j->n_prefilled += ent[k].count;
-            e->stats.tokens_prefilled += ent[k].count;
+            j->n_prefilled += en->count;
+            e->stats.tokens_prefilled += en->count;
         }
-        if (!ent[k].wants)
+        if (!en->n_logits)
             continue;
-        const struct eng_token *tok = &e->picked[k];
-        if (e->picked_rc[k] != 0 || job_push(j, tok) != 0) {
+        if (e->picked_rc[k] != 0 || e->n_picked[k] == 0) {
             job_finish(j, ENG_FINISH_ERROR, "sampling failed");
             continue;
         }
-        e->stats.tokens_generated++;
-        if (!j->ignore_eos && e->p.is_eog && e->p.is_eog(e->p.eog_ctx, tok->id))
-            job_finish(j, ENG_FINISH_EOG, NULL);
-        else if (j->n_out >= j->max_tokens || s->n + 1 >= e->p.n_ctx)
-            job_finish(j, ENG_FINISH_LENGTH, NULL);
-        else
-            s->pending = tok->id;
+        deliver(e, s, e->picked + (size_t)k * (1 + ENG_MAX_DRAFT), e->n_picked[k]);
     }
 }
 
@@ -377,6 +390,7 @@ static void fail_batch(struct engine *e, struct step_entry *ent, uint32_t n_ent,
         job_finish(s->job, ENG_FINISH_ERROR, why);
         e->ops->kv_truncate(e->bk, (uint32_t)ent[k].slot, 0);
         s->n = 0;
+        spec_trim(e, (uint32_t)ent[k].slot, 0);
     }
 }
 
@@ -384,16 +398,28 @@ static void *engine_main(void *arg)
 {
     struct engine *e = arg;
     struct step_entry *ent = calloc(e->p.n_slots, sizeof(*ent));
+    bool *decoding = calloc(e->p.n_slots, sizeof(*decoding));
     pthread_mutex_lock(&e->mu);
     for (;;) {
         reap(e);
         admit(e);
+        if (e->p.spec != ENG_SPEC_NONE) {
+            /* drafts are made without the lock: only this thread changes the slots */
+            for (uint32_t i = 0; i < e->p.n_slots; i++)
+                decoding[i] = e->slots[i].job && e->slots[i].pending >= 0;
+            pthread_mutex_unlock(&e->mu);
+            spec_propose(e, decoding);
+            pthread_mutex_lock(&e->mu);
+        }
         uint32_t n_ent;
         uint32_t n = build_batch(e, ent, &n_ent);
         if (n == 0) {
             if (e->stop && !e->queue_head)
                 break;
-            pthread_cond_wait(&e->wake, &e->mu);
+            /* a job queued while the drafts were made unlocked was not admitted yet (its
+             * signal came while nobody waited): no slot is busy, so admit it now */
+            if (!e->queue_head)
+                pthread_cond_wait(&e->wake, &e->mu);
             continue;
         }
         pthread_mutex_unlock(&e->mu);
@@ -413,6 +439,7 @@ static void *engine_main(void *arg)
     }
     pthread_mutex_unlock(&e->mu);
     free(ent);
+    free(decoding);
     return NULL;
 }
 
@@ -444,7 +471,14 @@ static void free_buffers(struct engine *e)
     free(e->b_want);
     free(e->logits);
     free(e->picked);
+    free(e->n_picked);
+    free(e->n_accepted);
     free(e->picked_rc);
+    free(e->d_tok);
+    free(e->d_pos);
+    free(e->d_slot);
+    free(e->d_want);
+    free(e->d_logits);
 }
 
 struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32_t n_vocab,
@@ -465,12 +499,36 @@ struct engine *eng_start(const struct bk_ops *ops, struct bk_backend *bk, uint32
     e->b_slot = calloc(e->p.n_batch, sizeof(int32_t));
     e->b_want = calloc(e->p.n_batch, sizeof(bool));
     /* at most one logits row per slot per step */
-    e->logits = malloc((size_t)p->n_slots * n_vocab * sizeof(float));
-    e->picked = calloc(p->n_slots, sizeof(*e->picked));
+    if (e->p.spec == ENG_SPEC_NONE || e->p.n_draft == 0)
+        e->p.spec = ENG_SPEC_NONE, e->p.n_draft = 0;
+    if (e->p.n_draft > ENG_MAX_DRAFT)
+        e->p.n_draft = ENG_MAX_DRAFT;
+    if (e->p.spec == ENG_SPEC_DRAFT &&
+        (!e->p.draft_ops || !e->p.draft_bk || e->p.n_slots > ENG_MAX_SLOTS_ON_STACK)) {
+        snprintf(err, err_len, "speculative decoding with a draft model needs its backend and at most %d slots",
+                 ENG_MAX_SLOTS_ON_STACK);
+        free_buffers(e);
+        free(e);
+        return NULL;
+    }
+    /* a row of logits for every token a decoding sequence feeds */
+    e->logits = malloc((size_t)p->n_slots * (1 + e->p.n_draft) * n_vocab * sizeof(float));
+    e->picked = calloc((size_t)p->n_slots * (1 + ENG_MAX_DRAFT), sizeof(*e->picked));
+    e->n_picked = calloc(p->n_slots, sizeof(*e->n_picked));
+    e->n_accepted = calloc(p->n_slots, sizeof(*e->n_accepted));
     e->picked_rc = calloc(p->n_slots, sizeof(*e->picked_rc));
     if (!e->slots || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_want || !e->logits ||
-        !e->picked || !e->picked_rc)
+        !e->picked || !e->n_picked || !e->n_accepted || !e->picked_rc)
         goto oom;
+    if (e->p.spec == ENG_SPEC_DRAFT) {
+        e->d_tok = calloc(e->p.n_batch, sizeof(int32_t));
+        e->d_pos = calloc(e->p.n_batch, sizeof(int32_t));
+        e->d_slot = calloc(e->p.n_batch, sizeof(int32_t));
+        e->d_want = calloc(e->p.n_batch, sizeof(bool));
+        e->d_logits = malloc((size_t)p->n_slots * n_vocab * sizeof(float));
+        if (!e->d_tok || !e->d_pos || !e->d_slot || !e->d_want || !e->d_logits)
+            goto oom;
+    }
     for (uint32_t i = 0; i < p->n_slots; i++) {
         e->slots[i].toks = malloc((size_t)p->n_ctx * sizeof(int32_t));
         e->slots[i].user_id = -1;

@@ -51,6 +51,14 @@ void sampler_reset(struct sampler *s);
 
 /* The next token for a row of n_vocab logits (not modified). Does not accept it. */
 int32_t sampler_sample(struct sampler *s, const float *logits);
+/* Speculative decoding: the next token when a draft proposed `draft` for this position
+ * (a deterministic proposal: a draft model's greedy choice or an n-gram lookup). At
+ * temperature 0 it is the greedy token (*accepted when it is the draft); above, the draft
+ * is kept with the probability the sampler's distribution gives it, else a token is
+ * drawn from that distribution without the draft. Either way the token has exactly the
+ * distribution sampler_sample gives: speculation changes the speed, not the output's
+ * law. Does not accept the token. */
+int32_t sampler_sample_draft(struct sampler *s, const float *logits, int32_t draft, bool *accepted);
 /* Candidate comparisons the last sampler_sample made (its work: O(n_vocab log top_k)). */
 uint64_t sampler_comparisons(const struct sampler *s);
 
@@ -94,6 +102,14 @@ enum eng_error {
 const char *eng_strerror(int code);
 
 #define ENG_MAX_TOP 20
+#define ENG_MAX_DRAFT 16
+
+/* Speculative decoding: where the draft tokens come from. */
+enum eng_spec {
+    ENG_SPEC_NONE = 0,
+    ENG_SPEC_NGRAM, /* copied from earlier in the sequence (prompt lookup) */
+    ENG_SPEC_DRAFT, /* a small draft model's greedy tokens */
+};
 
 enum eng_finish {
     ENG_RUNNING = 0,
@@ -155,6 +171,8 @@ struct eng_job {
     uint32_t n_out;
     uint32_t cap_out;
     uint32_t n_cached;          /* prompt tokens reused from the KV cache */
+    uint32_t n_draft_accepted;  /* speculation: draft tokens kept, and thrown away */
+    uint32_t n_draft_rejected;
     uint32_t n_prefilled;       /* prompt tokens processed so far */
     enum eng_finish finish;
     char error[160];
@@ -180,6 +198,12 @@ struct eng_params {
     bool no_reuse;         /* never reuse a cached prefix (benchmarks) */
     eng_is_eog_fn is_eog;  /* NULL: no token ends a turn (max_tokens does) */
     const void *eog_ctx;
+    /* speculative decoding: each decoding sequence feeds its next token with up to n_draft
+     * proposed ones, verified in the same forward; the output is the same as without */
+    enum eng_spec spec;
+    uint32_t n_draft;              /* at most ENG_MAX_DRAFT */
+    const struct bk_ops *draft_ops; /* ENG_SPEC_DRAFT: the draft model's backend (borrowed), */
+    struct bk_backend *draft_bk;    /* with as many slots of as many positions */
 };
 
 #define ENG_STEP_BUCKETS 8
@@ -196,6 +220,8 @@ struct eng_stats {
      * ENG_STEP_BOUNDS_MS, the last bucket open */
     uint64_t step_hist[ENG_STEP_BUCKETS];
     double step_ms_sum;
+    uint64_t drafted;        /* draft tokens proposed and verified */
+    uint64_t draft_accepted; /* of which kept */
 };
 
 struct engine;

@@ -247,31 +247,77 @@ static uint32_t truncate(struct sampler *s, uint32_t n, uint32_t *sorted)
     }
 }
 
-int32_t sampler_sample(struct sampler *s, const float *logits)
+/* The greedy choice: argmax of the penalised logits, ties to the lower id. */
+static int32_t greedy(struct sampler *s, const float *logits, bool pen)
+{
+    int32_t best = 0;
+    float bl = pen ? penalised(s, 0, logits[0]) : logits[0];
+    for (uint32_t i = 1; i < s->n_vocab; i++) {
+        float l = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
+        if (l > bl) {
+            bl = l;
+            best = (int32_t)i;
+        }
+    }
+    return best;
+}
+
+/* The candidates of a draw at temperature > 0: penalised logits, top-k, then top-p and
+ * min-p. Returns how many are kept (the first ones in sorted order); *sorted is the
+ * sorted prefix length. */
+static uint32_t prepare(struct sampler *s, const float *logits, uint32_t *sorted)
 {
     bool pen = has_penalties(&s->p) && s->hist_n > 0;
-    s->n_cmp = 0;
     uint32_t n = s->n_vocab;
-    if (s->p.temperature <= 0.0f) {
-        int32_t best = 0;
-        float bl = pen ? penalised(s, 0, logits[0]) : logits[0];
-        for (uint32_t i = 1; i < n; i++) {
-            float l = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
-            if (l > bl) {
-                bl = l;
-                best = (int32_t)i;
-            }
-        }
-        return best;
-    }
     for (uint32_t i = 0; i < n; i++) {
         s->c[i].id = (int32_t)i;
         s->c[i].logit = pen ? penalised(s, (int32_t)i, logits[i]) : logits[i];
     }
-    uint32_t sorted = 0;
+    *sorted = 0;
     if (s->p.top_k > 0 && (uint32_t)s->p.top_k < n)
-        sorted = n = keep_top(s, s->c, n, (uint32_t)s->p.top_k);
-    n = truncate(s, n, &sorted);
+        *sorted = n = keep_top(s, s->c, n, (uint32_t)s->p.top_k);
+    n = truncate(s, n, sorted);
+    *sorted = sorted_prefix(s, *sorted, 1, n); /* the best is known: the weights' scale */
+    return n;
+}
+
+/* A candidate's weight at the temperature, relative to the best one's. */
+static double weight(const struct sampler *s, uint32_t i)
+{
+    double t = s->p.temperature;
+    return exp((double)s->c[i].logit / t - (double)s->c[0].logit / t);
+}
+
+/* Draws from the kept candidates c[0..n): walks them in order (sorting only as far as it
+ * goes) until the running sum of weights passes u times their total; `skip` (an id, or
+ * -1) is left out of both. */
+static int32_t draw(struct sampler *s, uint32_t n, uint32_t *sorted, double u, int32_t skip)
+{
+    double z = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        z += s->c[i].id == skip ? 0.0 : weight(s, i);
+    double target = u * z, cum = 0.0;
+    int32_t last = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i == *sorted)
+            *sorted = sorted_prefix(s, *sorted, *sorted * 8 > FIRST_PREFIX ? *sorted * 8 : FIRST_PREFIX, n);
+        if (s->c[i].id == skip)
+            continue;
+        last = s->c[i].id;
+        cum += weight(s, i);
+        if (target < cum)
+            return last;
+    }
+    return last >= 0 ? last : s->c[0].id;
+}
+
+int32_t sampler_sample(struct sampler *s, const float *logits)
+{
+    s->n_cmp = 0;
+    if (s->p.temperature <= 0.0f)
+        return greedy(s, logits, has_penalties(&s->p) && s->hist_n > 0);
+    uint32_t sorted;
+    uint32_t n = prepare(s, logits, &sorted);
     double u = rng_uniform(s);
     if (n <= sorted) { /* the kept candidates are sorted: the draw walks them */
         softmax(s, n, s->p.temperature);
@@ -285,19 +331,33 @@ int32_t sampler_sample(struct sampler *s, const float *logits)
     }
     /* Nothing truncated: the draw walks the whole distribution in order, sorting only as
      * far as the draw goes (most of the mass is in the first few hundred candidates). */
-    sorted = sorted_prefix(s, sorted, FIRST_PREFIX, n);
-    double t = s->p.temperature, max = (double)s->c[0].logit / t, z = 0.0;
-    for (uint32_t i = 0; i < n; i++)
-        z += exp((double)s->c[i].logit / t - max);
-    double target = u * z, cum = 0.0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (i == sorted)
-            sorted = sorted_prefix(s, sorted, sorted * 8, n);
-        cum += exp((double)s->c[i].logit / t - max);
-        if (target < cum)
-            return s->c[i].id;
+    return draw(s, n, &sorted, u, -1);
+}
+
+int32_t sampler_sample_draft(struct sampler *s, const float *logits, int32_t draft, bool *accepted)
+{
+    s->n_cmp = 0;
+    if (s->p.temperature <= 0.0f) {
+        int32_t t = greedy(s, logits, has_penalties(&s->p) && s->hist_n > 0);
+        *accepted = t == draft;
+        return t;
     }
-    return s->c[n - 1].id;
+    uint32_t sorted;
+    uint32_t n = prepare(s, logits, &sorted);
+    /* the draft's probability among the kept candidates */
+    double z = 0.0, p = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        double w = weight(s, i);
+        z += w;
+        if (s->c[i].id == draft)
+            p = w;
+    }
+    *accepted = rng_uniform(s) < p / z;
+    if (*accepted)
+        return draft;
+    /* rejected: a draw from the distribution without the draft (the residual of a
+     * proposal that put all its mass on the draft) */
+    return draw(s, n, &sorted, rng_uniform(s), draft);
 }
 
 static double log_sum_exp(const float *l, uint32_t n, float *max_out)

@@ -74,15 +74,19 @@ int eng_job_set_sampling(struct eng_job *j, const struct eng_sampling *s, uint32
     return 0;
 }
 
-int eng_sampler_next(struct eng_sampler *c, float *logits, uint32_t n_vocab,
-                     struct eng_token *out)
+/* The shared body of eng_sampler_next and its speculative variant: draft < 0 draws
+ * plainly; else the draft is verified (sampler_sample_draft) and *accepted tells. */
+static int next(struct eng_sampler *c, float *logits, uint32_t n_vocab, int32_t draft,
+                bool *accepted, struct eng_token *out)
 {
     int32_t top_id[ENG_MAX_TOP];
     float top_lp[ENG_MAX_TOP];
     int n_top = c->top_n ? sampler_top_logprobs(logits, n_vocab, c->top_n, top_id, top_lp) : 0;
     for (size_t i = 0; i < c->n_bias; i++)
         logits[c->bias[i].id] += c->bias[i].bias;
-    int32_t id = sampler_sample(c->smp, logits);
+    bool acc = false;
+    int32_t id = draft < 0 ? sampler_sample(c->smp, logits)
+                           : sampler_sample_draft(c->smp, logits, draft, &acc);
     for (size_t i = 0; i < c->n_bias; i++)
         logits[c->bias[i].id] -= c->bias[i].bias;
     if (id < 0 || (uint32_t)id >= n_vocab)
@@ -96,10 +100,24 @@ int eng_sampler_next(struct eng_sampler *c, float *logits, uint32_t n_vocab,
     else if (id == c->think_close)
         c->thinking = false;
     sampler_accept(c->smp, id);
+    if (accepted)
+        *accepted = acc && id == draft; /* a forced </think> is not the draft's */
     out->id = id;
     out->logprob = c->top_n ? sampler_logprob(logits, n_vocab, id) : 0.0f;
     out->n_top = (uint8_t)n_top;
     memcpy(out->top_id, top_id, (size_t)n_top * sizeof(int32_t));
     memcpy(out->top_logprob, top_lp, (size_t)n_top * sizeof(float));
     return 0;
+}
+
+int eng_sampler_next(struct eng_sampler *c, float *logits, uint32_t n_vocab,
+                     struct eng_token *out)
+{
+    return next(c, logits, n_vocab, -1, NULL, out);
+}
+
+int eng_sampler_next_draft(struct eng_sampler *c, float *logits, uint32_t n_vocab, int32_t draft,
+                           bool *accepted, struct eng_token *out)
+{
+    return next(c, logits, n_vocab, draft, accepted, out);
 }

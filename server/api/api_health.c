@@ -65,6 +65,11 @@ int api_metrics(struct http_req *r)
         metric(&b, "chatd_tokens_generated_total{model=\"%s\"} %llu\n", id,
                (unsigned long long)st.tokens_generated);
         metric(&b, "chatd_forward_steps_total{model=\"%s\"} %llu\n", id, (unsigned long long)st.steps);
+        metric(&b, "chatd_draft_tokens_total{model=\"%s\"} %llu\n", id, (unsigned long long)st.drafted);
+        metric(&b, "chatd_draft_tokens_accepted_total{model=\"%s\"} %llu\n", id,
+               (unsigned long long)st.draft_accepted);
+        metric(&b, "chatd_draft_acceptance_ratio{model=\"%s\"} %.4f\n", id,
+               st.drafted ? (double)st.draft_accepted / (double)st.drafted : 0.0);
         uint64_t cum = 0;
         for (int k = 0; k < 6; k++) {
             cum += st.batch_hist[k];

@@ -15,13 +15,21 @@
 json_t *gen_usage_json(const struct gen *g)
 {
     uint32_t cached = g->job ? g->job->n_cached : 0;
-    return json_pack("{s:I, s:I, s:I, s:{s:I}, s:{s:I}, s:I, s:I}", "prompt_tokens",
+    uint32_t accepted = 0, rejected = 0;
+    if (g->job) {
+        pthread_mutex_lock(&g->job->mu); /* the engine counts them as it steps */
+        accepted = g->job->n_draft_accepted;
+        rejected = g->job->n_draft_rejected;
+        pthread_mutex_unlock(&g->job->mu);
+    }
+    return json_pack("{s:I, s:I, s:I, s:{s:I}, s:{s:I, s:I, s:I}, s:I, s:I}", "prompt_tokens",
                      (json_int_t)g->n_prompt, "completion_tokens", (json_int_t)g->consumed,
                      "total_tokens", (json_int_t)(g->n_prompt + g->consumed),
                      "prompt_tokens_details", "cached_tokens", (json_int_t)cached,
                      "completion_tokens_details", "reasoning_tokens",
-                     (json_int_t)g->n_reasoning_tokens, "prompt_cache_hit_tokens",
-                     (json_int_t)cached, "prompt_cache_miss_tokens",
+                     (json_int_t)g->n_reasoning_tokens, "accepted_prediction_tokens",
+                     (json_int_t)accepted, "rejected_prediction_tokens", (json_int_t)rejected,
+                     "prompt_cache_hit_tokens", (json_int_t)cached, "prompt_cache_miss_tokens",
                      (json_int_t)(g->n_prompt - cached));
 }
 

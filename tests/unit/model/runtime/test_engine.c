@@ -87,7 +87,7 @@ int main(void)
         return 1;
     }
     struct eng_params ep = {.n_slots = 1, .n_ctx = 512, .n_batch = 64, .queue_depth = 4};
-    eng = mdl_engine_start(model, &ep, err, sizeof(err));
+    eng = mdl_engine_start(model, NULL, &ep, err, sizeof(err));
     if (!eng) {
         fprintf(stderr, "engine: %s\n", err);
         return 1;

@@ -233,6 +233,76 @@ static void test_whole_vocabulary_draw(void)
     sampler_free(b);
 }
 
+/* Speculative decoding keeps the sampler's distribution: whatever the draft proposes
+ * (the most likely token, an unlikely one, one outside top-k), the tokens of
+ * sampler_sample_draft are distributed as sampler_sample's. 200000 draws each, against
+ * the exact probabilities (a standard error of about 0.001; tolerance 0.005). */
+static void check_draft_law(int top_k, float top_p, int32_t draft)
+{
+    struct sampler *plain = make(1.0f, top_k, top_p, 0.0f, 3);
+    struct sampler *spec = make(1.0f, top_k, top_p, 0.0f, 4);
+    enum { DRAWS = 200000 };
+    static int h_plain[NV], h_spec[NV];
+    memset(h_plain, 0, sizeof(h_plain));
+    memset(h_spec, 0, sizeof(h_spec));
+    int accepted = 0;
+    for (int i = 0; i < DRAWS; i++) {
+        h_plain[sampler_sample(plain, logits)]++;
+        bool acc;
+        int32_t t = sampler_sample_draft(spec, logits, draft, &acc);
+        h_spec[t]++;
+        accepted += acc;
+        if (acc && t != draft)
+            TEST_FAIL_("accepted a token that is not the draft");
+    }
+    /* the exact law: softmax over the kept candidates (the logits sorted: 1, 5, 2, 0, 4, 3) */
+    static const int order[NV] = {1, 5, 2, 0, 4, 3};
+    double w[NV] = {0}, z = 0.0, cum = 0.0;
+    int kept = top_k > 0 ? top_k : NV;
+    for (int r = 0; r < kept; r++)
+        z += exp(logits[order[r]] - logits[1]);
+    int n_keep = 0;
+    for (int r = 0; r < kept; r++) { /* top-p over the top-k set */
+        cum += exp(logits[order[r]] - logits[1]) / z;
+        n_keep = r + 1;
+        if (cum >= top_p)
+            break;
+    }
+    double zk = 0.0;
+    for (int r = 0; r < n_keep; r++)
+        zk += exp(logits[order[r]] - logits[1]);
+    for (int r = 0; r < n_keep; r++)
+        w[order[r]] = exp(logits[order[r]] - logits[1]) / zk;
+    for (int t = 0; t < NV; t++) {
+        double fp = (double)h_plain[t] / DRAWS, fs = (double)h_spec[t] / DRAWS;
+        if (fabs(fp - w[t]) > 0.005 || fabs(fs - w[t]) > 0.005)
+            TEST_FAIL_("top_k %d top_p %.2f draft %d: token %d at %.4f (plain %.4f, speculative %.4f)",
+                       top_k, (double)top_p, draft, t, w[t], fp, fs);
+    }
+    /* the draft is accepted as often as its probability */
+    if (fabs((double)accepted / DRAWS - w[draft]) > 0.005)
+        TEST_FAIL_("draft %d accepted %.4f of the time, its probability is %.4f", draft,
+                   (double)accepted / DRAWS, w[draft]);
+    sampler_free(plain);
+    sampler_free(spec);
+}
+
+static void test_draft_keeps_the_law(void)
+{
+    check_draft_law(0, 1.0f, 1);  /* the most likely token */
+    check_draft_law(0, 1.0f, 3);  /* the least likely */
+    check_draft_law(3, 1.0f, 0);  /* outside top-k: never accepted */
+    check_draft_law(0, 0.8f, 2);  /* inside top-p */
+    /* at temperature 0 the draft is accepted exactly when it is the greedy token */
+    struct sampler *g = make(0.0f, 0, 1.0f, 0.0f, 1);
+    bool acc;
+    ASSERT_INT_EQ(sampler_sample_draft(g, logits, 1, &acc), 1);
+    ASSERT_TRUE(acc);
+    ASSERT_INT_EQ(sampler_sample_draft(g, logits, 5, &acc), 1);
+    ASSERT_TRUE(!acc);
+    sampler_free(g);
+}
+
 int main(void)
 {
     RUN(test_greedy);
@@ -246,5 +316,6 @@ int main(void)
     RUN(test_logprobs);
     RUN(test_top_k_work_bounded);
     RUN(test_whole_vocabulary_draw);
+    RUN(test_draft_keeps_the_law);
     return TEST_DONE();
 }
