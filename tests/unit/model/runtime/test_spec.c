@@ -2,11 +2,13 @@
  * are exactly those of decoding without speculation, for drafts copied from the sequence
  * (n-grams) and for a draft model (tiny-llama-q4_0 drafting for tiny-llama-f32: the same
  * vocabulary, different weights), with several sequences batched together; the drafts are
- * really used (some kept, some refused). */
+ * really used (some kept, some refused). Above temperature 0, sequences sampled with drafts
+ * follow the same law as without: a two-sample chi-square test on many seeded runs. */
 #include "test.h"
 
 #include "model.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +36,7 @@ static int start(struct run *r, enum eng_spec spec, const char *draft)
     mdl_default_params(&mp);
     mp.n_slots = SLOTS;
     mp.n_ctx = 256;
-    mp.n_threads = 2;
+    mp.n_threads = 1;
     char err[256];
     memset(r, 0, sizeof(*r));
     if (mdl_open(&r->model, test_fixture("models/tiny-llama-f32.gguf"), &mp, err, sizeof(err)) != 0 ||
@@ -140,8 +142,132 @@ static void test_greedy_identical(void)
     stop(&draft);
 }
 
+/* ---- the law above temperature 0 ---- */
+
+enum { LAW_TOKENS = 4, LAW_TOP_K = 3, LAW_RUNS = 2000 };
+
+/* Each run's LAW_TOKENS tokens, sampled from law_prompt with top-k 3 at temperature 1 and
+ * seeds seed0.. (each engine its own: equal seeds would make the samples equal, not
+ * independent), as one outcome: the index of the sequence among those seen (names[],
+ * shared by the runs compared) counted in hist[]. law_prompt is prompt 0 and 44 tokens of
+ * its greedy continuation, which repeat themselves (this random model's greedy text runs
+ * in loops), so that n-gram drafts propose what the model tends to say and some are
+ * kept. */
+static int32_t law_prompt[64];
+static uint32_t law_len;
+
+static int sample_law(struct run *r, uint64_t seed0, int32_t (*names)[LAW_TOKENS],
+                      uint32_t *n_names, uint32_t *hist, uint32_t cap)
+{
+    for (uint32_t base = 0; base < LAW_RUNS; base += SLOTS) {
+        struct eng_job *jobs[SLOTS];
+        for (int i = 0; i < SLOTS; i++) {
+            struct eng_job *j = jobs[i] = eng_job_new();
+            j->n_prompt = law_len;
+            j->prompt = malloc(sizeof(law_prompt));
+            memcpy(j->prompt, law_prompt, sizeof(law_prompt));
+            j->max_tokens = LAW_TOKENS;
+            j->user_id = 1;
+            struct eng_sampling s;
+            eng_default_sampling(&s);
+            s.sampler.temperature = 1.0f;
+            s.sampler.top_k = LAW_TOP_K;
+            s.sampler.top_p = 1.0f;
+            s.sampler.min_p = 0.0f;
+            s.sampler.seed = seed0 + base + (uint32_t)i;
+            s.ignore_eos = true;
+            if (eng_job_set_sampling(j, &s, mdl_n_vocab(r->model)) != 0 || eng_submit(r->eng, j) != 0)
+                return -1;
+        }
+        for (int i = 0; i < SLOTS; i++) {
+            bool done = false;
+            for (int t = 0; t < 120 && !done; t++)
+                eng_wait(jobs[i], UINT32_MAX - 1, 500, &done);
+            if (!done || jobs[i]->n_out != LAW_TOKENS)
+                return -1;
+            int32_t seq[LAW_TOKENS];
+            for (int k = 0; k < LAW_TOKENS; k++)
+                seq[k] = jobs[i]->out[k].id;
+            r->accepted += jobs[i]->n_draft_accepted;
+            r->rejected += jobs[i]->n_draft_rejected;
+            eng_job_release(jobs[i]);
+            uint32_t o = 0;
+            while (o < *n_names && memcmp(names[o], seq, sizeof(seq)) != 0)
+                o++;
+            if (o == *n_names) {
+                if (o == cap)
+                    return -1;
+                memcpy(names[(*n_names)++], seq, sizeof(seq));
+            }
+            hist[o]++;
+        }
+    }
+    return 0;
+}
+
+/* Two-sample chi-square statistic of equal-size samples a and b over n outcomes, bins
+ * with fewer than 10 observations in both samples together pooled into one; *df gets the
+ * degrees of freedom. */
+static double chi_square(const uint32_t *a, const uint32_t *b, uint32_t n, uint32_t *df)
+{
+    double stat = 0, pa = 0, pb = 0;
+    uint32_t bins = 0;
+    for (uint32_t o = 0; o <= n; o++) {
+        double x = o < n ? a[o] : pa, y = o < n ? b[o] : pb;
+        if (o < n && x + y < 10) {
+            pa += x, pb += y;
+            continue;
+        }
+        if (x + y > 0) {
+            stat += (x - y) * (x - y) / (x + y);
+            bins++;
+        }
+    }
+    *df = bins - 1;
+    return stat;
+}
+
+/* The chi-square quantile for probability 1 - 0.001 (Wilson-Hilferty). */
+static double chi_square_999(uint32_t df)
+{
+    double k = df, z = 3.0902;
+    double t = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
+    return k * t * t * t;
+}
+
+static void test_sampled_law(void)
+{
+    enum { CAP = 1 << 10 };
+    static int32_t names[CAP][LAW_TOKENS];
+    static uint32_t hist[3][CAP];
+    static struct run runs[3];
+    uint32_t n_names = 0;
+    ASSERT_INT_EQ(start(&runs[0], ENG_SPEC_NONE, NULL), 0);
+    ASSERT_INT_EQ(start(&runs[1], ENG_SPEC_NGRAM, NULL), 0);
+    ASSERT_INT_EQ(start(&runs[2], ENG_SPEC_DRAFT, "models/tiny-llama-q4_0.gguf"), 0);
+    ASSERT_INT_EQ(generate(&runs[0], 0.0f), 0);
+    memcpy(law_prompt, prompts[0], prompt_len[0] * sizeof(int32_t));
+    memcpy(law_prompt + prompt_len[0], runs[0].out[0], 44 * sizeof(int32_t));
+    law_len = prompt_len[0] + 44;
+    for (int c = 0; c < 3; c++)
+        ASSERT_INT_EQ(sample_law(&runs[c], 1 + (uint64_t)c * 1000000, names, &n_names, hist[c], CAP), 0);
+    for (int c = 1; c < 3; c++) {
+        uint32_t df;
+        double stat = chi_square(hist[0], hist[c], n_names, &df);
+        fprintf(stderr, "  %s: %u drafts kept, %u refused; chi-square %.1f, %u df, limit %.1f\n",
+                c == 1 ? "n-grams" : "draft model", runs[c].accepted, runs[c].rejected, stat, df,
+                chi_square_999(df));
+        ASSERT_TRUE(runs[c].accepted > 200 && runs[c].rejected > 200);
+        ASSERT_TRUE(df >= 10);
+        ASSERT_TRUE(stat < chi_square_999(df));
+    }
+    for (int c = 0; c < 3; c++)
+        stop(&runs[c]);
+}
+
 int main(void)
 {
     RUN(test_greedy_identical);
+    RUN(test_sampled_law);
     return TEST_DONE();
 }
