@@ -111,11 +111,11 @@ static void test_concurrent_equals_alone(void)
     }
 }
 
-/* Restarts the server on the tiny model with 2 threads and these flags (NULL-ended). */
-static int restart(const char *const *flags)
+/* Restarts the server on a fixture model with 2 threads and these flags (NULL-ended). */
+static int restart_with(const char *model_rel, const char *const *flags)
 {
     char model[1024];
-    snprintf(model, sizeof(model), "%s", itest_fixture("models/tiny-qwen2-q8_0.gguf"));
+    snprintf(model, sizeof(model), "%s", itest_fixture(model_rel));
     const char *args[16] = {"--model", model, "--threads", "2"};
     int n = 4;
     for (int i = 0; flags[i] && n < 15; i++)
@@ -123,6 +123,12 @@ static int restart(const char *const *flags)
     args[n] = NULL;
     itest_stop(&srv);
     return itest_start(&srv, args);
+}
+
+/* The same on the tiny qwen2 model. */
+static int restart(const char *const *flags)
+{
+    return restart_with("models/tiny-qwen2-q8_0.gguf", flags);
 }
 
 static void *slow_worker(void *arg)
@@ -223,6 +229,73 @@ static void test_prefill_chunk_while_decoding(void)
     free(b_alone.text);
 }
 
+/* Speculative decoding behind the API: 8 concurrent greedy streams on a server that
+ * drafts (n-grams, then a draft model) give the replies of a server that does not; a
+ * reply's usage counts the predictions kept and refused, /metrics the drafts. */
+static void test_speculation_same_replies(void)
+{
+    enum { N = 8 };
+    static struct job plain[N], spec[N];
+    static const char *const modes[2][5] = {
+        {"--parallel", "4", "--spec", "ngram", NULL},
+        {"--parallel", "4", "--draft-model", NULL, NULL},
+    };
+    char draft[1024];
+    snprintf(draft, sizeof(draft), "%s", itest_fixture("models/tiny-llama-q4_0.gguf"));
+    const char *flags[5];
+    const char *none[] = {"--parallel", "4", NULL};
+    ASSERT_INT_EQ(restart_with("models/tiny-llama-f32.gguf", none), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(plain[i].body, sizeof(plain[i].body),
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"Say it again: one two "
+                 "three, one two three, number %d.\"}],\"temperature\":0,\"max_tokens\":%d,"
+                 "\"ignore_eos\":true,\"stream\":true}", i, 24 + 8 * i);
+        run_one(&plain[i]);
+        ASSERT_INT_EQ(plain[i].status, 200);
+    }
+    for (int m = 0; m < 2; m++) {
+        memcpy(flags, modes[m], sizeof(flags));
+        if (m == 1)
+            flags[3] = draft;
+        ASSERT_INT_EQ(restart_with("models/tiny-llama-f32.gguf", flags), 0);
+        pthread_t t[N];
+        for (int i = 0; i < N; i++) {
+            memcpy(spec[i].body, plain[i].body, sizeof(spec[i].body));
+            pthread_create(&t[i], NULL, worker, &spec[i]);
+        }
+        for (int i = 0; i < N; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < N; i++) {
+            ASSERT_INT_EQ(spec[i].status, 200);
+            ASSERT_STR_EQ(spec[i].text, plain[i].text);
+            free(spec[i].text);
+        }
+        /* one reply's usage */
+        struct itest_resp r;
+        ASSERT_INT_EQ(itest_request(&srv, "POST", "/v1/chat/completions",
+                                    "{\"messages\":[{\"role\":\"user\",\"content\":\"Say it "
+                                    "again: one two three.\"}],\"temperature\":0,"
+                                    "\"max_tokens\":60,\"ignore_eos\":true}", NULL, &r), 0);
+        ASSERT_INT_EQ(r.status, 200);
+        json_t *o = itest_json(&r);
+        json_t *d = json_object_get(json_object_get(o, "usage"), "completion_tokens_details");
+        json_int_t kept = json_integer_value(json_object_get(d, "accepted_prediction_tokens"));
+        json_int_t refused = json_integer_value(json_object_get(d, "rejected_prediction_tokens"));
+        fprintf(stderr, "  %s: a reply kept %lld predictions, refused %lld\n",
+                m ? "draft model" : "n-grams", (long long)kept, (long long)refused);
+        ASSERT_TRUE(json_is_integer(json_object_get(d, "accepted_prediction_tokens")));
+        ASSERT_TRUE(kept + refused > 0);
+        json_decref(o);
+        itest_resp_free(&r);
+        long drafted = metric_value("chatd_draft_tokens_total{model=\"tiny-llama-f32\"} ");
+        long kept_all = metric_value("chatd_draft_tokens_accepted_total{model=\"tiny-llama-f32\"} ");
+        ASSERT_TRUE(drafted >= kept + refused);
+        ASSERT_TRUE(kept_all > 0 && kept_all <= drafted);
+    }
+    for (int i = 0; i < N; i++)
+        free(plain[i].text);
+}
+
 int main(void)
 {
     char model[1024];
@@ -234,6 +307,7 @@ int main(void)
     RUN(test_concurrent_equals_alone);
     RUN(test_queue_full_is_429);
     RUN(test_prefill_chunk_while_decoding);
+    RUN(test_speculation_same_replies);
     itest_stop(&srv);
     itest_cleanup(&srv);
     return TEST_DONE();
