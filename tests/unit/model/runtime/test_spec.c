@@ -172,7 +172,14 @@ static void test_greedy_identical_vulkan(void)
 
 /* ---- the law above temperature 0 ---- */
 
-enum { LAW_TOKENS = 4, LAW_TOP_K = 3, LAW_RUNS = 2000 };
+/* Fewer runs under the sanitizers, which check memory here, not the law (a smaller test
+ * with fewer degrees of freedom, still a chi-square test). */
+#if defined(__SANITIZE_ADDRESS__)
+enum { LAW_RUNS = 450 };
+#else
+enum { LAW_RUNS = 2000 };
+#endif
+enum { LAW_TOKENS = 4, LAW_TOP_K = 3 };
 
 /* Each run's LAW_TOKENS tokens, sampled from law_prompt with top-k 3 at temperature 1 and
  * seeds seed0.. (each engine its own: equal seeds would make the samples equal, not
@@ -285,8 +292,8 @@ static void test_sampled_law(void)
         fprintf(stderr, "  %s: %u drafts kept, %u refused; chi-square %.1f, %u df, limit %.1f\n",
                 c == 1 ? "n-grams" : "draft model", runs[c].accepted, runs[c].rejected, stat, df,
                 chi_square_999(df));
-        ASSERT_TRUE(runs[c].accepted > 200 && runs[c].rejected > 200);
-        ASSERT_TRUE(df >= 10);
+        ASSERT_TRUE(runs[c].accepted > LAW_RUNS / 10 && runs[c].rejected > LAW_RUNS / 10);
+        ASSERT_TRUE(df >= 8);
         ASSERT_TRUE(stat < chi_square_999(df));
     }
     for (int c = 0; c < 3; c++)
