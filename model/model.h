@@ -42,7 +42,35 @@ const char *mdl_strerror(int code);
 
 /* ---- hyperparameters and forwards ---- */
 
-enum mdl_arch { MDL_ARCH_LLAMA = 0, MDL_ARCH_QWEN2 = 1 };
+/* The architectures the loader accepts (general.architecture); mdl_arch_str names them.
+ * fixtures/README-new-archs.md and MODEL-NOTES.md describe each graph. */
+enum mdl_arch {
+    MDL_ARCH_LLAMA = 0, /* also Mixtral-style MoE (expert_count) and Llama 3 RoPE scaling */
+    MDL_ARCH_QWEN2 = 1,
+    MDL_ARCH_QWEN2MOE,
+    MDL_ARCH_QWEN3,
+    MDL_ARCH_PHI3,
+    MDL_ARCH_GEMMA2,
+    MDL_ARCH_GEMMA3,
+    MDL_ARCH_COUNT
+};
+
+/* "llama", "qwen2", ... or NULL for a value out of range. */
+const char *mdl_arch_str(enum mdl_arch arch);
+/* The supported names, comma-separated ("llama, qwen2, ..."), for messages. */
+const char *mdl_arch_list(void);
+
+/* The FFN's gate activation: SiLU (SwiGLU) or GELU, tanh approximation (GeGLU). */
+enum mdl_ffn_act { MDL_ACT_SILU = 0, MDL_ACT_GELU = 1 };
+
+/* One RoPE setting. The angle of pair i at position p is
+ * p * freq_scale * base^(-2i/n_rot) / factors[i] (factors: the weights' rope factors,
+ * when present); cos and sin are multiplied by attn_factor. */
+struct mdl_rope {
+    float freq_base;
+    float freq_scale;  /* 1, or 1/factor with linear scaling */
+    float attn_factor; /* 1, or rope.scaling.attn_factor (LongRoPE) */
+};
 
 struct mdl_hparams {
     enum mdl_arch arch;
@@ -51,13 +79,31 @@ struct mdl_hparams {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;
-    uint32_t head_dim;    /* n_embd / n_head */
+    uint32_t head_dim;    /* attention.key_length, else n_embd / n_head */
     uint32_t n_ff;
     uint32_t n_ctx_train;
+    uint32_t n_ctx_orig;  /* rope.scaling.original_context_length (LongRoPE), else n_ctx_train */
     uint32_t n_rot;       /* rope.dimension_count */
-    float rope_freq_base;
+    float rope_freq_base; /* == rope.freq_base */
     float rms_eps;
-    bool rope_neox;       /* qwen2: rotate split halves; llama: adjacent pairs */
+    bool rope_neox;       /* qwen2 and later: rotate split halves; llama: adjacent pairs */
+    struct mdl_rope rope;     /* global layers */
+    struct mdl_rope rope_swa; /* sliding-window layers (gemma3: their own base, no scaling) */
+    /* attention: scores = softcap(k . (q * q_scale)) * kq_scale, softcap(s) = c*tanh(s/c) */
+    float q_scale;        /* phi3, gemma: 1/sqrt(head_dim) applied to q; else 1 */
+    float kq_scale;       /* llama, qwen: 1/sqrt(head_dim); else 1 */
+    float attn_softcap;   /* gemma2: c; 0 = none */
+    float final_softcap;  /* gemma2 (gemma3 when set): logits = c*tanh(logits/c); 0 = none */
+    uint32_t n_swa;       /* window of the sliding-window layers: query i sees key j when
+                             0 <= i - j < n_swa; 0 = none */
+    float embd_scale;     /* gemma: embeddings times sqrt(n_embd); else 1 */
+    enum mdl_ffn_act ffn_act;
+    /* mixture of experts (n_expert 0: a dense FFN) */
+    uint32_t n_expert;
+    uint32_t n_expert_used;
+    uint32_t n_ff_exp;    /* width of one routed expert */
+    uint32_t n_ff_shexp;  /* qwen2moe: width of the shared expert; 0 = none */
+    bool expert_norm;     /* llama: the chosen experts' weights renormalised to sum 1 */
 };
 
 /* One forward: n_tokens tokens, token i goes to slot[i] at position pos[i]. Within a
@@ -94,7 +140,7 @@ void mdl_close(struct mdl_model *m); /* accepts NULL */
 const struct mdl_hparams *mdl_hparams(const struct mdl_model *m);
 uint32_t mdl_n_vocab(const struct mdl_model *m);
 uint32_t mdl_n_ctx(const struct mdl_model *m);        /* positions per slot of the KV cache */
-const char *mdl_arch_name(const struct mdl_model *m); /* "llama" / "qwen2" */
+const char *mdl_arch_name(const struct mdl_model *m); /* mdl_arch_str of its architecture */
 uint64_t mdl_n_params(const struct mdl_model *m);
 const char *mdl_weight_type(const struct mdl_model *m); /* type of blk.0.attn_q, e.g. "Q8_0" */
 uint64_t mdl_file_size(const struct mdl_model *m);

@@ -143,7 +143,7 @@ static void test_attention_multi_matches_single(void)
             n_pos[i] = NPOS - 3 * (i / 2); /* tokens at consecutive positions, two heads each */
         }
         float scale = 1.0f / sqrtf((float)hd);
-        cpu_attention_multi(NQ, outs, qs, n_pos, &k[0][0], &v[0][0], MAXHD, hd, scale, scores,
+        cpu_attention_multi(NQ, outs, qs, NULL, n_pos, &k[0][0], &v[0][0], MAXHD, hd, scale, 0.0f, scores,
                             NPOS, q16);
         for (int i = 0; i < NQ; i++) {
             cpu_attention(one, q[i], &k[0][0], &v[0][0], MAXHD, n_pos[i], hd, scale, scores, q16);
@@ -194,7 +194,7 @@ static void test_matmul_types(void)
             quant_act_row(at, x[c], a + c * as, N);
         }
         struct mdl_tensor wt = {t, {N, ROWS}, w, ws * ROWS};
-        struct cpu_mm mm = {&wt, a, as, NULL, &out[0][0], ROWS};
+        struct cpu_mm mm = {&wt, a, as, NULL, &out[0][0], ROWS, 0};
         cpu_matmul(pool, &mm, 1, TOK);
         for (int c = 0; c < TOK; c++) {
             quant_dequant_row(at, a + c * as, ad, N);
@@ -209,7 +209,7 @@ static void test_matmul_types(void)
                     TEST_FAIL_("type %s row %d tok %d: %.7g vs %.7g", gguf_type_name(t), r, c,
                                out[c][r], ref);
             }
-            struct cpu_mm m1 = {&wt, a + c * as, as, NULL, one, ROWS};
+            struct cpu_mm m1 = {&wt, a + c * as, as, NULL, one, ROWS, 0};
             cpu_matmul(pool, &m1, 1, 1);
             if (memcmp(one, out[c], sizeof(one)) != 0)
                 TEST_FAIL_("type %s: token %d alone differs from the batch", gguf_type_name(t), c);
