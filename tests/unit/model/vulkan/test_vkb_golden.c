@@ -32,11 +32,41 @@ static void test_vkb_small_llama_kq_q4_k_m(void)
     check("small-llama-kq-q4_k_m", 0.15);
 }
 
+static void test_vkb_tiny_phi3_f16(void)
+{
+    check("tiny-phi3-f16", 0.01);
+}
+
+static void test_vkb_tiny_gemma2_q8_0(void)
+{
+    check("tiny-gemma2-q8_0", 0.2);
+}
+
+static void test_vkb_tiny_gemma3_q8_0(void)
+{
+    check("tiny-gemma3-q8_0", 0.25);
+}
+
+static void test_vkb_tiny_qwen3_q8_0(void)
+{
+    check("tiny-qwen3-q8_0", 0.15);
+}
+
+static void test_vkb_tiny_moe_q4_0(void)
+{
+    check("tiny-moe-q4_0", 0.15);
+}
+
 int main(void)
 {
     RUN(test_vkb_tiny_llama_f32);
     RUN(test_vkb_tiny_llama_q4_0);
     RUN(test_vkb_tiny_qwen2_q8_0);
     RUN(test_vkb_small_llama_kq_q4_k_m);
+    RUN(test_vkb_tiny_phi3_f16);
+    RUN(test_vkb_tiny_gemma2_q8_0);
+    RUN(test_vkb_tiny_gemma3_q8_0);
+    RUN(test_vkb_tiny_qwen3_q8_0);
+    RUN(test_vkb_tiny_moe_q4_0);
     return TEST_DONE();
 }

@@ -513,7 +513,8 @@ static void test_rmsnorm(void)
     free(wt);
 }
 
-static void check_rope(bool neox)
+/* scaled: frequency divisors (Llama 3 style), linear scaling and an attention factor */
+static void check_rope(bool neox, bool scaled)
 {
     const uint32_t hd = 16;
     const uint32_t nh = 3;
@@ -523,7 +524,9 @@ static void check_rope(bool neox)
     const float base = 10000.0f;
     float *x = rnd_vec(m * stride, -1, 1);
     int32_t pos[4] = {0, 1, 77, 299};
-    float *tab = vkb_rope_table(n_ctx, hd, base);
+    float ff[8] = {1.0f, 1.0f, 1.25f, 2.0f, 3.5f, 8.0f, 8.0f, 8.0f};
+    struct mdl_rope r = {base, scaled ? 0.125f : 1.0f, scaled ? 1.2f : 1.0f};
+    float *tab = vkb_rope_table(n_ctx, hd, &r, scaled ? ff : NULL);
     struct vkb_buf xb;
     struct vkb_buf tb;
     struct vkb_buf ib;
@@ -541,10 +544,15 @@ static void check_rope(bool neox)
         for (uint32_t h = 0; h < nh; h++) {
             for (uint32_t i = 0; i < hd / 2; i++) {
                 double ang = pos[t] * pow(base, -2.0 * i / hd);
+                double mag = 1.0;
+                if (scaled) {
+                    ang = ang / ff[i] * 0.125;
+                    mag = 1.2;
+                }
                 uint32_t i0 = t * stride + h * hd + (neox ? i : 2 * i);
                 uint32_t i1 = t * stride + h * hd + (neox ? i + hd / 2 : 2 * i + 1);
-                double a0 = x[i0] * cos(ang) - x[i1] * sin(ang);
-                double a1 = x[i0] * sin(ang) + x[i1] * cos(ang);
+                double a0 = mag * (x[i0] * cos(ang) - x[i1] * sin(ang));
+                double a1 = mag * (x[i0] * sin(ang) + x[i1] * cos(ang));
                 ASSERT_NEAR(o[i0], a0, 1e-5);
                 ASSERT_NEAR(o[i1], a1, 1e-5);
             }
@@ -562,18 +570,27 @@ static void check_rope(bool neox)
 
 static void test_rope_normal(void)
 {
-    check_rope(false);
+    check_rope(false, false);
 }
 
 static void test_rope_neox(void)
 {
-    check_rope(true);
+    check_rope(true, false);
+}
+
+/* Llama 3 frequency divisors, linear scaling and LongRoPE's attention factor in the
+ * table, against the rotation computed directly. */
+static void test_rope_scaled(void)
+{
+    check_rope(false, true);
+    check_rope(true, true);
 }
 
 /* Fills two slots' caches with kv_write, then attends from chosen positions
  * (including the last position of the context) and compares with a CPU loop over
  * the F16-rounded keys and values. */
-static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
+static void check_attention_ex(uint32_t hd, uint32_t n_head, uint32_t n_head_kv, float softcap,
+                               uint32_t n_swa)
 {
     const uint32_t n_ctx = 37;
     const uint32_t n_slots = 2;
@@ -605,7 +622,10 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
                                .n_ctx = n_ctx,
                                .pos_off = 0,
                                .slot_off = m,
-                               .scale = 1.0f / sqrtf((float)hd)};
+                               .scale = 1.0f / sqrtf((float)hd),
+                               .softcap = softcap,
+                               .post_scale = 1.0f,
+                               .n_swa = n_swa};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)),
                   0);
@@ -624,22 +644,25 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
         for (uint32_t h = 0; h < n_head; h++) {
             uint32_t kvh = h / (n_head / n_head_kv);
             double mx = -1e300;
-            for (uint32_t p = 0; p <= pos; p++) {
+            uint32_t first = n_swa && pos + 1 > n_swa ? pos + 1 - n_swa : 0;
+            for (uint32_t p = first; p <= pos; p++) {
                 const float *kr = qkv + (size_t)(slot * n_ctx + p) * qkvd + qd + kvh * hd;
                 double s = 0;
                 for (uint32_t i = 0; i < hd; i++)
                     s += (double)qkv[(size_t)j * qkvd + h * hd + i] * round_f16(kr[i]);
                 sc[p] = s / sqrt((double)hd);
+                if (softcap > 0)
+                    sc[p] = softcap * tanh(sc[p] / softcap);
                 mx = sc[p] > mx ? sc[p] : mx;
             }
             double sum = 0;
-            for (uint32_t p = 0; p <= pos; p++) {
+            for (uint32_t p = first; p <= pos; p++) {
                 sc[p] = exp(sc[p] - mx);
                 sum += sc[p];
             }
             for (uint32_t i = 0; i < hd; i++) {
                 double v = 0;
-                for (uint32_t p = 0; p <= pos; p++)
+                for (uint32_t p = first; p <= pos; p++)
                     v +=
                         sc[p] *
                         round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
@@ -660,6 +683,19 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
     vkb_buf_free(ctx, &vc);
     vkb_buf_free(ctx, &ib);
     vkb_buf_free(ctx, &ob);
+}
+
+static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
+{
+    check_attention_ex(hd, n_head, n_head_kv, 0.0f, 0);
+}
+
+/* gemma2's soft-capped scores and a sliding window of 5 positions (of 37) */
+static void test_attention_softcap_window(void)
+{
+    check_attention_ex(32, 4, 2, 4.0f, 0);
+    check_attention_ex(32, 4, 2, 0.0f, 5);
+    check_attention_ex(16, 2, 1, 1.5f, 7);
 }
 
 static void test_attention_gqa(void)
@@ -759,6 +795,8 @@ int main(void)
     RUN(test_rmsnorm);
     RUN(test_rope_normal);
     RUN(test_rope_neox);
+    RUN(test_rope_scaled);
+    RUN(test_attention_softcap_window);
     RUN(test_attention_gqa);
     RUN(test_attention_mha_hd64);
     RUN(test_attention_mqa_hd128);
