@@ -1,8 +1,9 @@
 /* test_vkb_golden.c - the Vulkan backend against the reference implementation's golden
  * logits for every fixture model and prompt (rules and tolerances:
- * tests/fixtures/README.md; the checker is shared with the CPU test). The Vulkan
- * backend keeps activations in F32 and the KV cache in F16, so the F32 model gets the
- * F32 tolerance 0.005 and the quantized models 0.15. */
+ * tests/fixtures/README.md and README-new-archs.md; the checker is shared with the CPU
+ * test). The Vulkan backend keeps activations in F32 and the KV cache in F16; each model
+ * gets the tolerance the fixtures' README suggests for its type and architecture.
+ * tiny-llama3rope-q5_k_m has its own program, test_vkb_golden_llama3rope. */
 #include "test.h"
 
 #include "unit/model/golden.h"
