@@ -643,12 +643,14 @@ static int load_globals(const struct gguf_file *f, struct mdl_weights *w, char *
         (rc = find_tensor(f, "rope_factors_short.weight", factors, &w->rope_short, err, len)))
         return rc;
     const struct mdl_tensor *fs[3] = {&w->rope_freqs, &w->rope_long, &w->rope_short};
+    static const char *const names[3] = {"rope_freqs.weight", "rope_factors_long.weight",
+                                         "rope_factors_short.weight"};
     for (int i = 0; i < 3; i++) {
         for (uint32_t j = 0; fs[i]->data && j < hp->n_rot / 2; j++) {
             float v = ((const float *)fs[i]->data)[j];
             if (!(v > 0.0f) || isinf(v)) {
-                snprintf(err, len, "RoPE factor %u (%g) must be positive and finite", j,
-                         (double)v);
+                snprintf(err, len, "tensor %s: factor %u is %g, must be positive and finite",
+                         names[i], j, (double)v);
                 return MDL_EFORMAT;
             }
         }
