@@ -172,8 +172,11 @@ struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p,
  * Tensors are drawn from a generator seeded by (seed, crc32(tensor name)), so a tensor
  * depends only on the seed and its name: weight matrices N(0, 1/sqrt(fan_in)), RMSNorm
  * weights 1 + N(0, 0.05), qwen2 q/k/v biases N(0, 0.5). Every tokenizer.* key is copied
- * from a vocab-only GGUF file. Weight types: F32, F16, Q8_0, Q4_0 (in a Q4_0 model the
- * token embedding and output matrices are Q8_0); norms and biases stay F32. */
+ * from a vocab-only GGUF file, padded with unused tokens up to n_vocab. Every supported
+ * architecture is written with the tensors and keys its graph needs (experts, fused
+ * phi3 tensors, q/k norms, gemma's post-norms, Llama 3 rope_freqs, LongRoPE factors).
+ * Weight types: F32, F16, Q8_0, Q4_0 (in a Q4_0 model the token embedding and output
+ * matrices are Q8_0); norms, biases, routers and RoPE factors stay F32. */
 struct mdl_gen_params {
     enum mdl_arch arch;
     uint32_t type; /* GGML_TYPE_F32, F16, Q8_0 or Q4_0 */
@@ -181,19 +184,41 @@ struct mdl_gen_params {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;
+    uint32_t head_dim; /* 0: n_embd / n_head; else written as attention.key_length */
     uint32_t n_ff;
     uint32_t n_ctx;
+    uint32_t n_vocab;  /* 0: the vocab file's count; larger: padded with unused tokens */
     uint64_t seed;
     float rope_freq_base;
     float rms_eps;
     int tied_output;           /* 1: no output.weight */
     const char *chat_template; /* NULL: keep the vocab file's, if any */
+    const char *name;          /* general.name; NULL: "chatd random model" */
+    /* mixture of experts (llama, qwen2moe): n_expert 0 is a dense FFN */
+    uint32_t n_expert;
+    uint32_t n_expert_used;
+    uint32_t n_ff_exp;   /* one expert's width; 0: n_ff */
+    uint32_t n_ff_shexp; /* qwen2moe's shared expert; 0: n_ff */
+    uint32_t n_swa;      /* phi3, gemma2, gemma3: attention.sliding_window (0: not written) */
+    float attn_softcap;  /* gemma2 (0: not written) */
+    float final_softcap; /* gemma2, gemma3 (0: not written) */
+    float rope_scale;    /* linear RoPE scaling factor (gemma3's global layers); 0: none */
+    float llama3_rope;   /* Llama 3 scaling factor for rope_freqs.weight (llama); 0: none */
+    int longrope;        /* phi3: LongRoPE factors, attention factor, original context 4096 */
 };
 
 /* Fills the "tiny" defaults (llama, 64 wide, 2 layers, 4/2 heads, ffn 192, ctx 512). */
 void mdl_gen_default_params(struct mdl_gen_params *p);
-/* Applies a named preset ("tiny", "bench-llama"); returns -1 for an unknown name. */
+/* Applies a named preset ("tiny", "bench-llama", "bench-moe"); returns -1 for an unknown
+ * name. */
 int mdl_gen_preset(struct mdl_gen_params *p, const char *name);
+/* Applies the exact shapes of a real model ("Qwen2.5-0.5B", "Qwen3-0.6B", "Llama-3.2-1B",
+ * "Gemma-2-2B", "Gemma-3-1B", "Phi-3.5-mini", "Qwen1.5-MoE-A2.7B"; mdl_gen_like_names
+ * lists them with their vocabularies); returns -1 for an unknown name. */
+int mdl_gen_like(struct mdl_gen_params *p, const char *name);
+/* One line per --like preset: name, architecture, shape and the vocab file it wants.
+ * The array ends with NULL. */
+const char *const *mdl_gen_like_names(void);
 
 /* Writes the model to out_path using the tokenizer of vocab_path. Returns 0 or a
  * negative MDL_E* code with a message in err. */
