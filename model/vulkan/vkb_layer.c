@@ -138,10 +138,12 @@ static int attention(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
     return 0;
 }
 
-/* gate/up (m rows of h, already quantized for them) -> act -> down residual */
+/* gate/up (m rows of h, already quantized for them) -> act -> down, added to the
+ * residual (through the post-norm, when there is one) or, with `to`, written there. */
 static int dense_ffn(struct bk_backend *b, const struct vkb_weight *gate,
                      const struct vkb_weight *up, const struct vkb_weight *down, uint32_t F,
-                     uint32_t m, struct vkb_buf *post)
+                     uint32_t m, enum mdl_ffn_act act, struct vkb_buf *post,
+                     const struct vkb_view *to)
 {
     struct vkb_ctx *c = b->c;
     char *err = b->err;
@@ -154,43 +156,30 @@ static int dense_ffn(struct bk_backend *b, const struct vkb_weight *gate,
         vkb_op_matmul(c, up, h, &b->xq, u, m, NULL, 0, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (vkb_op_glu(c, b->hp.ffn_act, g, u, g, F, m, err, el) < 0)
+    if (vkb_op_glu(c, act, g, u, g, F, m, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (quantize_for(b, g, F, m, down_w, 1) < 0 || project_residual(b, down, g, m, post) < 0)
+    if (quantize_for(b, g, F, m, down_w, 1) < 0)
         return -1;
-    return 0;
+    if (to)
+        return vkb_op_matmul(c, down, g, &b->xq, *to, m, NULL, 0, err, el);
+    return project_residual(b, down, g, m, post);
 }
 
 /* qwen2moe's shared expert into sh_out and its gate logit into sh_gate. */
 static int shared_expert(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
 {
-    struct vkb_ctx *c = b->c;
-    const struct mdl_hparams *hp = &b->hp;
-    char *err = b->err;
-    const size_t el = sizeof(b->err);
-    const uint32_t E = hp->n_embd;
-    const uint32_t S = hp->n_ff_shexp;
+    const uint32_t E = b->hp.n_embd;
     struct vkb_view h = view(&b->h, 0, E);
-    struct vkb_view g = view(&b->ff, 0, 2 * S);
-    struct vkb_view u = view(&b->ff, S, 2 * S);
+    struct vkb_view out = view(&b->sh_out, 0, E);
     const struct vkb_weight *in_w[3] = {&l->gate_shexp, &l->up_shexp, &l->gate_inp_shexp};
-    const struct vkb_weight *down_w[1] = {&l->down_shexp};
     if (quantize_for(b, h, E, m, in_w, 3) < 0 ||
-        vkb_op_matmul(c, &l->gate_inp_shexp, h, &b->xq, view(&b->sh_gate, 0, 1), m, NULL, 0, err,
-                      el) < 0 ||
-        vkb_op_matmul(c, &l->gate_shexp, h, &b->xq, g, m, NULL, 0, err, el) < 0 ||
-        vkb_op_matmul(c, &l->up_shexp, h, &b->xq, u, m, NULL, 0, err, el) < 0)
+        vkb_op_matmul(b->c, &l->gate_inp_shexp, h, &b->xq, view(&b->sh_gate, 0, 1), m, NULL, 0,
+                      b->err, sizeof(b->err)) < 0 ||
+        dense_ffn(b, &l->gate_shexp, &l->up_shexp, &l->down_shexp, b->hp.n_ff_shexp, m,
+                  MDL_ACT_SILU, NULL, &out) < 0)
         return -1;
-    vkb_rec_barrier(c);
-    if (vkb_op_glu(c, MDL_ACT_SILU, g, u, g, S, m, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (quantize_for(b, g, S, m, down_w, 1) < 0 ||
-        vkb_op_matmul(c, &l->down_shexp, g, &b->xq, view(&b->sh_out, 0, E), m, NULL, 0, err, el) <
-            0)
-        return -1;
-    vkb_rec_barrier(c);
+    vkb_rec_barrier(b->c);
     return 0;
 }
 
@@ -258,8 +247,8 @@ int vkb_record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
     } else {
         const struct vkb_weight *ffn_w[2] = {&l->gate, &l->up};
         if (quantize_for(b, view(&b->h, 0, E), E, m, ffn_w, 2) < 0 ||
-            dense_ffn(b, &l->gate, &l->up, &l->down, hp->n_ff, m,
-                      l->has_post_norms ? &l->post_ffn_norm : NULL) < 0)
+            dense_ffn(b, &l->gate, &l->up, &l->down, hp->n_ff, m, hp->ffn_act,
+                      l->has_post_norms ? &l->post_ffn_norm : NULL, NULL) < 0)
             return -1;
     }
     vkb_rec_barrier(c);
