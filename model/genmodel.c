@@ -3,7 +3,8 @@
  * Normal deviates come from xoshiro256** seeded through splitmix64 with the model seed
  * and the CRC-32 of the tensor name, turned into N(0,1) by the Box-Muller transform.
  * Tensors are generated, converted to the file type and handed to the GGUF writer by
- * reference, so peak memory is about the size of the output file.
+ * reference, so peak memory is about the size of the output file. The --like presets
+ * carry the shapes of real models (their config files); the values are random.
  */
 #include "model.h"
 
@@ -90,7 +91,7 @@ int mdl_gen_preset(struct mdl_gen_params *p, const char *name)
         }
         return 0;
     }
-    if (strcmp(name, "bench-llama") == 0) {
+    if (strcmp(name, "bench-llama") == 0 || strcmp(name, "bench-moe") == 0) {
         p->arch = MDL_ARCH_LLAMA;
         p->n_embd = 1024;
         p->n_layer = 16;
@@ -102,9 +103,106 @@ int mdl_gen_preset(struct mdl_gen_params *p, const char *name)
         p->rope_freq_base = 10000.0f;
         p->rms_eps = 1e-5f;
         p->tied_output = 0;
+        if (strcmp(name, "bench-moe") == 0) {
+            /* 8 experts of half the dense width, 2 per token: the same active size */
+            p->n_expert = 8;
+            p->n_expert_used = 2;
+            p->n_ff_exp = 1408;
+            p->seed = 4005;
+        }
         return 0;
     }
     return -1;
+}
+
+/* The shapes of real models, from their configuration files. */
+struct like_preset {
+    const char *name;
+    const char *vocab; /* the fixture vocabulary that fits (padded to n_vocab) */
+    enum mdl_arch arch;
+    uint32_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx, n_vocab;
+    float base, eps;
+    int tied;
+    uint32_t n_swa;
+    float attn_cap, final_cap, llama3;
+    int longrope;
+    uint32_t n_expert, n_used, n_ff_exp, n_ff_shexp;
+};
+
+static const struct like_preset likes[] = {
+    {"Qwen2.5-0.5B", "ggml-vocab-qwen3", MDL_ARCH_QWEN2, 896, 24, 14, 2, 64, 4864, 32768,
+     151936, 1e6f, 1e-6f, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"Qwen3-0.6B", "ggml-vocab-qwen3", MDL_ARCH_QWEN3, 1024, 28, 16, 8, 128, 3072, 40960,
+     151936, 1e6f, 1e-6f, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"Llama-3.2-1B", "ggml-vocab-gpt-2", MDL_ARCH_LLAMA, 2048, 16, 32, 8, 64, 8192, 131072,
+     128256, 500000.0f, 1e-5f, 1, 0, 0, 0, 32.0f, 0, 0, 0, 0, 0},
+    {"Gemma-2-2B", "ggml-vocab-llama-spm", MDL_ARCH_GEMMA2, 2304, 26, 8, 4, 256, 9216, 8192,
+     256000, 10000.0f, 1e-6f, 1, 4096, 50.0f, 30.0f, 0, 0, 0, 0, 0, 0},
+    {"Gemma-3-1B", "ggml-vocab-llama-spm", MDL_ARCH_GEMMA3, 1152, 26, 4, 1, 256, 6912, 32768,
+     262144, 1e6f, 1e-6f, 1, 512, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"Phi-3.5-mini", "ggml-vocab-llama-spm", MDL_ARCH_PHI3, 3072, 32, 32, 32, 96, 8192, 131072,
+     32064, 10000.0f, 1e-5f, 0, 262144, 0, 0, 0, 1, 0, 0, 0, 0},
+    {"Qwen1.5-MoE-A2.7B", "ggml-vocab-qwen3", MDL_ARCH_QWEN2MOE, 2048, 24, 16, 16, 128, 5632,
+     8192, 151936, 1e6f, 1e-6f, 0, 0, 0, 0, 0, 0, 60, 4, 1408, 5632},
+};
+
+#define N_LIKES (sizeof(likes) / sizeof(likes[0]))
+
+int mdl_gen_like(struct mdl_gen_params *p, const char *name)
+{
+    for (size_t i = 0; i < N_LIKES; i++) {
+        const struct like_preset *l = &likes[i];
+        if (strcmp(name, l->name) != 0)
+            continue;
+        uint32_t type = p->type;
+        mdl_gen_default_params(p);
+        p->type = type;
+        p->arch = l->arch;
+        p->name = l->name;
+        p->n_embd = l->n_embd;
+        p->n_layer = l->n_layer;
+        p->n_head = l->n_head;
+        p->n_head_kv = l->n_head_kv;
+        p->head_dim = l->head_dim;
+        p->n_ff = l->n_ff;
+        p->n_ctx = l->n_ctx;
+        p->n_vocab = l->n_vocab;
+        p->rope_freq_base = l->base;
+        p->rms_eps = l->eps;
+        p->tied_output = l->tied;
+        p->n_swa = l->n_swa;
+        p->attn_softcap = l->attn_cap;
+        p->final_softcap = l->final_cap;
+        p->llama3_rope = l->llama3;
+        p->longrope = l->longrope;
+        p->n_expert = l->n_expert;
+        p->n_expert_used = l->n_used;
+        p->n_ff_exp = l->n_ff_exp;
+        p->n_ff_shexp = l->n_ff_shexp;
+        p->seed = 5000 + i;
+        return 0;
+    }
+    return -1;
+}
+
+const char *const *mdl_gen_like_names(void)
+{
+    static char lines[N_LIKES][192];
+    static const char *ptrs[N_LIKES + 1];
+    for (size_t i = 0; i < N_LIKES; i++) {
+        const struct like_preset *l = &likes[i];
+        int n = snprintf(lines[i], sizeof(lines[i]),
+                         "%-18s %-8s %u wide, %u layers, %u/%u heads of %u, ffn %u, ctx %u, "
+                         "vocab %u (%s)", l->name, mdl_arch_str(l->arch), l->n_embd, l->n_layer,
+                         l->n_head, l->n_head_kv, l->head_dim, l->n_ff, l->n_ctx, l->n_vocab,
+                         l->vocab);
+        if (l->n_expert && n > 0 && (size_t)n < sizeof(lines[i]))
+            snprintf(lines[i] + n, sizeof(lines[i]) - (size_t)n, ", %u experts of %u, %u used",
+                     l->n_expert, l->n_ff_exp, l->n_used);
+        ptrs[i] = lines[i];
+    }
+    ptrs[N_LIKES] = NULL;
+    return ptrs;
 }
 
 /* ---- writing ------------------------------------------------------------------------ */
@@ -133,12 +231,13 @@ static int keep_buf(struct gen_state *g, void *buf)
     return 0;
 }
 
-/* Generates tensor `name` of rows x cols (rows 0 = a vector) with values
- * mean + std * N(0,1), converts it to `type` and adds it to the writer. */
-static int add_tensor(struct gen_state *g, const char *name, uint64_t cols, uint64_t rows,
-                      double mean, double std, uint32_t type)
+/* Generates tensor `name` of rows x cols (rows 0 = a vector) times n_mat matrices
+ * (n_mat 0: a 1- or 2-D tensor) with values mean + std * N(0,1), converts it to `type`
+ * and adds it to the writer. */
+static int add_tensor3(struct gen_state *g, const char *name, uint64_t cols, uint64_t rows,
+                       uint64_t n_mat, double mean, double std, uint32_t type)
 {
-    uint64_t nr = rows ? rows : 1;
+    uint64_t nr = (rows ? rows : 1) * (n_mat ? n_mat : 1);
     if (cols > (1ull << 32) || nr > (1ull << 32) || cols * nr > (SIZE_MAX / 8)) {
         snprintf(g->err, g->err_len, "tensor %s is too large", name);
         return MDL_EINVAL;
@@ -180,13 +279,20 @@ static int add_tensor(struct gen_state *g, const char *name, uint64_t cols, uint
         }
     }
     free(row);
-    uint64_t ne[2] = {cols, nr};
-    int rc = gguf_writer_add_tensor_ref(g->w, name, type, rows ? 2 : 1, ne, out, row_bytes * nr);
+    uint64_t ne[3] = {cols, rows ? rows : 1, n_mat};
+    uint32_t n_dims = n_mat ? 3 : rows ? 2 : 1;
+    int rc = gguf_writer_add_tensor_ref(g->w, name, type, n_dims, ne, out, row_bytes * nr);
     if (rc) {
         snprintf(g->err, g->err_len, "cannot add tensor %s", name);
         return MDL_ENOMEM;
     }
     return 0;
+}
+
+static int add_tensor(struct gen_state *g, const char *name, uint64_t cols, uint64_t rows,
+                      double mean, double std, uint32_t type)
+{
+    return add_tensor3(g, name, cols, rows, 0, mean, std, type);
 }
 
 static int add_matrix(struct gen_state *g, const char *name, uint64_t fan_in, uint64_t rows,
@@ -195,9 +301,66 @@ static int add_matrix(struct gen_state *g, const char *name, uint64_t fan_in, ui
     return add_tensor(g, name, fan_in, rows, 0.0, 1.0 / sqrt((double)fan_in), type);
 }
 
-/* Copies one tokenizer.* kv of the vocab file. */
+/* An F32 vector of given values (RoPE factors). */
+static int add_values(struct gen_state *g, const char *name, const float *v, uint64_t n)
+{
+    float *out = malloc(n * sizeof(float));
+    if (!out || keep_buf(g, out) != 0) {
+        free(out);
+        snprintf(g->err, g->err_len, "out of memory");
+        return MDL_ENOMEM;
+    }
+    memcpy(out, v, n * sizeof(float));
+    uint64_t ne[1] = {n};
+    if (gguf_writer_add_tensor_ref(g->w, name, GGML_TYPE_F32, 1, ne, out, n * sizeof(float))) {
+        snprintf(g->err, g->err_len, "cannot add tensor %s", name);
+        return MDL_ENOMEM;
+    }
+    return 0;
+}
+
+static uint32_t head_dim_of(const struct mdl_gen_params *p)
+{
+    return p->head_dim ? p->head_dim : p->n_embd / p->n_head;
+}
+
+/* The RoPE factors the model carries: Llama 3's divisors (the reference converter's
+ * formula, low 1, high 4, original context 8192), or LongRoPE's short and long factors
+ * (smooth made-up values: the real ones are learned). */
+static int add_rope_factors(struct gen_state *g)
+{
+    const struct mdl_gen_params *p = g->p;
+    uint32_t half = head_dim_of(p) / 2;
+    float f[512];
+    if (half > 512)
+        return 0;
+    int rc = 0;
+    if (p->llama3_rope > 0.0f) {
+        for (uint32_t i = 0; i < half; i++) {
+            float wavelen = 2.0f * (float)M_PI * powf(p->rope_freq_base, 2.0f * (float)i / (float)(2 * half));
+            float s = (8192.0f / wavelen - 1.0f) / (4.0f - 1.0f);
+            f[i] = wavelen < 8192.0f / 4.0f ? 1.0f
+                   : wavelen > 8192.0f      ? p->llama3_rope
+                                            : 1.0f / ((1.0f - s) / p->llama3_rope + s);
+        }
+        rc = add_values(g, "rope_freqs.weight", f, half);
+    }
+    if (!rc && p->longrope) {
+        for (uint32_t i = 0; i < half; i++)
+            f[i] = 1.0f + 0.25f * (float)i / (float)half;
+        rc = add_values(g, "rope_factors_short.weight", f, half);
+        for (uint32_t i = 0; i < half && !rc; i++)
+            f[i] = 1.0f + 31.0f * (float)(i * i) / (float)(half * half);
+        if (!rc)
+            rc = add_values(g, "rope_factors_long.weight", f, half);
+    }
+    return rc;
+}
+
+/* Copies one tokenizer.* kv of the vocab file; the per-token arrays (tokens, scores,
+ * token types) get n_pad more entries: unused tokens "<|chatd_unused_N|>" of score 0. */
 static int copy_kv(struct gguf_writer *w, const struct gguf_file *v, const struct gguf_kv *kv,
-                   const char *key)
+                   const char *key, uint64_t n_pad)
 {
     if (kv->type == GGUF_TYPE_STRING) {
         struct gguf_str s;
@@ -207,13 +370,43 @@ static int copy_kv(struct gguf_writer *w, const struct gguf_file *v, const struc
     if (kv->type != GGUF_TYPE_ARRAY)
         return gguf_type_size(kv->type) ? gguf_writer_add_scalar(w, key, kv->type, kv->data)
                                         : MDL_EFORMAT;
-    if (kv->arr_type != GGUF_TYPE_STRING)
-        return gguf_writer_add_arr(w, key, kv->arr_type, kv->data, kv->arr_n);
-    char **strs = calloc(kv->arr_n ? kv->arr_n : 1, sizeof(*strs));
+    bool per_token = strcmp(key, "tokenizer.ggml.tokens") == 0 ||
+                     strcmp(key, "tokenizer.ggml.scores") == 0 ||
+                     strcmp(key, "tokenizer.ggml.token_type") == 0;
+    uint64_t pad = per_token ? n_pad : 0;
+    uint64_t n = kv->arr_n + pad;
+    if (kv->arr_type != GGUF_TYPE_STRING) {
+        if (pad == 0)
+            return gguf_writer_add_arr(w, key, kv->arr_type, kv->data, kv->arr_n);
+        size_t es = gguf_type_size(kv->arr_type);
+        uint8_t *buf = calloc(n, es ? es : 1);
+        if (!buf || es == 0) {
+            free(buf);
+            return MDL_ENOMEM;
+        }
+        memcpy(buf, kv->data, kv->arr_n * es);
+        if (kv->arr_type == GGUF_TYPE_INT32 && strcmp(key, "tokenizer.ggml.token_type") == 0)
+            for (uint64_t i = kv->arr_n; i < n; i++)
+                ((int32_t *)buf)[i] = 5; /* UNUSED */
+        int rc = gguf_writer_add_arr(w, key, kv->arr_type, buf, n);
+        free(buf);
+        return rc;
+    }
+    char **strs = calloc(n ? n : 1, sizeof(*strs));
     int rc = strs ? 0 : MDL_ENOMEM;
-    for (uint64_t i = 0; rc == 0 && i < kv->arr_n; i++) {
-        struct gguf_str s;
-        if (gguf_arr_str(v, key, i, &s) != 0 || !(strs[i] = malloc(s.len + 1))) {
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        struct gguf_str s = {0};
+        char pad_name[48];
+        if (i >= kv->arr_n) {
+            snprintf(pad_name, sizeof(pad_name), "<|chatd_unused_%llu|>",
+                     (unsigned long long)(i - kv->arr_n));
+            s.ptr = pad_name;
+            s.len = strlen(pad_name);
+        } else if (gguf_arr_str(v, key, i, &s) != 0) {
+            rc = MDL_EFORMAT;
+            break;
+        }
+        if (!(strs[i] = malloc(s.len + 1))) {
             rc = MDL_ENOMEM;
             break;
         }
@@ -221,40 +414,100 @@ static int copy_kv(struct gguf_writer *w, const struct gguf_file *v, const struc
         strs[i][s.len] = '\0';
     }
     if (rc == 0)
-        rc = gguf_writer_add_arr_str(w, key, (const char *const *)strs, kv->arr_n);
-    for (uint64_t i = 0; strs && i < kv->arr_n; i++)
+        rc = gguf_writer_add_arr_str(w, key, (const char *const *)strs, n);
+    for (uint64_t i = 0; strs && i < n; i++)
         free(strs[i]);
     free(strs);
+    return rc;
+}
+
+/* The "<arch>.*" keys: the shape, then what the architecture's graph reads. */
+static int add_arch_keys(struct gen_state *g)
+{
+    const struct mdl_gen_params *p = g->p;
+    const char *a = mdl_arch_str(p->arch);
+    char key[128];
+    int rc = 0;
+#define KU32(suffix, val)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof(key), "%s.%s", a, suffix);                                            \
+        rc |= gguf_writer_add_u32(g->w, key, val);                                                 \
+    } while (0);
+#define KF32(suffix, val)                                                                          \
+    do {                                                                                           \
+        snprintf(key, sizeof(key), "%s.%s", a, suffix);                                            \
+        rc |= gguf_writer_add_f32(g->w, key, val);                                                 \
+    } while (0);
+    KU32("context_length", p->n_ctx)
+    KU32("embedding_length", p->n_embd)
+    KU32("block_count", p->n_layer)
+    /* llama's experts are feed_forward_length wide */
+    bool llama_moe = p->arch == MDL_ARCH_LLAMA && p->n_expert && p->n_ff_exp;
+    KU32("feed_forward_length", llama_moe ? p->n_ff_exp : p->n_ff)
+    KU32("attention.head_count", p->n_head)
+    KU32("attention.head_count_kv", p->n_head_kv)
+    KU32("rope.dimension_count", head_dim_of(p))
+    KF32("rope.freq_base", p->rope_freq_base)
+    KF32("attention.layer_norm_rms_epsilon", p->rms_eps)
+    if (p->head_dim) {
+        KU32("attention.key_length", p->head_dim)
+        KU32("attention.value_length", p->head_dim)
+    }
+    if (p->n_expert) {
+        KU32("expert_count", p->n_expert)
+        KU32("expert_used_count", p->n_expert_used)
+        if (p->arch == MDL_ARCH_QWEN2MOE) {
+            KU32("expert_feed_forward_length", p->n_ff_exp ? p->n_ff_exp : p->n_ff)
+            KU32("expert_shared_feed_forward_length", p->n_ff_shexp ? p->n_ff_shexp : p->n_ff)
+        }
+    }
+    if (p->n_swa || p->arch == MDL_ARCH_GEMMA3) /* gemma3 files always carry their window */
+        KU32("attention.sliding_window", p->n_swa ? p->n_swa : 4096)
+    if (p->attn_softcap > 0.0f)
+        KF32("attn_logit_softcapping", p->attn_softcap)
+    if (p->final_softcap > 0.0f)
+        KF32("final_logit_softcapping", p->final_softcap)
+    if (p->rope_scale > 0.0f) {
+        snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+        rc |= gguf_writer_add_str(g->w, key, "linear");
+        KF32("rope.scaling.factor", p->rope_scale)
+    }
+    if (p->longrope) { /* Phi-3.5: sqrt(1 + ln(ctx / 4096) / ln(4096)) */
+        KU32("rope.scaling.original_context_length", 4096)
+        KF32("rope.scaling.attn_factor",
+             sqrtf(1.0f + logf((float)p->n_ctx / 4096.0f) / logf(4096.0f)))
+    }
+#undef KU32
+#undef KF32
     return rc;
 }
 
 static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t *n_vocab)
 {
     const struct mdl_gen_params *p = g->p;
-    const char *a = p->arch == MDL_ARCH_QWEN2 ? "qwen2" : "llama";
     char key[128];
     int rc = 0;
-    rc |= gguf_writer_add_str(g->w, "general.architecture", a);
-    rc |= gguf_writer_add_str(g->w, "general.name", "chatd random model");
+    rc |= gguf_writer_add_str(g->w, "general.architecture", mdl_arch_str(p->arch));
+    rc |= gguf_writer_add_str(g->w, "general.name", p->name ? p->name : "chatd random model");
     rc |= gguf_writer_add_u64(g->w, "general.generator.seed", p->seed);
-#define KU32(suffix, val)                                                                          \
-    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                                \
-    rc |= gguf_writer_add_u32(g->w, key, val);
-#define KF32(suffix, val)                                                                          \
-    snprintf(key, sizeof(key), "%s.%s", a, suffix);                                                \
-    rc |= gguf_writer_add_f32(g->w, key, val);
-    KU32("context_length", p->n_ctx)
-    KU32("embedding_length", p->n_embd)
-    KU32("block_count", p->n_layer)
-    KU32("feed_forward_length", p->n_ff)
-    KU32("attention.head_count", p->n_head)
-    KU32("attention.head_count_kv", p->n_head_kv)
-    KU32("rope.dimension_count", p->n_embd / p->n_head)
-    KF32("rope.freq_base", p->rope_freq_base)
-    KF32("attention.layer_norm_rms_epsilon", p->rms_eps)
-#undef KU32
-#undef KF32
-    *n_vocab = 0;
+    rc |= add_arch_keys(g);
+    uint64_t n_file = 0;
+    for (uint64_t i = 0; i < gguf_n_kv(v); i++) {
+        const struct gguf_kv *kv = gguf_kv_at(v, i);
+        if (kv->key.len == 21 && memcmp(kv->key.ptr, "tokenizer.ggml.tokens", 21) == 0)
+            n_file = kv->arr_n;
+    }
+    if (n_file == 0) {
+        snprintf(g->err, g->err_len, "vocab file has no tokenizer.ggml.tokens array");
+        return MDL_EFORMAT;
+    }
+    if (p->n_vocab && p->n_vocab < n_file) {
+        snprintf(g->err, g->err_len, "vocab file has %llu tokens, more than n_vocab %u",
+                 (unsigned long long)n_file, p->n_vocab);
+        return MDL_EINVAL;
+    }
+    uint64_t n_pad = p->n_vocab ? p->n_vocab - n_file : 0;
+    *n_vocab = n_file + n_pad;
     for (uint64_t i = 0; rc == 0 && i < gguf_n_kv(v); i++) {
         const struct gguf_kv *kv = gguf_kv_at(v, i);
         if (kv->key.len < 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0 ||
@@ -264,9 +517,7 @@ static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t
         key[kv->key.len] = '\0';
         if (p->chat_template && strcmp(key, "tokenizer.chat_template") == 0)
             continue;
-        if (strcmp(key, "tokenizer.ggml.tokens") == 0)
-            *n_vocab = kv->arr_n;
-        rc = copy_kv(g->w, v, kv, key);
+        rc = copy_kv(g->w, v, kv, key, n_pad);
     }
     if (rc == 0 && p->chat_template)
         rc = gguf_writer_add_str(g->w, "tokenizer.chat_template", p->chat_template);
@@ -274,42 +525,102 @@ static int add_metadata(struct gen_state *g, const struct gguf_file *v, uint64_t
         snprintf(g->err, g->err_len, "cannot write metadata");
         return MDL_ENOMEM;
     }
-    if (*n_vocab == 0) {
-        snprintf(g->err, g->err_len, "vocab file has no tokenizer.ggml.tokens array");
-        return MDL_EFORMAT;
+    return 0;
+}
+
+/* A layer's attention tensors: q/k/v (phi3: fused), biases, q/k norms, gemma's
+ * post-attention norm. */
+static int add_attention(struct gen_state *g, uint32_t l)
+{
+    const struct mdl_gen_params *p = g->p;
+    uint64_t hd = head_dim_of(p);
+    uint64_t qd = hd * p->n_head;
+    uint64_t kvd = hd * p->n_head_kv;
+    bool bias = p->arch == MDL_ARCH_QWEN2 || p->arch == MDL_ARCH_QWEN2MOE;
+    bool qk_norm = p->arch == MDL_ARCH_QWEN3 || p->arch == MDL_ARCH_GEMMA3;
+    bool gemma = p->arch == MDL_ARCH_GEMMA2 || p->arch == MDL_ARCH_GEMMA3;
+    char name[96];
+    int rc;
+#define NAME(s) (snprintf(name, sizeof(name), "blk.%u.%s", l, s), name)
+    if ((rc = add_tensor(g, NAME("attn_norm.weight"), p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)))
+        return rc;
+    if (p->arch == MDL_ARCH_PHI3) {
+        if ((rc = add_matrix(g, NAME("attn_qkv.weight"), p->n_embd, qd + 2 * kvd, p->type)))
+            return rc;
+    } else if ((rc = add_matrix(g, NAME("attn_q.weight"), p->n_embd, qd, p->type)) ||
+               (rc = add_matrix(g, NAME("attn_k.weight"), p->n_embd, kvd, p->type)) ||
+               (rc = add_matrix(g, NAME("attn_v.weight"), p->n_embd, kvd, p->type))) {
+        return rc;
     }
+    if (bias && ((rc = add_tensor(g, NAME("attn_q.bias"), qd, 0, 0.0, 0.5, GGML_TYPE_F32)) ||
+                 (rc = add_tensor(g, NAME("attn_k.bias"), kvd, 0, 0.0, 0.5, GGML_TYPE_F32)) ||
+                 (rc = add_tensor(g, NAME("attn_v.bias"), kvd, 0, 0.0, 0.5, GGML_TYPE_F32))))
+        return rc;
+    if (qk_norm &&
+        ((rc = add_tensor(g, NAME("attn_q_norm.weight"), hd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
+         (rc = add_tensor(g, NAME("attn_k_norm.weight"), hd, 0, 1.0, 0.05, GGML_TYPE_F32))))
+        return rc;
+    if ((rc = add_matrix(g, NAME("attn_output.weight"), qd, p->n_embd, p->type)))
+        return rc;
+    if (gemma && (rc = add_tensor(g, NAME("post_attention_norm.weight"), p->n_embd, 0, 1.0, 0.05,
+                                  GGML_TYPE_F32)))
+        return rc;
+#undef NAME
+    return 0;
+}
+
+/* A layer's FFN tensors: dense (phi3: gate|up fused) or experts, and gemma's post-norm. */
+static int add_ffn(struct gen_state *g, uint32_t l)
+{
+    const struct mdl_gen_params *p = g->p;
+    uint64_t e = p->n_embd;
+    uint64_t ff = p->n_ff;
+    uint64_t fx = p->n_ff_exp ? p->n_ff_exp : p->n_ff;
+    uint64_t fs = p->n_ff_shexp ? p->n_ff_shexp : p->n_ff;
+    double sx = 1.0 / sqrt((double)fx);
+    double se = 1.0 / sqrt((double)e);
+    char name[96];
+    int rc;
+#define NAME(s) (snprintf(name, sizeof(name), "blk.%u.%s", l, s), name)
+    if ((rc = add_tensor(g, NAME("ffn_norm.weight"), e, 0, 1.0, 0.05, GGML_TYPE_F32)))
+        return rc;
+    if (p->n_expert) {
+        if ((rc = add_matrix(g, NAME("ffn_gate_inp.weight"), e, p->n_expert, GGML_TYPE_F32)) ||
+            (rc = add_tensor3(g, NAME("ffn_gate_exps.weight"), e, fx, p->n_expert, 0, se,
+                              p->type)) ||
+            (rc = add_tensor3(g, NAME("ffn_up_exps.weight"), e, fx, p->n_expert, 0, se,
+                              p->type)) ||
+            (rc = add_tensor3(g, NAME("ffn_down_exps.weight"), fx, e, p->n_expert, 0, sx,
+                              p->type)))
+            return rc;
+        if (p->arch == MDL_ARCH_QWEN2MOE &&
+            ((rc = add_tensor(g, NAME("ffn_gate_inp_shexp.weight"), e, 0, 0, se, GGML_TYPE_F32)) ||
+             (rc = add_matrix(g, NAME("ffn_gate_shexp.weight"), e, fs, p->type)) ||
+             (rc = add_matrix(g, NAME("ffn_up_shexp.weight"), e, fs, p->type)) ||
+             (rc = add_matrix(g, NAME("ffn_down_shexp.weight"), fs, e, p->type))))
+            return rc;
+    } else if (p->arch == MDL_ARCH_PHI3) {
+        if ((rc = add_matrix(g, NAME("ffn_up.weight"), e, 2 * ff, p->type)) ||
+            (rc = add_matrix(g, NAME("ffn_down.weight"), ff, e, p->type)))
+            return rc;
+    } else if ((rc = add_matrix(g, NAME("ffn_gate.weight"), e, ff, p->type)) ||
+               (rc = add_matrix(g, NAME("ffn_up.weight"), e, ff, p->type)) ||
+               (rc = add_matrix(g, NAME("ffn_down.weight"), ff, e, p->type))) {
+        return rc;
+    }
+    if ((p->arch == MDL_ARCH_GEMMA2 || p->arch == MDL_ARCH_GEMMA3) &&
+        (rc = add_tensor(g, NAME("post_ffw_norm.weight"), e, 0, 1.0, 0.05, GGML_TYPE_F32)))
+        return rc;
+#undef NAME
     return 0;
 }
 
 static int add_layers(struct gen_state *g)
 {
-    const struct mdl_gen_params *p = g->p;
-    uint64_t hd = p->n_embd / p->n_head;
-    uint64_t qd = hd * p->n_head;
-    uint64_t kvd = hd * p->n_head_kv;
-    char name[96];
     int rc = 0;
-    for (uint32_t l = 0; l < p->n_layer && rc == 0; l++) {
-#define NAME(s) (snprintf(name, sizeof(name), "blk.%u.%s", l, s), name)
-        if ((rc =
-                 add_tensor(g, NAME("attn_norm.weight"), p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
-            (rc = add_matrix(g, NAME("attn_q.weight"), p->n_embd, qd, p->type)) ||
-            (rc = add_matrix(g, NAME("attn_k.weight"), p->n_embd, kvd, p->type)) ||
-            (rc = add_matrix(g, NAME("attn_v.weight"), p->n_embd, kvd, p->type)))
-            break;
-        if (p->arch == MDL_ARCH_QWEN2 &&
-            ((rc = add_tensor(g, NAME("attn_q.bias"), qd, 0, 0.0, 0.5, GGML_TYPE_F32)) ||
-             (rc = add_tensor(g, NAME("attn_k.bias"), kvd, 0, 0.0, 0.5, GGML_TYPE_F32)) ||
-             (rc = add_tensor(g, NAME("attn_v.bias"), kvd, 0, 0.0, 0.5, GGML_TYPE_F32))))
-            break;
-        if ((rc = add_matrix(g, NAME("attn_output.weight"), qd, p->n_embd, p->type)) ||
-            (rc = add_tensor(g, NAME("ffn_norm.weight"), p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
-            (rc = add_matrix(g, NAME("ffn_gate.weight"), p->n_embd, p->n_ff, p->type)) ||
-            (rc = add_matrix(g, NAME("ffn_up.weight"), p->n_embd, p->n_ff, p->type)) ||
-            (rc = add_matrix(g, NAME("ffn_down.weight"), p->n_ff, p->n_embd, p->type)))
-            break;
-#undef NAME
-    }
+    for (uint32_t l = 0; l < g->p->n_layer && rc == 0; l++)
+        if (!(rc = add_attention(g, l)))
+            rc = add_ffn(g, l);
     return rc;
 }
 
@@ -320,16 +631,34 @@ static int check_params(const struct mdl_gen_params *p, char *err, size_t len)
         snprintf(err, len, "type must be f32, f16, q8_0 or q4_0");
         return MDL_EINVAL;
     }
-    if (p->n_embd == 0 || p->n_layer == 0 || p->n_layer > 1024 || p->n_head == 0 ||
-        p->n_head_kv == 0 || p->n_embd % p->n_head != 0 || p->n_head % p->n_head_kv != 0 ||
-        p->n_ff == 0 || p->n_ctx == 0 || p->n_embd > (1u << 16) || p->n_ff > (1u << 18)) {
-        snprintf(err, len, "inconsistent shape (n_embd %u, n_layer %u, heads %u/%u, n_ff %u)",
-                 p->n_embd, p->n_layer, p->n_head, p->n_head_kv, p->n_ff);
+    if (!mdl_arch_str(p->arch)) {
+        snprintf(err, len, "unknown architecture");
         return MDL_EINVAL;
     }
+    if (p->n_embd == 0 || p->n_layer == 0 || p->n_layer > 1024 || p->n_head == 0 ||
+        p->n_head_kv == 0 || (!p->head_dim && p->n_embd % p->n_head != 0) ||
+        p->n_head % p->n_head_kv != 0 || p->n_ff == 0 || p->n_ctx == 0 ||
+        p->n_embd > (1u << 16) || p->n_ff > (1u << 18) || head_dim_of(p) % 2 != 0 ||
+        head_dim_of(p) > 1024) {
+        snprintf(err, len, "inconsistent shape (n_embd %u, n_layer %u, heads %u/%u of %u, n_ff %u)",
+                 p->n_embd, p->n_layer, p->n_head, p->n_head_kv, head_dim_of(p), p->n_ff);
+        return MDL_EINVAL;
+    }
+    bool moe_arch = p->arch == MDL_ARCH_LLAMA || p->arch == MDL_ARCH_QWEN2MOE;
+    if ((p->n_expert && (!moe_arch || p->n_expert_used < 1 || p->n_expert_used > p->n_expert ||
+                         p->n_expert > 1024 || p->n_expert_used > 32)) ||
+        (!p->n_expert && p->arch == MDL_ARCH_QWEN2MOE)) {
+        snprintf(err, len, "experts: %u of %u per token for %s", p->n_expert_used, p->n_expert,
+                 mdl_arch_str(p->arch));
+        return MDL_EINVAL;
+    }
+    uint32_t fx = p->n_ff_exp ? p->n_ff_exp : p->n_ff;
+    uint32_t fs = p->n_ff_shexp ? p->n_ff_shexp : p->n_ff;
     if (p->type != GGML_TYPE_F32 && p->type != GGML_TYPE_F16 &&
-        (p->n_embd % 32 != 0 || p->n_ff % 32 != 0)) {
-        snprintf(err, len, "quantized types need n_embd and n_ff to be multiples of 32");
+        (p->n_embd % 32 != 0 || p->n_ff % 32 != 0 || (head_dim_of(p) * p->n_head) % 32 != 0 ||
+         fx % 32 != 0 || fs % 32 != 0)) {
+        snprintf(err, len, "quantized types need n_embd, n_ff, the expert widths and n_head * "
+                           "head_dim to be multiples of 32");
         return MDL_EINVAL;
     }
     return 0;
@@ -360,6 +689,8 @@ int mdl_gen_write(const struct mdl_gen_params *p, const char *vocab_path, const 
         (rc = add_tensor(&g, "output_norm.weight", p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)))
         goto done;
     if (!p->tied_output && (rc = add_matrix(&g, "output.weight", p->n_embd, n_vocab, big)))
+        goto done;
+    if ((rc = add_rope_factors(&g)))
         goto done;
     if (gguf_writer_write_file(g.w, out_path) != 0) {
         snprintf(err, err_len, "cannot write %s", out_path);

@@ -160,7 +160,7 @@ uint32_t mdl_n_ctx(const struct mdl_model *m)
 
 const char *mdl_arch_name(const struct mdl_model *m)
 {
-    return m->w.hp.arch == MDL_ARCH_QWEN2 ? "qwen2" : "llama";
+    return mdl_arch_str(m->w.hp.arch);
 }
 
 uint64_t mdl_n_params(const struct mdl_model *m)

@@ -42,7 +42,35 @@ const char *mdl_strerror(int code);
 
 /* ---- hyperparameters and forwards ---- */
 
-enum mdl_arch { MDL_ARCH_LLAMA = 0, MDL_ARCH_QWEN2 = 1 };
+/* The architectures the loader accepts (general.architecture); mdl_arch_str names them.
+ * fixtures/README-new-archs.md and MODEL-NOTES.md describe each graph. */
+enum mdl_arch {
+    MDL_ARCH_LLAMA = 0, /* also Mixtral-style MoE (expert_count) and Llama 3 RoPE scaling */
+    MDL_ARCH_QWEN2 = 1,
+    MDL_ARCH_QWEN2MOE,
+    MDL_ARCH_QWEN3,
+    MDL_ARCH_PHI3,
+    MDL_ARCH_GEMMA2,
+    MDL_ARCH_GEMMA3,
+    MDL_ARCH_COUNT
+};
+
+/* "llama", "qwen2", ... or NULL for a value out of range. */
+const char *mdl_arch_str(enum mdl_arch arch);
+/* The supported names, comma-separated ("llama, qwen2, ..."), for messages. */
+const char *mdl_arch_list(void);
+
+/* The FFN's gate activation: SiLU (SwiGLU) or GELU, tanh approximation (GeGLU). */
+enum mdl_ffn_act { MDL_ACT_SILU = 0, MDL_ACT_GELU = 1 };
+
+/* One RoPE setting. The angle of pair i at position p is
+ * p * freq_scale * base^(-2i/n_rot) / factors[i] (factors: the weights' rope factors,
+ * when present); cos and sin are multiplied by attn_factor. */
+struct mdl_rope {
+    float freq_base;
+    float freq_scale;  /* 1, or 1/factor with linear scaling */
+    float attn_factor; /* 1, or rope.scaling.attn_factor (LongRoPE) */
+};
 
 struct mdl_hparams {
     enum mdl_arch arch;
@@ -51,13 +79,31 @@ struct mdl_hparams {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;
-    uint32_t head_dim;    /* n_embd / n_head */
+    uint32_t head_dim;    /* attention.key_length, else n_embd / n_head */
     uint32_t n_ff;
     uint32_t n_ctx_train;
+    uint32_t n_ctx_orig;  /* rope.scaling.original_context_length (LongRoPE), else n_ctx_train */
     uint32_t n_rot;       /* rope.dimension_count */
-    float rope_freq_base;
+    float rope_freq_base; /* == rope.freq_base */
     float rms_eps;
-    bool rope_neox;       /* qwen2: rotate split halves; llama: adjacent pairs */
+    bool rope_neox;       /* qwen2 and later: rotate split halves; llama: adjacent pairs */
+    struct mdl_rope rope;     /* global layers */
+    struct mdl_rope rope_swa; /* sliding-window layers (gemma3: their own base, no scaling) */
+    /* attention: scores = softcap(k . (q * q_scale)) * kq_scale, softcap(s) = c*tanh(s/c) */
+    float q_scale;        /* phi3, gemma: 1/sqrt(head_dim) applied to q; else 1 */
+    float kq_scale;       /* llama, qwen: 1/sqrt(head_dim); else 1 */
+    float attn_softcap;   /* gemma2: c; 0 = none */
+    float final_softcap;  /* gemma2 (gemma3 when set): logits = c*tanh(logits/c); 0 = none */
+    uint32_t n_swa;       /* window of the sliding-window layers: query i sees key j when
+                             0 <= i - j < n_swa; 0 = none */
+    float embd_scale;     /* gemma: embeddings times sqrt(n_embd); else 1 */
+    enum mdl_ffn_act ffn_act;
+    /* mixture of experts (n_expert 0: a dense FFN) */
+    uint32_t n_expert;
+    uint32_t n_expert_used;
+    uint32_t n_ff_exp;    /* width of one routed expert */
+    uint32_t n_ff_shexp;  /* qwen2moe: width of the shared expert; 0 = none */
+    bool expert_norm;     /* llama: the chosen experts' weights renormalised to sum 1 */
 };
 
 /* One forward: n_tokens tokens, token i goes to slot[i] at position pos[i]. Within a
@@ -94,7 +140,7 @@ void mdl_close(struct mdl_model *m); /* accepts NULL */
 const struct mdl_hparams *mdl_hparams(const struct mdl_model *m);
 uint32_t mdl_n_vocab(const struct mdl_model *m);
 uint32_t mdl_n_ctx(const struct mdl_model *m);        /* positions per slot of the KV cache */
-const char *mdl_arch_name(const struct mdl_model *m); /* "llama" / "qwen2" */
+const char *mdl_arch_name(const struct mdl_model *m); /* mdl_arch_str of its architecture */
 uint64_t mdl_n_params(const struct mdl_model *m);
 const char *mdl_weight_type(const struct mdl_model *m); /* type of blk.0.attn_q, e.g. "Q8_0" */
 uint64_t mdl_file_size(const struct mdl_model *m);
@@ -128,8 +174,11 @@ struct engine *mdl_engine_start(struct mdl_model *m, struct mdl_model *draft,
  * Tensors are drawn from a generator seeded by (seed, crc32(tensor name)), so a tensor
  * depends only on the seed and its name: weight matrices N(0, 1/sqrt(fan_in)), RMSNorm
  * weights 1 + N(0, 0.05), qwen2 q/k/v biases N(0, 0.5). Every tokenizer.* key is copied
- * from a vocab-only GGUF file. Weight types: F32, F16, Q8_0, Q4_0 (in a Q4_0 model the
- * token embedding and output matrices are Q8_0); norms and biases stay F32. */
+ * from a vocab-only GGUF file, padded with unused tokens up to n_vocab. Every supported
+ * architecture is written with the tensors and keys its graph needs (experts, fused
+ * phi3 tensors, q/k norms, gemma's post-norms, Llama 3 rope_freqs, LongRoPE factors).
+ * Weight types: F32, F16, Q8_0, Q4_0 (in a Q4_0 model the token embedding and output
+ * matrices are Q8_0); norms, biases, routers and RoPE factors stay F32. */
 struct mdl_gen_params {
     enum mdl_arch arch;
     uint32_t type; /* GGML_TYPE_F32, F16, Q8_0 or Q4_0 */
@@ -137,19 +186,41 @@ struct mdl_gen_params {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;
+    uint32_t head_dim; /* 0: n_embd / n_head; else written as attention.key_length */
     uint32_t n_ff;
     uint32_t n_ctx;
+    uint32_t n_vocab;  /* 0: the vocab file's count; larger: padded with unused tokens */
     uint64_t seed;
     float rope_freq_base;
     float rms_eps;
     int tied_output;           /* 1: no output.weight */
     const char *chat_template; /* NULL: keep the vocab file's, if any */
+    const char *name;          /* general.name; NULL: "chatd random model" */
+    /* mixture of experts (llama, qwen2moe): n_expert 0 is a dense FFN */
+    uint32_t n_expert;
+    uint32_t n_expert_used;
+    uint32_t n_ff_exp;   /* one expert's width; 0: n_ff */
+    uint32_t n_ff_shexp; /* qwen2moe's shared expert; 0: n_ff */
+    uint32_t n_swa;      /* phi3, gemma2, gemma3: attention.sliding_window (0: not written) */
+    float attn_softcap;  /* gemma2 (0: not written) */
+    float final_softcap; /* gemma2, gemma3 (0: not written) */
+    float rope_scale;    /* linear RoPE scaling factor (gemma3's global layers); 0: none */
+    float llama3_rope;   /* Llama 3 scaling factor for rope_freqs.weight (llama); 0: none */
+    int longrope;        /* phi3: LongRoPE factors, attention factor, original context 4096 */
 };
 
 /* Fills the "tiny" defaults (llama, 64 wide, 2 layers, 4/2 heads, ffn 192, ctx 512). */
 void mdl_gen_default_params(struct mdl_gen_params *p);
-/* Applies a named preset ("tiny", "bench-llama"); returns -1 for an unknown name. */
+/* Applies a named preset ("tiny", "bench-llama", "bench-moe"); returns -1 for an unknown
+ * name. */
 int mdl_gen_preset(struct mdl_gen_params *p, const char *name);
+/* Applies the exact shapes of a real model ("Qwen2.5-0.5B", "Qwen3-0.6B", "Llama-3.2-1B",
+ * "Gemma-2-2B", "Gemma-3-1B", "Phi-3.5-mini", "Qwen1.5-MoE-A2.7B"; mdl_gen_like_names
+ * lists them with their vocabularies); returns -1 for an unknown name. */
+int mdl_gen_like(struct mdl_gen_params *p, const char *name);
+/* One line per --like preset: name, architecture, shape and the vocab file it wants.
+ * The array ends with NULL. */
+const char *const *mdl_gen_like_names(void);
 
 /* Writes the model to out_path using the tokenizer of vocab_path. Returns 0 or a
  * negative MDL_E* code with a message in err. */

@@ -1,18 +1,21 @@
-/* cpu_backend.c - the CPU reference backend (bk_cpu_ops): the llama / qwen2 forward
- * pass over an F16 KV cache with n_slots sequence slots.
+/* cpu_backend.c - the CPU reference backend (bk_cpu_ops): the forward pass of every
+ * supported architecture over an F16 KV cache with n_slots sequence slots.
  *
- * A forward runs the batch in chunks of at most CPU_CHUNK tokens; inside a chunk
- * every layer is: RMSNorm -> Q/K/V mat-muls (+qwen2 biases) -> RoPE -> K/V stored as
- * F16 at (slot, layer, pos) -> attention of each (token, head) over its own slot's
- * positions 0..pos -> output projection -> residual; RMSNorm -> gate/up -> SiLU-gate
- * -> down -> residual. Tokens are independent except through the KV cache, and each
- * (row, token) of a mat-mul is one call of the same kernel, so results do not depend
- * on batch composition. Only the engine thread calls in; the pool's workers run the
- * mat-mul, attention and element-wise stages.
+ * A forward runs the batch in chunks of at most b->chunk tokens; inside a chunk the
+ * embeddings (times gemma's scale) go through every layer:
+ *   RMSNorm -> Q/K/V mat-muls (+ biases) -> per-head q/k norms -> RoPE (the layer's
+ *   table) -> q scale -> K/V stored as F16 at (slot, layer, pos) -> attention of each
+ *   (token, head) over its own slot's positions (a window on sliding-window layers,
+ *   soft-capped scores) -> output projection (-> post-attention norm) -> residual;
+ *   RMSNorm -> gate/up -> SiLU or GELU gate -> down, or the experts (cpu_moe.c)
+ *   (-> post-FFN norm) -> residual,
+ * then the output norm, the output matrix and gemma2's final soft-cap. Tokens are
+ * independent except through the KV cache, and each (row, token) of a mat-mul is one
+ * call of the same kernel, so results do not depend on batch composition. Only the
+ * engine thread calls in; the pool's workers run the mat-mul, attention and
+ * element-wise stages.
  */
-#include "backend.h"
-#include "cpu_ops.h"
-#include "cpu_pool.h"
+#include "cpu_int.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -23,43 +26,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define CPU_CHUNK 512
-
-/* Activation formats a mat-mul may need besides F32. */
-enum { ACT_F16, ACT_Q8_0, ACT_Q8_K, ACT_Q8_0X4A, ACT_Q8_0X4B, ACT_N };
-
-struct bk_backend {
-    const struct mdl_weights *w; /* == &wc when the weights were copied */
-    struct mdl_weights wc;       /* the copy's tensors point into `blob` */
-    void *blob;                  /* weight copy in (huge-page backed) anonymous memory */
-    size_t blob_bytes;
-    struct bk_params p;
-    struct cpu_pool *pool;
-    uint32_t kv_dim;     /* n_head_kv * head_dim */
-    uint16_t *k_cache;   /* [n_slots][n_layer][n_ctx][kv_dim] */
-    uint16_t *v_cache;   /* same */
-    uint32_t *slot_len;  /* [n_slots] */
-    uint32_t *slot_next; /* [n_slots] scratch for batch validation */
-    uint32_t max_cols;   /* widest activation row */
-    /* per-chunk scratch, CPU_CHUNK tokens */
-    float *x;         /* [chunk][n_embd] residual stream */
-    float *xb;        /* [chunk][max_cols] normed input / attention output */
-    float *xb2;       /* [chunk][n_embd] */
-    float *q;         /* [chunk][n_head*head_dim] */
-    float *k;         /* [chunk][kv_dim] */
-    float *v;         /* [chunk][kv_dim] */
-    float *hb;        /* [chunk][n_ff] */
-    float *hb2;       /* [chunk][n_ff] */
-    float *rope;      /* [chunk][n_rot] cos/sin pairs */
-    void *act[ACT_N]; /* [chunk][row bytes] quantised activations */
-    float *scores;    /* [n_threads][CPU_ATTN_MAX_Q][n_ctx] */
-    uint16_t *q16;    /* [n_threads][CPU_ATTN_MAX_Q][head_dim] */
-    char desc[160];
-};
-
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static int act_index(uint32_t act_type)
+int cpu_act_index(uint32_t act_type)
 {
     switch (act_type) {
     case GGML_TYPE_F16:
@@ -103,19 +72,7 @@ static void *xcalloc(size_t n, size_t size, int *fail)
 /* The stages between mat-muls run per token, each thread a contiguous range of tokens,
  * and end by quantising their output for the next mat-mul, so a step has no serial
  * stretch between parallel ones. One token runs on the calling thread alone. */
-struct tok_task {
-    struct bk_backend *b;
-    int n_tok;
-    const float *add;  /* norm: residual added into x first, or NULL */
-    const float *norm; /* norm: weights */
-    uint32_t act_type; /* the output's quantised format, if act_index(act_type) >= 0 */
-    const int32_t *pos, *slot;
-    uint32_t layer;
-    const float *src; /* quantise: rows of n_cols floats */
-    int64_t n_cols;
-};
-
-static void run_tokens(struct bk_backend *b, cpu_task_fn fn, struct tok_task *t)
+void cpu_run_tokens(struct bk_backend *b, cpu_task_fn fn, struct tok_task *t)
 {
     if (t->n_tok == 1)
         fn(t, 0, 1);
@@ -125,7 +82,7 @@ static void run_tokens(struct bk_backend *b, cpu_task_fn fn, struct tok_task *t)
 
 static void quant_out(const struct tok_task *t, const float *row, int64_t n_cols, int tok)
 {
-    int ai = act_index(t->act_type);
+    int ai = cpu_act_index(t->act_type);
     if (ai >= 0)
         quant_act_row(t->act_type, row, (uint8_t *)t->b->act[ai] +
                                              (size_t)tok * quant_row_bytes(t->act_type, n_cols),
@@ -145,29 +102,38 @@ static const void *prepare_act(struct bk_backend *b, const float *x, int n_tok, 
                                uint32_t wtype, bool have[ACT_N], size_t *stride)
 {
     uint32_t at = quant_act_type(wtype);
-    int ai = act_index(at);
+    int ai = cpu_act_index(at);
     if (ai < 0) {
         *stride = (size_t)n_cols * sizeof(float);
         return x;
     }
     *stride = quant_row_bytes(at, n_cols);
     if (!have[ai]) {
-        struct tok_task t = {.b = b, .n_tok = n_tok, .act_type = at, .src = x, .n_cols = n_cols};
-        run_tokens(b, quant_worker, &t);
+        struct tok_task t = {.b = b, .n_tok = n_tok, .act_type = at, .src = (float *)x,
+                             .n_cols = n_cols};
+        cpu_run_tokens(b, quant_worker, &t);
         have[ai] = true;
     }
     return b->act[ai];
 }
 
-static void set_mm(struct cpu_mm *m, struct bk_backend *b, const struct mdl_tensor *w,
-                   const float *x, int n_tok, bool have[ACT_N], const struct mdl_tensor *bias,
-                   float *out, size_t out_stride)
+void cpu_set_mm(struct cpu_mm *m, struct bk_backend *b, const struct mdl_tensor *w,
+                const float *x, int n_tok, bool have[ACT_N], const struct mdl_tensor *bias,
+                float *out, size_t out_stride)
 {
     m->w = w;
     m->act = prepare_act(b, x, n_tok, (int64_t)w->ne[0], w->type, have, &m->act_stride);
     m->bias = bias && bias->data ? bias->data : NULL;
     m->out = out;
     m->out_stride = out_stride;
+    m->n_tok = 0;
+}
+
+void cpu_fresh_input(bool have[ACT_N], uint32_t act_type)
+{
+    memset(have, 0, ACT_N * sizeof(bool));
+    if (cpu_act_index(act_type) >= 0)
+        have[cpu_act_index(act_type)] = true;
 }
 
 /* ---- attention stage ---------------------------------------------------------------- */
@@ -191,10 +157,10 @@ static void attn_worker(void *ctx, int ith, int nth)
     const struct mdl_hparams *hp = &b->w->hp;
     uint32_t hd = hp->head_dim;
     uint32_t group = hp->n_head / hp->n_head_kv;
+    uint32_t window = b->w->layers[at->layer].swa ? hp->n_swa : 0;
     int64_t total = (int64_t)at->n_runs * hp->n_head_kv;
     int64_t i0 = total * ith / nth;
     int64_t i1 = total * (ith + 1) / nth;
-    float scale = 1.0f / sqrtf((float)hd);
     float *scores = b->scores + (size_t)ith * CPU_ATTN_MAX_Q * b->p.n_ctx;
     uint16_t *q16 = b->q16 + (size_t)ith * CPU_ATTN_MAX_Q * hd;
     for (int64_t i = i0; i < i1; i++) {
@@ -203,20 +169,22 @@ static void attn_worker(void *ctx, int ith, int nth)
         int t0 = at->run_start[run], t1 = at->run_start[run + 1];
         float *out[CPU_ATTN_MAX_Q];
         const float *q[CPU_ATTN_MAX_Q];
-        int n_pos[CPU_ATTN_MAX_Q], nq = 0;
+        int first[CPU_ATTN_MAX_Q], n_pos[CPU_ATTN_MAX_Q], nq = 0;
         for (int t = t0; t < t1; t++)
             for (uint32_t h = kvh * group; h < (kvh + 1) * group; h++, nq++) {
                 out[nq] = b->xb + ((size_t)t * hp->n_head + h) * hd;
                 q[nq] = b->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
                 n_pos[nq] = at->pos[t] + 1;
+                /* the window: keys j with pos - j < window */
+                first[nq] = window && n_pos[nq] > (int)window ? n_pos[nq] - (int)window : 0;
             }
         size_t base = ((size_t)at->slot[t0] * hp->n_layer + at->layer) * b->p.n_ctx * b->kv_dim +
                       (size_t)kvh * hd;
         for (int k = 0; k < nq; k += CPU_ATTN_MAX_Q) {
             int m = nq - k < CPU_ATTN_MAX_Q ? nq - k : CPU_ATTN_MAX_Q;
-            cpu_attention_multi(m, out + k, q + k, n_pos + k, b->k_cache + base,
-                                b->v_cache + base, b->kv_dim, (int)hd, scale, scores, b->p.n_ctx,
-                                q16);
+            cpu_attention_multi(m, out + k, q + k, first + k, n_pos + k, b->k_cache + base,
+                                b->v_cache + base, b->kv_dim, (int)hd, hp->kq_scale,
+                                hp->attn_softcap, scores, b->p.n_ctx, q16);
         }
     }
 }
@@ -257,38 +225,61 @@ static void norm_worker(void *ctx, int ith, int nth)
     }
 }
 
-/* A stage wrote a new input for the next mat-muls: `have` holds only the activation
- * format it quantised that input into. */
-static void fresh_input(bool have[ACT_N], uint32_t act_type)
-{
-    memset(have, 0, ACT_N * sizeof(bool));
-    if (act_index(act_type) >= 0)
-        have[act_index(act_type)] = true;
-}
-
 /* The input of the mat-muls with weight wt: the norm stage. */
 static void norm_stage(struct bk_backend *b, int n, const float *add, const float *norm,
                        uint32_t wt, bool have[ACT_N])
 {
     struct tok_task t = {.b = b, .n_tok = n, .add = add, .norm = norm,
                          .act_type = quant_act_type(wt)};
-    run_tokens(b, norm_worker, &t);
-    fresh_input(have, t.act_type);
+    cpu_run_tokens(b, norm_worker, &t);
+    cpu_fresh_input(have, t.act_type);
 }
 
-/* RoPE on q and k, then k and v stored in the cache */
+/* src = RMSNorm(src) * norm, in place (gemma's post-attention and post-FFN norms) */
+static void post_norm_worker(void *ctx, int ith, int nth)
+{
+    const struct tok_task *t = ctx;
+    const struct mdl_hparams *hp = &t->b->w->hp;
+    for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
+        float *x = t->src + (size_t)i * hp->n_embd;
+        cpu_rmsnorm(x, x, t->norm, hp->n_embd, hp->rms_eps);
+    }
+}
+
+static void post_norm(struct bk_backend *b, int n, float *x, const struct mdl_tensor *norm)
+{
+    if (!norm->data)
+        return;
+    struct tok_task t = {.b = b, .n_tok = n, .src = x, .norm = norm->data};
+    cpu_run_tokens(b, post_norm_worker, &t);
+}
+
+/* Per-head q/k norms, RoPE on q and k, the q scale; then k and v stored in the cache */
 static void rope_worker(void *ctx, int ith, int nth)
 {
     const struct tok_task *t = ctx;
     struct bk_backend *b = t->b;
     const struct mdl_hparams *hp = &b->w->hp;
+    const struct mdl_layer *L = &b->w->layers[t->layer];
     uint32_t qdim = hp->n_head * hp->head_dim;
+    const float *tab = L->swa && b->rope_swa_own ? b->rope_swa : b->rope;
     for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
-        const float *cs = b->rope + (size_t)i * hp->n_rot;
+        const float *cs = tab + (size_t)i * hp->n_rot;
+        float *q = b->q + (size_t)i * qdim;
         float *k = b->k + (size_t)i * b->kv_dim;
-        cpu_rope(b->q + (size_t)i * qdim, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs,
-                 hp->rope_neox);
+        if (L->q_norm.data) {
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                cpu_rmsnorm(q + h * hp->head_dim, q + h * hp->head_dim, L->q_norm.data,
+                            hp->head_dim, hp->rms_eps);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                cpu_rmsnorm(k + h * hp->head_dim, k + h * hp->head_dim, L->k_norm.data,
+                            hp->head_dim, hp->rms_eps);
+        }
+        cpu_rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs, hp->rope_neox);
         cpu_rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs, hp->rope_neox);
+        if (hp->q_scale != 1.0f)
+            for (uint32_t j = 0; j < qdim; j++)
+                q[j] *= hp->q_scale;
         size_t off = (((size_t)t->slot[i] * hp->n_layer + t->layer) * b->p.n_ctx +
                       (size_t)t->pos[i]) * b->kv_dim;
         quant_fp32_to_fp16_row(k, b->k_cache + off, b->kv_dim);
@@ -296,26 +287,53 @@ static void rope_worker(void *ctx, int ith, int nth)
     }
 }
 
-/* hb = SiLU(hb) * hb2, quantised */
-static void swiglu_worker(void *ctx, int ith, int nth)
+/* src = act(src) * src2, quantised; act is SiLU or GELU */
+static void ffn_act_worker(void *ctx, int ith, int nth)
 {
     const struct tok_task *t = ctx;
-    struct bk_backend *b = t->b;
-    int64_t n_ff = b->w->hp.n_ff;
+    int64_t nc = t->n_cols;
+    bool gelu = t->b->w->hp.ffn_act == MDL_ACT_GELU;
     for (int i = t->n_tok * ith / nth; i < t->n_tok * (ith + 1) / nth; i++) {
-        float *h = b->hb + (size_t)i * n_ff;
-        const float *h2 = b->hb2 + (size_t)i * n_ff;
-        for (int64_t j = 0; j < n_ff; j++)
-            h[j] = h[j] / (1.0f + expf(-h[j])) * h2[j];
-        quant_out(t, h, n_ff, i);
+        float *h = t->src + (size_t)i * nc;
+        const float *h2 = t->src2 + (size_t)i * nc;
+        if (gelu)
+            for (int64_t j = 0; j < nc; j++)
+                h[j] = cpu_gelu(h[j]) * h2[j];
+        else
+            for (int64_t j = 0; j < nc; j++)
+                h[j] = h[j] / (1.0f + expf(-h[j])) * h2[j];
+        quant_out(t, h, nc, i);
     }
+}
+
+void cpu_ffn_act(struct bk_backend *b, float *src, const float *src2, int n_tok, int64_t n_cols,
+                 uint32_t act_type)
+{
+    struct tok_task t = {.b = b, .n_tok = n_tok, .act_type = act_type, .src = src, .src2 = src2,
+                         .n_cols = n_cols};
+    cpu_run_tokens(b, ffn_act_worker, &t);
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-/* One layer over the chunk's n tokens. The residual of the previous layer's down
- * projection (in xb2) is added into x by this layer's first norm stage (`pending`); this
- * layer's is left in xb2 the same way. */
+/* The dense FFN of one layer: xb (normed, quantised per `have`) -> xb2. */
+static void dense_ffn(struct bk_backend *b, const struct mdl_layer *L, int n, bool have[ACT_N])
+{
+    const struct mdl_hparams *hp = &b->w->hp;
+    struct cpu_mm mm[2];
+    cpu_set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
+    cpu_set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
+    cpu_matmul(b->pool, mm, 2, n);
+    uint32_t at = quant_act_type(L->w_down.type);
+    cpu_ffn_act(b, b->hb, b->hb2, n, hp->n_ff, at);
+    cpu_fresh_input(have, at);
+    cpu_set_mm(&mm[0], b, &L->w_down, b->hb, n, have, NULL, b->xb2, hp->n_embd);
+    cpu_matmul(b->pool, mm, 1, n);
+}
+
+/* One layer over the chunk's n tokens. The residual of the previous layer's FFN (in
+ * xb2) is added into x by this layer's first norm stage (`pending`); this layer's is
+ * left in xb2 the same way. */
 static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t *pos,
                           const int32_t *slot, bool pending)
 {
@@ -327,12 +345,12 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
 
     /* attention block */
     norm_stage(b, n, pending ? b->xb2 : NULL, L->attn_norm.data, L->wq.type, have);
-    set_mm(&mm[0], b, &L->wq, b->xb, n, have, &L->bq, b->q, qdim);
-    set_mm(&mm[1], b, &L->wk, b->xb, n, have, &L->bk, b->k, b->kv_dim);
-    set_mm(&mm[2], b, &L->wv, b->xb, n, have, &L->bv, b->v, b->kv_dim);
+    cpu_set_mm(&mm[0], b, &L->wq, b->xb, n, have, &L->bq, b->q, qdim);
+    cpu_set_mm(&mm[1], b, &L->wk, b->xb, n, have, &L->bk, b->k, b->kv_dim);
+    cpu_set_mm(&mm[2], b, &L->wv, b->xb, n, have, &L->bv, b->v, b->kv_dim);
     cpu_matmul(b->pool, mm, 3, n);
     struct tok_task rt = {.b = b, .n_tok = n, .pos = pos, .slot = slot, .layer = l};
-    run_tokens(b, rope_worker, &rt);
+    cpu_run_tokens(b, rope_worker, &rt);
     int run_start[CPU_CHUNK + 1];
     int n_runs = attn_runs(b, n, slot, run_start);
     struct attn_task at = {b, l, n, pos, slot, n_runs, run_start};
@@ -341,22 +359,43 @@ static void layer_forward(struct bk_backend *b, uint32_t l, int n, const int32_t
     else
         cpu_pool_run(b->pool, attn_worker, &at);
     memset(have, 0, sizeof(have));
-    set_mm(&mm[0], b, &L->wo, b->xb, n, have, NULL, b->xb2, hp->n_embd);
+    cpu_set_mm(&mm[0], b, &L->wo, b->xb, n, have, NULL, b->xb2, hp->n_embd);
     cpu_matmul(b->pool, mm, 1, n);
+    post_norm(b, n, b->xb2, &L->post_attn_norm);
 
     /* feed-forward block */
-    norm_stage(b, n, b->xb2, L->ffn_norm.data, L->w_gate.type, have);
-    set_mm(&mm[0], b, &L->w_gate, b->xb, n, have, NULL, b->hb, hp->n_ff);
-    set_mm(&mm[1], b, &L->w_up, b->xb, n, have, NULL, b->hb2, hp->n_ff);
-    cpu_matmul(b->pool, mm, 2, n);
-    struct tok_task st = {.b = b, .n_tok = n, .act_type = quant_act_type(L->w_down.type)};
-    run_tokens(b, swiglu_worker, &st);
-    fresh_input(have, st.act_type);
-    set_mm(&mm[0], b, &L->w_down, b->hb, n, have, NULL, b->xb2, hp->n_embd);
-    cpu_matmul(b->pool, mm, 1, n);
+    const struct mdl_tensor *first_w = hp->n_expert ? &L->gate_inp : &L->w_gate;
+    norm_stage(b, n, b->xb2, L->ffn_norm.data, first_w->type, have);
+    if (hp->n_expert)
+        cpu_moe_ffn(b, L, n, have);
+    else
+        dense_ffn(b, L, n, have);
+    post_norm(b, n, b->xb2, &L->post_ffn_norm);
 }
 
-/* Runs tokens [0, n) of a chunk (n <= CPU_CHUNK); writes logits rows for the tokens
+/* Embedding rows (times the model's scale) and RoPE tables of a chunk's tokens. */
+static void chunk_inputs(struct bk_backend *b, int n, const int32_t *tokens, const int32_t *pos)
+{
+    const struct mdl_weights *w = b->w;
+    const struct mdl_hparams *hp = &w->hp;
+    size_t erow = quant_row_bytes(w->tok_embd.type, hp->n_embd);
+    for (int t = 0; t < n; t++) {
+        float *x = b->x + (size_t)t * hp->n_embd;
+        quant_dequant_row(w->tok_embd.type,
+                          (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow, x,
+                          hp->n_embd);
+        if (hp->embd_scale != 1.0f)
+            for (uint32_t j = 0; j < hp->n_embd; j++)
+                x[j] *= hp->embd_scale;
+        cpu_rope_table_ext(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], &hp->rope,
+                           b->rope_factors);
+        if (b->rope_swa_own)
+            cpu_rope_table_ext(b->rope_swa + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t],
+                               &hp->rope_swa, b->rope_factors);
+    }
+}
+
+/* Runs tokens [0, n) of a chunk (n <= b->chunk); writes logits rows for the tokens
  * with want set, in order, and returns how many rows it wrote. */
 static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens,
                               const int32_t *pos, const int32_t *slot, const bool *want,
@@ -364,13 +403,7 @@ static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens
 {
     const struct mdl_weights *w = b->w;
     const struct mdl_hparams *hp = &w->hp;
-    size_t erow = quant_row_bytes(w->tok_embd.type, hp->n_embd);
-    for (int t = 0; t < n; t++) {
-        quant_dequant_row(w->tok_embd.type,
-                          (const uint8_t *)w->tok_embd.data + (size_t)tokens[t] * erow,
-                          b->x + (size_t)t * hp->n_embd, hp->n_embd);
-        cpu_rope_table(b->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos[t], hp->rope_freq_base);
-    }
+    chunk_inputs(b, n, tokens, pos);
     for (uint32_t l = 0; l < hp->n_layer; l++)
         layer_forward(b, l, n, pos, slot, l > 0);
     for (size_t i = 0; i < (size_t)n * hp->n_embd; i++)
@@ -388,8 +421,14 @@ static uint32_t chunk_forward(struct bk_backend *b, int n, const int32_t *tokens
     if (m > 0 && logits) {
         bool have[ACT_N] = {false};
         struct cpu_mm mm;
-        set_mm(&mm, b, &w->output, b->xb, (int)m, have, NULL, logits, hp->n_vocab);
+        cpu_set_mm(&mm, b, &w->output, b->xb, (int)m, have, NULL, logits, hp->n_vocab);
         cpu_matmul(b->pool, &mm, 1, (int)m);
+        if (hp->final_softcap > 0.0f) { /* as the reference: scale by 1/c, tanh, scale by c */
+            float c = hp->final_softcap;
+            float inv = 1.0f / c;
+            for (size_t i = 0; i < (size_t)m * hp->n_vocab; i++)
+                logits[i] = tanhf(logits[i] * inv) * c;
+        }
     }
     return m;
 }
@@ -409,8 +448,8 @@ static int cpu_forward(struct bk_backend *b, const struct bk_batch *batch, float
         b->slot_next[s]++;
     }
     float *out = logits;
-    for (uint32_t i0 = 0; i0 < batch->n_tokens; i0 += CPU_CHUNK) {
-        uint32_t n = batch->n_tokens - i0 < CPU_CHUNK ? batch->n_tokens - i0 : CPU_CHUNK;
+    for (uint32_t i0 = 0; i0 < batch->n_tokens; i0 += b->chunk) {
+        uint32_t n = batch->n_tokens - i0 < b->chunk ? batch->n_tokens - i0 : b->chunk;
         uint32_t m = chunk_forward(b, (int)n, batch->tokens + i0, batch->pos + i0, batch->slot + i0,
                                    batch->want_logits ? batch->want_logits + i0 : NULL, out);
         if (out)
@@ -437,22 +476,17 @@ static size_t weight_tensors(struct mdl_weights *w, struct mdl_tensor **out, siz
         ADD(&w->output);
     for (uint32_t l = 0; l < w->hp.n_layer; l++) {
         struct mdl_layer *L = &w->layers[l];
-        ADD(&L->attn_norm);
-        ADD(&L->wq);
-        ADD(&L->wk);
-        ADD(&L->wv);
-        ADD(&L->wo);
-        ADD(&L->bq);
-        ADD(&L->bk);
-        ADD(&L->bv);
-        ADD(&L->ffn_norm);
-        ADD(&L->w_gate);
-        ADD(&L->w_up);
-        ADD(&L->w_down);
+#define ADD_LAYER_(f) ADD(&L->f);
+        MDL_LAYER_TENSORS(ADD_LAYER_)
+#undef ADD_LAYER_
     }
 #undef ADD
     return n;
 }
+
+#define LAYER_TENSOR_COUNT_(f) +1
+enum { N_LAYER_TENSORS = 0 MDL_LAYER_TENSORS(LAYER_TENSOR_COUNT_) };
+#undef LAYER_TENSOR_COUNT_
 
 /* Copies the weights out of the file mapping into one anonymous block backed by
  * transparent huge pages: decode streams every weight once per token, and with 4 KiB
@@ -460,7 +494,7 @@ static size_t weight_tensors(struct mdl_weights *w, struct mdl_tensor **out, siz
  * mapping (returns without copying) when memory is short. */
 static void copy_weights(struct bk_backend *b, const struct mdl_weights *src)
 {
-    size_t cap = 3 + 12 * (size_t)src->hp.n_layer;
+    size_t cap = 3 + N_LAYER_TENSORS * (size_t)src->hp.n_layer;
     struct mdl_tensor **ts = calloc(cap, sizeof(*ts));
     struct mdl_layer *layers = calloc(src->hp.n_layer, sizeof(*layers));
     if (!ts || !layers)
@@ -519,24 +553,76 @@ static void cpu_free(struct bk_backend *b)
     free(b->blob);
     if (b->w == &b->wc)
         free(b->wc.layers);
-    free(b->k_cache);
-    free(b->v_cache);
-    free(b->slot_len);
-    free(b->slot_next);
-    free(b->x);
-    free(b->xb);
-    free(b->xb2);
-    free(b->q);
-    free(b->k);
-    free(b->v);
-    free(b->hb);
-    free(b->hb2);
-    free(b->rope);
+    void *bufs[] = {b->k_cache, b->v_cache, b->slot_len, b->slot_next, b->x, b->xb, b->xb2, b->q,
+                    b->k, b->v, b->hb, b->hb2, b->rope, b->rope_swa, b->scores, b->q16,
+                    b->router, b->exp_id, b->exp_w, b->pair_tok, b->pair_at, b->exp_start,
+                    b->exp_fill, b->moe_act, b->moe_jobs, b->moe_slabs, b->moe_out,
+                    b->shexp_out, b->shexp_gate};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        free(bufs[i]);
     for (int i = 0; i < ACT_N; i++)
         free(b->act[i]);
-    free(b->scores);
-    free(b->q16);
     free(b);
+}
+
+static uint32_t max_u32(uint32_t a, uint32_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Sizes that follow from the model: chunk length, row widths, RoPE tables. */
+static void plan_sizes(struct bk_backend *b, const struct mdl_weights *w)
+{
+    const struct mdl_hparams *hp = &w->hp;
+    uint32_t k = hp->n_expert ? hp->n_expert_used : 1;
+    /* with experts a chunk's routed pairs (chunk * k) stay within CPU_CHUNK rows */
+    b->chunk = max_u32(CPU_CHUNK / k, 16);
+    b->kv_dim = hp->n_head_kv * hp->head_dim;
+    b->ff_cols = max_u32(hp->n_ff, max_u32(k * hp->n_ff_exp, hp->n_ff_shexp));
+    b->max_cols = max_u32(max_u32(hp->n_embd, hp->n_head * hp->head_dim), b->ff_cols);
+    b->rope_factors = bk_rope_factors(w, b->p.n_ctx);
+    b->rope_swa_own = memcmp(&hp->rope, &hp->rope_swa, sizeof(hp->rope)) != 0;
+}
+
+/* The per-chunk scratch buffers (sets *fail when one cannot be allocated). */
+static void alloc_scratch(struct bk_backend *b, int nth, int *fail)
+{
+    const struct mdl_hparams *hp = &b->w->hp;
+    size_t c = b->chunk;
+    size_t k = hp->n_expert ? hp->n_expert_used : 0;
+    b->x = xcalloc(c * hp->n_embd, sizeof(float), fail);
+    b->xb = xcalloc(c * b->max_cols, sizeof(float), fail);
+    b->xb2 = xcalloc(c * hp->n_embd, sizeof(float), fail);
+    b->q = xcalloc(c * hp->n_head * hp->head_dim, sizeof(float), fail);
+    b->k = xcalloc(c * b->kv_dim, sizeof(float), fail);
+    b->v = xcalloc(c * b->kv_dim, sizeof(float), fail);
+    b->hb = xcalloc(c * b->ff_cols, sizeof(float), fail);
+    b->hb2 = xcalloc(c * b->ff_cols, sizeof(float), fail);
+    b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), fail);
+    if (b->rope_swa_own)
+        b->rope_swa = xcalloc(c * (hp->n_rot + 1), sizeof(float), fail);
+    b->act_bytes = c * b->max_cols * 3; /* Q8_0X4B, the widest, is 3 bytes/value */
+    for (int i = 0; i < ACT_N; i++)
+        b->act[i] = xcalloc(b->act_bytes, 1, fail);
+    b->scores = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * b->p.n_ctx, sizeof(float), fail);
+    b->q16 = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * hp->head_dim, sizeof(uint16_t), fail);
+    if (k == 0)
+        return;
+    b->router = xcalloc(c * hp->n_expert, sizeof(float), fail);
+    b->exp_id = xcalloc(c * k, sizeof(int32_t), fail);
+    b->exp_w = xcalloc(c * k, sizeof(float), fail);
+    b->pair_tok = xcalloc(c * k, sizeof(int32_t), fail);
+    b->pair_at = xcalloc(c * k, sizeof(int32_t), fail);
+    b->exp_start = xcalloc(hp->n_expert + 1, sizeof(uint32_t), fail);
+    b->exp_fill = xcalloc(hp->n_expert, sizeof(uint32_t), fail);
+    b->moe_jobs = xcalloc(2 * (size_t)hp->n_expert, sizeof(*b->moe_jobs), fail);
+    b->moe_slabs = xcalloc(2 * (size_t)hp->n_expert, sizeof(*b->moe_slabs), fail);
+    b->moe_act = xcalloc(c * k * hp->n_embd, 3, fail);
+    b->moe_out = xcalloc(c * k * hp->n_embd, sizeof(float), fail);
+    if (hp->n_ff_shexp) {
+        b->shexp_out = xcalloc(c * hp->n_embd, sizeof(float), fail);
+        b->shexp_gate = xcalloc(c, sizeof(float), fail);
+    }
 }
 
 static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const struct bk_params *p,
@@ -557,17 +643,11 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
     b->w = w;
     b->p = *p;
     copy_weights(b, w);
-    b->kv_dim = hp->n_head_kv * hp->head_dim;
-    uint32_t qdim = hp->n_head * hp->head_dim;
-    b->max_cols = hp->n_embd;
-    if (hp->n_ff > b->max_cols)
-        b->max_cols = hp->n_ff;
-    if (qdim > b->max_cols)
-        b->max_cols = qdim;
+    plan_sizes(b, b->w);
     int rc = cpu_pool_new(&b->pool, (int)p->n_threads);
     if (rc < 0) {
         snprintf(err, err_len, "cpu: cannot start worker threads");
-        free(b);
+        cpu_free(b);
         return rc;
     }
     int fail = 0;
@@ -582,23 +662,10 @@ static int cpu_init(struct bk_backend **out, const struct mdl_weights *w, const 
             prefault(b->v_cache, (size_t)kv_elems * sizeof(uint16_t));
         }
     }
-    size_t c = CPU_CHUNK;
     int nth = cpu_pool_size(b->pool);
     b->slot_len = xcalloc(p->n_slots, sizeof(uint32_t), &fail);
     b->slot_next = xcalloc(p->n_slots, sizeof(uint32_t), &fail);
-    b->x = xcalloc(c * hp->n_embd, sizeof(float), &fail);
-    b->xb = xcalloc(c * b->max_cols, sizeof(float), &fail);
-    b->xb2 = xcalloc(c * hp->n_embd, sizeof(float), &fail);
-    b->q = xcalloc(c * qdim, sizeof(float), &fail);
-    b->k = xcalloc(c * b->kv_dim, sizeof(float), &fail);
-    b->v = xcalloc(c * b->kv_dim, sizeof(float), &fail);
-    b->hb = xcalloc(c * hp->n_ff, sizeof(float), &fail);
-    b->hb2 = xcalloc(c * hp->n_ff, sizeof(float), &fail);
-    b->rope = xcalloc(c * (hp->n_rot + 1), sizeof(float), &fail);
-    for (int i = 0; i < ACT_N; i++)
-        b->act[i] = xcalloc(c * b->max_cols, 3, &fail); /* Q8_0X4B, the widest, is 3 bytes/value */
-    b->scores = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * p->n_ctx, sizeof(float), &fail);
-    b->q16 = xcalloc((size_t)nth * CPU_ATTN_MAX_Q * hp->head_dim, sizeof(uint16_t), &fail);
+    alloc_scratch(b, nth, &fail);
     if (fail) {
         snprintf(err, err_len, "cpu: out of memory for a KV cache of %u slots x %u positions",
                  p->n_slots, p->n_ctx);

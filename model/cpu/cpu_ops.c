@@ -11,6 +11,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MM_ROW_BLOCK 16
@@ -26,15 +27,36 @@ void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t n, float ep
         out[i] = (x[i] * scale) * w[i];
 }
 
-void cpu_rope_table(float *cs, int n_rot, int pos, float freq_base)
+void cpu_rope_table_ext(float *cs, int n_rot, int pos, const struct mdl_rope *r,
+                        const float *factors)
 {
-    float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float theta_scale = powf(r->freq_base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
-        cs[2 * i] = cosf(theta);
-        cs[2 * i + 1] = sinf(theta);
+        float ff = factors ? factors[i] : 1.0f;
+        float a = r->freq_scale * (theta / ff);
+        cs[2 * i] = cosf(a) * r->attn_factor;
+        cs[2 * i + 1] = sinf(a) * r->attn_factor;
         theta *= theta_scale;
     }
+}
+
+void cpu_rope_table(float *cs, int n_rot, int pos, float freq_base)
+{
+    struct mdl_rope r = {freq_base, 1.0f, 1.0f};
+    cpu_rope_table_ext(cs, n_rot, pos, &r, NULL);
+}
+
+float cpu_gelu(float x)
+{
+    if (x <= -10.0f)
+        return 0.0f;
+    if (x >= 10.0f)
+        return x;
+    float h = quant_fp16_to_fp32(quant_fp32_to_fp16(x));
+    float g = 0.5f * h * (1.0f + tanhf(0.79788456080286535587989211986876f * h *
+                                      (1.0f + 0.044715f * h * h)));
+    return quant_fp16_to_fp32(quant_fp32_to_fp16(g));
 }
 
 void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, bool neox)
@@ -69,6 +91,24 @@ void cpu_softmax(float *x, int n)
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
+
+/* s = c * tanh(s / c) over n scores (c 0: unchanged), as the reference caps them: the
+ * division is a multiplication by 1/c. */
+static void softcap_scores(float *s, int n, float c)
+{
+    if (c <= 0.0f)
+        return;
+    float inv = 1.0f / c;
+    for (int i = 0; i < n; i++)
+        s[i] = tanhf(s[i] * inv) * c;
+}
+
+/* What a tile needs besides its queries: each query's first visible position (relative
+ * to the K/V rows it is given) and the score soft-cap. */
+struct attn_extra {
+    const int *first;
+    float softcap;
+};
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -181,7 +221,7 @@ static inline __attribute__((always_inline)) AVX512 __m512 dot16(const float *ks
 static inline __attribute__((always_inline)) AVX512 void attn_tile(
     const int NQ, const int NV, float *const *out, const uint16_t *q16, const int *n_pos,
     const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale, float *scores,
-    size_t sstride)
+    size_t sstride, const struct attn_extra *ex)
 {
     __m512 qv[CPU_ATTN_MAX_Q][16], acc[CPU_ATTN_MAX_Q][16];
     int lo = n_pos[0], hi = n_pos[0];
@@ -233,7 +273,9 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
     }
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) {
-        softmax_f16_avx512(scores + (size_t)i * sstride, n_pos[i]);
+        float *si = scores + (size_t)i * sstride + ex->first[i];
+        softcap_scores(si, n_pos[i] - ex->first[i], ex->softcap);
+        softmax_f16_avx512(si, n_pos[i] - ex->first[i]);
 #pragma GCC unroll 16
         for (int j = 0; j < NV; j++)
             acc[i][j] = _mm512_setzero_ps();
@@ -243,7 +285,7 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
         widen_row(v + (size_t)t * kv_stride, vv, NV);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
-            if (t >= lo && t >= n_pos[i])
+            if ((t >= lo && t >= n_pos[i]) || t < ex->first[i])
                 continue;
             __m512 p = _mm512_set1_ps(scores[(size_t)i * sstride + t]);
 #pragma GCC unroll 16
@@ -258,12 +300,13 @@ static inline __attribute__((always_inline)) AVX512 void attn_tile(
             _mm512_storeu_ps(out[i] + 16 * j, acc[i][j]);
 }
 
-#define ATTN_ARGS out, q16, n_pos, k, v, kv_stride, scale, scores, sstride
+#define ATTN_ARGS out, q16, n_pos, k, v, kv_stride, scale, scores, sstride, ex
 #define ATTN_FN(nv, nq)                                                                    \
     static AVX512 void attn_##nv##_##nq(float *const *out, const uint16_t *q16,            \
                                         const int *n_pos, const uint16_t *k,               \
                                         const uint16_t *v, size_t kv_stride, float scale,  \
-                                        float *scores, size_t sstride)                     \
+                                        float *scores, size_t sstride,                     \
+                                        const struct attn_extra *ex)                       \
     {                                                                                      \
         attn_tile(nq, nv, ATTN_ARGS);                                                      \
     }
@@ -277,9 +320,9 @@ ATTN_FN(8, 2)
 /* One query, any head_dim that is a multiple of 16 up to 256. */
 static AVX512 void attn_one(int nv, float *const *out, const uint16_t *q16, const int *n_pos,
                             const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale,
-                            float *scores, size_t sstride)
+                            float *scores, size_t sstride, const struct attn_extra *ex)
 {
-    attn_tile(1, nv, out, q16, n_pos, k, v, kv_stride, scale, scores, sstride);
+    attn_tile(1, nv, out, q16, n_pos, k, v, kv_stride, scale, scores, sstride, ex);
 }
 
 #if !defined(__clang__)
@@ -288,11 +331,12 @@ static AVX512 void attn_one(int nv, float *const *out, const uint16_t *q16, cons
 
 typedef void (*attn_fn)(float *const *out, const uint16_t *q16, const int *n_pos,
                         const uint16_t *k, const uint16_t *v, size_t kv_stride, float scale,
-                        float *scores, size_t sstride);
+                        float *scores, size_t sstride, const struct attn_extra *ex);
 
 static bool attention_avx512(int nq, float *const *out, const uint16_t *q16, const int *n_pos,
                              const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
-                             float scale, float *scores, size_t sstride)
+                             float scale, float *scores, size_t sstride,
+                             const struct attn_extra *ex)
 {
     if (strcmp(quant_simd_name(), "avx512vnni") != 0 || head_dim % 16 || head_dim > 256)
         return false;
@@ -306,55 +350,75 @@ static bool attention_avx512(int nq, float *const *out, const uint16_t *q16, con
         float *const *o = out + i;
         const uint16_t *qi = q16 + (size_t)i * head_dim;
         float *si = scores + (size_t)i * sstride;
+        struct attn_extra exi = {ex->first + i, ex->softcap};
         if (nv == 4)
-            hd64[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
+            hd64[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride, &exi);
         else if (nv == 8)
-            hd128[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
+            hd128[n - 1](o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride, &exi);
         else
-            attn_one(nv, o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride);
+            attn_one(nv, o, qi, n_pos + i, k, v, kv_stride, scale, si, sstride, &exi);
     }
     return true;
 }
 #endif
 
-/* One query with the plain C kernels (the reference for the SIMD one). */
+/* One query with the plain C kernels (the reference for the SIMD one), over positions
+ * [first, n_pos). */
 static void attention_plain(float *out, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
-                            size_t kv_stride, int n_pos, int head_dim, float scale, float *scores)
+                            size_t kv_stride, int first, int n_pos, int head_dim, float scale,
+                            float softcap, float *scores)
 {
     quant_dot_fn dot = quant_dot(GGML_TYPE_F16);
     quant_axpy_fn axpy = quant_axpy_f16();
-    for (int t = 0; t < n_pos; t++)
+    for (int t = first; t < n_pos; t++)
         scores[t] = dot(head_dim, k + (size_t)t * kv_stride, q16) * scale;
-    cpu_softmax(scores, n_pos);
+    softcap_scores(scores + first, n_pos - first, softcap);
+    cpu_softmax(scores + first, n_pos - first);
     for (int d = 0; d < head_dim; d++)
         out[d] = 0.0f;
-    for (int t = 0; t < n_pos; t++) {
+    for (int t = first; t < n_pos; t++) {
         float p = quant_fp16_to_fp32(quant_fp32_to_fp16(scores[t]));
         axpy(head_dim, p, v + (size_t)t * kv_stride, out);
     }
 }
 
-void cpu_attention_multi(int nq, float *const *out, const float *const *q, const int *n_pos,
-                         const uint16_t *k, const uint16_t *v, size_t kv_stride, int head_dim,
-                         float scale, float *scores, size_t scores_stride, uint16_t *q16)
+void cpu_attention_multi(int nq, float *const *out, const float *const *q, const int *first,
+                         const int *n_pos, const uint16_t *k, const uint16_t *v, size_t kv_stride,
+                         int head_dim, float scale, float softcap, float *scores,
+                         size_t scores_stride, uint16_t *q16)
 {
-    for (int i = 0; i < nq; i++)
+    /* Skip the positions no query sees, in whole blocks of 16 so that every position
+     * keeps the kernel path (block or tail) it has when its query runs alone. */
+    int lo = INT32_MAX;
+    int rel_first[CPU_ATTN_MAX_Q];
+    int rel_pos[CPU_ATTN_MAX_Q];
+    for (int i = 0; i < nq; i++) {
+        int f = first ? first[i] : 0;
+        lo = f / 16 * 16 < lo ? f / 16 * 16 : lo;
+    }
+    for (int i = 0; i < nq; i++) {
+        rel_first[i] = (first ? first[i] : 0) - lo;
+        rel_pos[i] = n_pos[i] - lo;
         quant_fp32_to_fp16_row(q[i], q16 + (size_t)i * head_dim, head_dim);
+    }
+    k += (size_t)lo * kv_stride;
+    v += (size_t)lo * kv_stride;
 #if defined(__x86_64__)
-    if (attention_avx512(nq, out, q16, n_pos, k, v, kv_stride, head_dim, scale, scores,
-                         scores_stride))
+    struct attn_extra ex = {rel_first, softcap};
+    if (attention_avx512(nq, out, q16, rel_pos, k, v, kv_stride, head_dim, scale, scores,
+                         scores_stride, &ex))
         return;
 #endif
     for (int i = 0; i < nq; i++)
-        attention_plain(out[i], q16 + (size_t)i * head_dim, k, v, kv_stride, n_pos[i], head_dim,
-                        scale, scores + (size_t)i * scores_stride);
+        attention_plain(out[i], q16 + (size_t)i * head_dim, k, v, kv_stride, rel_first[i],
+                        rel_pos[i], head_dim, scale, softcap, scores + (size_t)i * scores_stride);
 }
 
 void cpu_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                    size_t kv_stride, int n_pos, int head_dim, float scale, float *scores,
                    uint16_t *q16)
 {
-    cpu_attention_multi(1, &out, &q, &n_pos, k, v, kv_stride, head_dim, scale, scores,
+    cpu_attention_multi(1, &out, &q, NULL, &n_pos, k, v, kv_stride, head_dim, scale, 0.0f, scores,
                         (size_t)n_pos, q16);
 }
 
@@ -409,7 +473,7 @@ static void mm_worker(void *ctx, int ith, int nth)
         int64_t r0 = per * ith;
         int64_t r1 = r0 + per < rows ? r0 + per : rows;
         if (r0 < r1)
-            mm_job_rows(j, r0, r1, tk->n_tok);
+            mm_job_rows(j, r0, r1, j->n_tok ? j->n_tok : tk->n_tok);
     }
 }
 

@@ -580,7 +580,11 @@ static int split_special(const struct tok_vocab *v, const char *text, int32_t id
                 return TOK_ENOMEM;
             if (frags_push(out, at, sl, id))
                 return TOK_ENOMEM;
-            pos = from = at + sl;
+            pos = at + sl;
+            while (v->rstrip && v->rstrip[id] && pos < end && strchr(" \t\n\v\f\r", text[pos]) &&
+                   text[pos])
+                pos++;
+            from = pos;
         }
         if (end > pos && frags_push(out, pos, end - pos, -1))
             return TOK_ENOMEM;

@@ -34,6 +34,8 @@ struct tok_vocab {
 
     int32_t *specials;   /* CONTROL / USER_DEFINED / UNKNOWN ids, longest text first */
     size_t n_specials;
+    uint8_t *rstrip;     /* [n_vocab] or NULL: whitespace after the token's text is absorbed
+                            when the text is matched as the token (phi-3 vocabularies) */
 
     char *piece;         /* rendered pieces (special tokens as text) */
     uint64_t *piece_off; /* [n_vocab + 1] */

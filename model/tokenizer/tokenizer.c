@@ -465,6 +465,37 @@ static int build_specials(struct tok_vocab *v)
     return 0;
 }
 
+/* Phi-3 vocabularies: as the reference does for a model whose general.name contains
+ * "phi-3" or "phi3", every special token absorbs the whitespace after it (the newline
+ * after <|user|>, <|end|>, <|assistant|> in its chat format), except <unk>, <s> and
+ * <|endoftext|>; so does </s>. */
+static int mark_rstrip(struct tok_vocab *v, const struct gguf_file *f)
+{
+    char *name = NULL;
+    const struct gguf_kv *kv = gguf_find_kv(f, "general.name");
+    if (!kv || kv->type != GGUF_TYPE_STRING || gguf_get_str(f, "general.name", &name) != 0)
+        return 0;
+    for (char *c = name; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    bool phi3 = strstr(name, "phi-3") || strstr(name, "phi3");
+    free(name);
+    if (!phi3)
+        return 0;
+    v->rstrip = calloc((size_t)v->n_vocab, 1);
+    if (!v->rstrip)
+        return TOK_ENOMEM;
+    for (size_t i = 0; i < v->n_specials; i++)
+        v->rstrip[v->specials[i]] = 1;
+    int32_t id = tok_find(v, "</s>");
+    if (id >= 0)
+        v->rstrip[id] = 1;
+    static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+    for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+        if ((id = tok_find(v, keep[k])) >= 0)
+            v->rstrip[id] = 0;
+    return 0;
+}
+
 /* Renders token i into out (at most its text length + 0 extra bytes: pieces never
  * grow, SPM "▁" -> " " and BPE code points -> bytes shrink). */
 static size_t render_piece(const struct tok_vocab *v, int32_t i, char *out)
@@ -585,6 +616,8 @@ int tok_load(struct tok_vocab **out, const struct gguf_file *f, char *err, size_
         build_byte_tokens(v);
         rc = build_specials(v);
         if (!rc)
+            rc = mark_rstrip(v, f);
+        if (!rc)
             rc = build_pieces(v);
         if (rc)
             fail(err, err_len, rc, "out of memory");
@@ -612,6 +645,7 @@ void tok_free(struct tok_vocab *v)
     free(v->mkey);
     free(v->mval);
     free(v->specials);
+    free(v->rstrip);
     free(v->piece);
     free(v->piece_off);
     free(v);

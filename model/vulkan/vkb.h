@@ -48,6 +48,16 @@ enum vkb_pipe_id {
     VKB_P_ADD,
     VKB_P_QUANT_Q8_0,
     VKB_P_QUANT_Q8_K,
+    VKB_P_GELU_MUL,
+    VKB_P_SCALE,
+    VKB_P_MOE_ROUTE,
+    VKB_P_MOE_COMBINE,
+    VKB_P_MATVEC_ID_F32, /* expert mat-vecs (MoE), same type order as VKB_P_MATVEC_* */
+    VKB_P_MATVEC_ID_F16,
+    VKB_P_MATVEC_ID_Q8_0,
+    VKB_P_MATVEC_ID_Q4_0,
+    VKB_P_MATVEC_ID_Q4_K,
+    VKB_P_MATVEC_ID_Q6_K,
     VKB_P_COUNT
 };
 
@@ -182,6 +192,19 @@ int vkb_op_quant_q8(struct vkb_ctx *c, struct vkb_view x, uint32_t k, uint32_t m
 int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view x,
                   const struct vkb_xq *xq, struct vkb_view y, uint32_t m, struct vkb_buf *bias,
                   uint32_t flags, char *err, size_t err_len);
+/* The same product for routed pairs (mixture of experts): w holds n_mat matrices of
+ * rows_per rows; pair y < m multiplies matrix ids[ids_off + y] by activation row
+ * y / x_div and writes row y of out. Mat-vec kernels only (each pair its own matrix). */
+struct vkb_moe_mm {
+    uint32_t rows_per;
+    uint32_t n_mat;
+    struct vkb_buf *ids;
+    uint32_t ids_off;
+    uint32_t x_div;
+};
+int vkb_op_matmul_id(struct vkb_ctx *c, const struct vkb_weight *w, const struct vkb_moe_mm *e,
+                     struct vkb_view x, const struct vkb_xq *xq, struct vkb_view y, uint32_t m,
+                     char *err, size_t err_len);
 /* out[j] = rows tokens[j] of the embedding matrix (ints at info[tok_off + j]), j < m. */
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
                     uint32_t tok_off, struct vkb_view out, uint32_t m, char *err, size_t err_len);
@@ -189,6 +212,12 @@ int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_bu
 int vkb_op_rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
                    struct vkb_view out, uint32_t n, uint32_t m, float eps, struct vkb_buf *info,
                    int32_t idx_off, char *err, size_t err_len);
+/* The rmsnorm of m * per_row pieces of n values: piece j is values (j % per_row) * n ..
+ * of row j / per_row (per-head norms; in and out may be the same view); flags
+ * VKB_NORM_ACCUMULATE adds the result into out. */
+int vkb_op_rmsnorm_rows(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
+                        struct vkb_view out, uint32_t n, uint32_t m, uint32_t per_row, float eps,
+                        uint32_t flags, char *err, size_t err_len);
 
 struct vkb_rope_args {
     uint32_t n_heads; /* heads per row to rotate (q heads then k heads) */
@@ -222,20 +251,121 @@ struct vkb_attn_args {
     uint32_t n_ctx;
     uint32_t pos_off;
     uint32_t slot_off;
-    float scale;
+    float scale;      /* applied to q.k first */
+    float softcap;    /* then c * tanh(s / c); 0 = none */
+    float post_scale; /* then this factor */
+    uint32_t n_swa;   /* window: positions pos - n_swa < j <= pos; 0 = all <= pos */
 };
-/* out[t][h] = softmax(q_h k^T * scale over positions <= pos[t]) v, per head. */
+/* out[t][h] = softmax(scores of q_h over the visible positions) v, per head. */
 int vkb_op_attn(struct vkb_ctx *c, struct vkb_view q, struct vkb_buf *kc, struct vkb_buf *vc,
                 struct vkb_buf *info, const struct vkb_attn_args *a, struct vkb_view out,
                 uint32_t m, char *err, size_t err_len);
 /* out[t][i] = silu(g[t][i]) * u[t][i] for i < n. */
 int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u, struct vkb_view out,
                     uint32_t n, uint32_t m, char *err, size_t err_len);
+/* out[t][i] = act(g[t][i]) * u[t][i] with the model's FFN activation (glu.comp). */
+int vkb_op_glu(struct vkb_ctx *c, enum mdl_ffn_act act, struct vkb_view g, struct vkb_view u,
+               struct vkb_view out, uint32_t n, uint32_t m, char *err, size_t err_len);
+/* In place over m rows of n: y *= s (cap 0), or y = tanh(y * (1/cap)) * cap. */
+int vkb_op_scale(struct vkb_ctx *c, struct vkb_view y, uint32_t n, uint32_t m, float s, float cap,
+                 char *err, size_t err_len);
+/* Router: softmax of each of m rows of n_expert logits, the k best experts (ids[t*k+j],
+ * best first) and their weights w[t*k+j], renormalised when norm. */
+int vkb_op_moe_route(struct vkb_ctx *c, struct vkb_buf *logits, struct vkb_buf *ids,
+                     struct vkb_buf *w, uint32_t n_expert, uint32_t k, uint32_t m, bool norm,
+                     char *err, size_t err_len);
+/* x[t] (rows of n, offset 0) += sum_j w[t*k+j] * eo[t*k+j] (+ sigmoid(sg[t]) * sh[t]
+ * when sh is not NULL). */
+int vkb_op_moe_combine(struct vkb_ctx *c, struct vkb_buf *x, struct vkb_buf *eo,
+                       struct vkb_buf *w, struct vkb_buf *sh, struct vkb_buf *sg, uint32_t n,
+                       uint32_t m, uint32_t k, char *err, size_t err_len);
 /* y[t][i] += x[t][i] for i < n. */
 int vkb_op_add(struct vkb_ctx *c, struct vkb_view x, struct vkb_view y, uint32_t n, uint32_t m,
                char *err, size_t err_len);
 
-/* Cos/sin table for rope: [n_ctx][n_rot/2] pairs, computed in double. Caller frees. */
-float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, float freq_base);
+/* Cos/sin table for rope: [n_ctx][n_rot/2] pairs, computed in double: the angle of pair
+ * i at position p is p * freq_scale * base^(-2i/n_rot) / factors[i] (factors may be
+ * NULL), cos and sin times attn_factor (struct mdl_rope). Caller frees. */
+float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, const struct mdl_rope *r,
+                      const float *factors);
+
+/* ---- the model on the device (vkb_forward.c: weights, buffers, chunks; vkb_layer.c:
+ * the layers' dispatches) ---- */
+
+#define VKB_MAX_TOKENS 256u
+#define VKB_MAX_LOGITS 64u
+
+/* Offsets (in ints) of the per-token inputs in the info buffer. */
+enum {
+    VKB_INFO_TOK = 0,
+    VKB_INFO_POS = VKB_MAX_TOKENS,
+    VKB_INFO_SLOT = 2 * VKB_MAX_TOKENS,
+    VKB_INFO_OUT = 3 * VKB_MAX_TOKENS,
+    VKB_INFO_INTS = 4 * VKB_MAX_TOKENS
+};
+
+struct vkb_layer {
+    struct vkb_buf attn_norm;
+    struct vkb_buf ffn_norm;
+    struct vkb_weight wq, wk, wv, wo;
+    struct vkb_weight gate, up, down;
+    struct vkb_buf bq, bk, bv;
+    bool has_bias;
+    struct vkb_buf q_norm, k_norm;        /* [head_dim] when has_qk_norm */
+    bool has_qk_norm;
+    struct vkb_buf post_attn_norm;        /* [n_embd] when has_post_norms */
+    struct vkb_buf post_ffn_norm;
+    bool has_post_norms;
+    bool swa;                             /* sliding window and its RoPE table */
+    struct vkb_weight gate_inp;           /* router [n_embd] x n_expert (F32) */
+    struct vkb_weight gate_exps, up_exps; /* n_expert matrices of n_ff_exp rows */
+    struct vkb_weight down_exps;          /* n_expert matrices of n_embd rows */
+    struct vkb_weight gate_shexp, up_shexp, down_shexp, gate_inp_shexp;
+    bool has_shexp;
+    struct vkb_buf kc; /* [n_slots][n_ctx][kv_dim] F16 */
+    struct vkb_buf vc;
+};
+
+struct bk_backend {
+    struct vkb_ctx *c;
+    struct mdl_hparams hp;
+    uint32_t n_slots;
+    uint32_t n_ctx;
+    uint32_t q_dim;   /* n_head * head_dim */
+    uint32_t kv_dim;  /* n_head_kv * head_dim */
+    uint32_t qkv_dim; /* q_dim + 2 * kv_dim */
+    uint32_t ff_cols; /* columns of an ff row: max(2 n_ff, 2 k n_ff_exp, 2 n_ff_shexp) */
+    struct vkb_weight tok_embd;
+    struct vkb_weight output; /* unused when tied */
+    bool output_tied;
+    struct vkb_buf output_norm;
+    struct vkb_layer *layers;   /* [n_layer] */
+    struct vkb_buf rope_tab;    /* [n_ctx][n_rot/2] (cos, sin) */
+    struct vkb_buf rope_swa;    /* the sliding-window layers' table, when it differs */
+    bool rope_swa_own;
+    struct vkb_buf info;        /* host-visible ints, see VKB_INFO_* */
+    struct vkb_buf x;           /* [T][n_embd] residual stream */
+    struct vkb_buf h;           /* [T][n_embd] normed; also an output before a post-norm */
+    struct vkb_buf qkv;         /* [T][qkv_dim] */
+    struct vkb_buf att;         /* [T][q_dim] */
+    struct vkb_buf ff;          /* [T][ff_cols] gate | up (experts: per routed pair) */
+    struct vkb_buf hout;        /* [L][n_embd] final norm of wanted rows */
+    struct vkb_buf logits;      /* [L][n_vocab] */
+    struct vkb_buf logits_host; /* readback copy when logits is not mapped */
+    struct vkb_buf xq_q;        /* [T][k_max/4] int8 activations for quantized weights */
+    struct vkb_buf xq_s;        /* [T][k_max/32] their scales */
+    struct vkb_xq xq;
+    struct vkb_buf router;      /* [T][n_expert] router logits */
+    struct vkb_buf moe_ids;     /* [T][k] chosen experts */
+    struct vkb_buf moe_w;       /* [T][k] their weights */
+    struct vkb_buf moe_out;     /* [T][k][n_embd] each pair's expert output */
+    struct vkb_buf sh_out;      /* [T][n_embd] shared expert output */
+    struct vkb_buf sh_gate;     /* [T] its gate logit */
+    uint32_t *slot_len; /* [n_slots] positions held */
+    char err[256];
+};
+
+/* Records the dispatches of one layer for the m tokens of the chunk (vkb_layer.c). */
+int vkb_record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m);
 
 #endif

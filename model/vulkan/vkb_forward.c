@@ -12,16 +12,9 @@
  * logits NULL means none are computed; a batch that does not continue its slots is
  * refused (-EINVAL) before anything runs.
  *
- * Per layer (barriers only between dependent steps):
- *   h = rmsnorm(x) * attn_norm
- *   qkv = [h Wq + bq | h Wk + bk | h Wv + bv]       three mat-muls, no barrier between
- *   rope(q heads, k heads) in place; k, v -> F16 cache at [slot][pos]
- *   att = attention(q, cache); x += att Wo           (mat-mul accumulate flag)
- *   h = rmsnorm(x) * ffn_norm
- *   ff = [h Wgate | h Wup]; ff_gate = silu(gate) * up; x += ff_gate Wdown
- * Every mat-mul input that meets quantized weights is first quantized to int8 blocks
- * (vkb_op_quant_q8), as the reference does.
- * then the final norm of only the rows whose logits are wanted and the output matrix.
+ * A chunk: embedding rows (times gemma's scale), the layers (vkb_layer.c), then the
+ * final norm of only the rows whose logits are wanted, the output matrix and gemma2's
+ * final soft-cap.
  */
 #include "vkb.h"
 
@@ -32,59 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define VKB_MAX_TOKENS 256u
-#define VKB_MAX_LOGITS 64u
-
-struct vkb_layer {
-    struct vkb_buf attn_norm;
-    struct vkb_buf ffn_norm;
-    struct vkb_weight wq, wk, wv, wo;
-    struct vkb_weight gate, up, down;
-    struct vkb_buf bq, bk, bv;
-    bool has_bias;
-    struct vkb_buf kc; /* [n_slots][n_ctx][kv_dim] F16 */
-    struct vkb_buf vc;
-};
-
-/* Offsets (in ints) of the per-token inputs in the info buffer. */
-enum {
-    INFO_TOK = 0,
-    INFO_POS = VKB_MAX_TOKENS,
-    INFO_SLOT = 2 * VKB_MAX_TOKENS,
-    INFO_OUT = 3 * VKB_MAX_TOKENS,
-    INFO_INTS = 4 * VKB_MAX_TOKENS
-};
-
-struct bk_backend {
-    struct vkb_ctx *c;
-    struct mdl_hparams hp;
-    uint32_t n_slots;
-    uint32_t n_ctx;
-    uint32_t q_dim;   /* n_head * head_dim */
-    uint32_t kv_dim;  /* n_head_kv * head_dim */
-    uint32_t qkv_dim; /* q_dim + 2 * kv_dim */
-    struct vkb_weight tok_embd;
-    struct vkb_weight output; /* unused when tied */
-    bool output_tied;
-    struct vkb_buf output_norm;
-    struct vkb_layer *layers;   /* [n_layer] */
-    struct vkb_buf rope_tab;    /* [n_ctx][n_rot/2] (cos, sin) */
-    struct vkb_buf info;        /* host-visible ints, see INFO_* */
-    struct vkb_buf x;           /* [T][n_embd] residual stream */
-    struct vkb_buf h;           /* [T][n_embd] normed */
-    struct vkb_buf qkv;         /* [T][qkv_dim] */
-    struct vkb_buf att;         /* [T][q_dim] */
-    struct vkb_buf ff;          /* [T][2 * n_ff] gate | up */
-    struct vkb_buf hout;        /* [L][n_embd] final norm of wanted rows */
-    struct vkb_buf logits;      /* [L][n_vocab] */
-    struct vkb_buf logits_host; /* readback copy when logits is not mapped */
-    struct vkb_buf xq_q;        /* [T][k_max/4] int8 activations for quantized weights */
-    struct vkb_buf xq_s;        /* [T][k_max/32] their scales */
-    struct vkb_xq xq;
-    uint32_t *slot_len; /* [n_slots] positions held */
-    char err[256];
-};
 
 /* ---- init ---- */
 
@@ -123,13 +63,44 @@ static int check_hparams(const struct mdl_hparams *hp, char *err, size_t err_len
     if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim == 0 ||
         hp->head_dim % 2 || hp->head_dim > VKB_HEAD_DIM_MAX || hp->n_rot > hp->head_dim ||
         hp->n_rot % 2 || hp->n_embd % 32 || hp->n_ff % 32 || (hp->n_head * hp->head_dim) % 32 ||
-        hp->n_vocab == 0 || hp->n_layer == 0) {
+        hp->n_vocab == 0 || hp->n_layer == 0 || hp->n_ff_exp % 32 || hp->n_ff_shexp % 32 ||
+        hp->n_expert_used > VKB_MOE_MAX_USED) {
         snprintf(err, err_len,
                  "vulkan: unsupported shape (n_embd %u, n_ff %u, %u heads / %u kv, head_dim %u, "
-                 "n_rot %u)",
-                 hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot);
+                 "n_rot %u, experts %u of %u, %u wide)",
+                 hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot,
+                 hp->n_expert_used, hp->n_expert, hp->n_ff_exp);
         return -1;
     }
+    return 0;
+}
+
+/* The expert tensors (and qwen2moe's shared expert) of a layer. */
+static int experts_init(struct bk_backend *b, struct vkb_layer *l, const struct mdl_layer *m,
+                        char *err, size_t err_len)
+{
+    struct vkb_ctx *c = b->c;
+    const struct mdl_hparams *hp = &b->hp;
+    uint64_t E = hp->n_embd;
+    uint64_t nx = (uint64_t)hp->n_expert * hp->n_ff_exp;
+    if (upload_matrix(c, &l->gate_inp, &m->gate_inp, E, hp->n_expert, "ffn_gate_inp", err,
+                      err_len) < 0 ||
+        upload_matrix(c, &l->gate_exps, &m->gate_exps, E, nx, "ffn_gate_exps", err, err_len) < 0 ||
+        upload_matrix(c, &l->up_exps, &m->up_exps, E, nx, "ffn_up_exps", err, err_len) < 0 ||
+        upload_matrix(c, &l->down_exps, &m->down_exps, hp->n_ff_exp, E * hp->n_expert,
+                      "ffn_down_exps", err, err_len) < 0)
+        return -1;
+    l->has_shexp = m->gate_shexp.data != NULL;
+    uint64_t S = hp->n_ff_shexp;
+    if (l->has_shexp &&
+        (upload_matrix(c, &l->gate_inp_shexp, &m->gate_inp_shexp, E, 1, "ffn_gate_inp_shexp", err,
+                       err_len) < 0 ||
+         upload_matrix(c, &l->gate_shexp, &m->gate_shexp, E, S, "ffn_gate_shexp", err, err_len) <
+             0 ||
+         upload_matrix(c, &l->up_shexp, &m->up_shexp, E, S, "ffn_up_shexp", err, err_len) < 0 ||
+         upload_matrix(c, &l->down_shexp, &m->down_shexp, S, E, "ffn_down_shexp", err, err_len) <
+             0))
+        return -1;
     return 0;
 }
 
@@ -143,17 +114,37 @@ static int layer_init(struct bk_backend *b, struct vkb_layer *l, const struct md
         upload_matrix(c, &l->wq, &m->wq, hp->n_embd, b->q_dim, "attn_q", err, err_len) < 0 ||
         upload_matrix(c, &l->wk, &m->wk, hp->n_embd, b->kv_dim, "attn_k", err, err_len) < 0 ||
         upload_matrix(c, &l->wv, &m->wv, hp->n_embd, b->kv_dim, "attn_v", err, err_len) < 0 ||
-        upload_matrix(c, &l->wo, &m->wo, b->q_dim, hp->n_embd, "attn_output", err, err_len) < 0 ||
-        upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err, err_len) <
-            0 ||
-        upload_matrix(c, &l->up, &m->w_up, hp->n_embd, hp->n_ff, "ffn_up", err, err_len) < 0 ||
-        upload_matrix(c, &l->down, &m->w_down, hp->n_ff, hp->n_embd, "ffn_down", err, err_len) < 0)
+        upload_matrix(c, &l->wo, &m->wo, b->q_dim, hp->n_embd, "attn_output", err, err_len) < 0)
         return -1;
+    if (hp->n_expert) {
+        if (experts_init(b, l, m, err, err_len) < 0)
+            return -1;
+    } else if (upload_matrix(c, &l->gate, &m->w_gate, hp->n_embd, hp->n_ff, "ffn_gate", err,
+                             err_len) < 0 ||
+               upload_matrix(c, &l->up, &m->w_up, hp->n_embd, hp->n_ff, "ffn_up", err, err_len) <
+                   0 ||
+               upload_matrix(c, &l->down, &m->w_down, hp->n_ff, hp->n_embd, "ffn_down", err,
+                             err_len) < 0) {
+        return -1;
+    }
     l->has_bias = m->bq.data != NULL;
     if (l->has_bias && (upload_f32(c, &l->bq, &m->bq, b->q_dim, "attn_q.bias", err, err_len) < 0 ||
                         upload_f32(c, &l->bk, &m->bk, b->kv_dim, "attn_k.bias", err, err_len) < 0 ||
                         upload_f32(c, &l->bv, &m->bv, b->kv_dim, "attn_v.bias", err, err_len) < 0))
         return -1;
+    l->has_qk_norm = m->q_norm.data != NULL;
+    if (l->has_qk_norm &&
+        (upload_f32(c, &l->q_norm, &m->q_norm, hp->head_dim, "attn_q_norm", err, err_len) < 0 ||
+         upload_f32(c, &l->k_norm, &m->k_norm, hp->head_dim, "attn_k_norm", err, err_len) < 0))
+        return -1;
+    l->has_post_norms = m->post_attn_norm.data != NULL;
+    if (l->has_post_norms &&
+        (upload_f32(c, &l->post_attn_norm, &m->post_attn_norm, hp->n_embd, "post_attention_norm",
+                    err, err_len) < 0 ||
+         upload_f32(c, &l->post_ffn_norm, &m->post_ffn_norm, hp->n_embd, "post_ffw_norm", err,
+                    err_len) < 0))
+        return -1;
+    l->swa = m->swa;
     VkDeviceSize kv_bytes = (VkDeviceSize)b->n_slots * b->n_ctx * b->kv_dim * 2;
     if (vkb_buf_new(c, &l->kc, kv_bytes, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &l->vc, kv_bytes, VKB_MEM_DEVICE, err, err_len) < 0)
@@ -164,42 +155,83 @@ static int layer_init(struct bk_backend *b, struct vkb_layer *l, const struct md
     return 0;
 }
 
-static int activations_init(struct bk_backend *b, char *err, size_t err_len)
+static uint32_t max_u32(uint32_t a, uint32_t b)
+{
+    return a > b ? a : b;
+}
+
+/* A RoPE table [n_ctx][n_rot/2] (cos, sin) uploaded into buf. */
+static int rope_init(struct bk_backend *b, struct vkb_buf *buf, const struct mdl_rope *r,
+                     const float *factors, char *err, size_t err_len)
+{
+    float *tab = vkb_rope_table(b->n_ctx, b->hp.n_rot, r, factors);
+    if (!tab) {
+        snprintf(err, err_len, "vulkan: out of memory for the rope table");
+        return -1;
+    }
+    size_t tab_bytes = (size_t)b->n_ctx * (b->hp.n_rot / 2) * 2 * sizeof(float);
+    int rc = vkb_buf_new(b->c, buf, tab_bytes, VKB_MEM_DEVICE, err, err_len);
+    if (rc == 0)
+        rc = vkb_buf_upload(b->c, buf, 0, tab, tab_bytes, err, err_len);
+    free(tab);
+    return rc;
+}
+
+/* The experts' scratch: router logits, choices, weights, outputs. */
+static int experts_scratch(struct bk_backend *b, char *err, size_t err_len)
 {
     struct vkb_ctx *c = b->c;
+    const struct mdl_hparams *hp = &b->hp;
+    const VkDeviceSize T = VKB_MAX_TOKENS;
+    const VkDeviceSize k = hp->n_expert_used;
+    if (hp->n_expert == 0)
+        return 0;
+    if (vkb_buf_new(c, &b->router, T * hp->n_expert * 4, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->moe_ids, T * k * 4, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->moe_w, T * k * 4, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->moe_out, T * k * hp->n_embd * 4, VKB_MEM_DEVICE, err, err_len) < 0)
+        return -1;
+    if (hp->n_ff_shexp &&
+        (vkb_buf_new(c, &b->sh_out, T * hp->n_embd * 4, VKB_MEM_DEVICE, err, err_len) < 0 ||
+         vkb_buf_new(c, &b->sh_gate, T * 4, VKB_MEM_DEVICE, err, err_len) < 0))
+        return -1;
+    return 0;
+}
+
+static int activations_init(struct bk_backend *b, const float *factors, char *err,
+                            size_t err_len)
+{
+    struct vkb_ctx *c = b->c;
+    const struct mdl_hparams *hp = &b->hp;
     const VkDeviceSize T = VKB_MAX_TOKENS;
     const VkDeviceSize L = VKB_MAX_LOGITS;
     const VkDeviceSize f = sizeof(float);
-    if (vkb_buf_new(c, &b->info, INFO_INTS * sizeof(int32_t), VKB_MEM_HOST, err, err_len) < 0 ||
-        vkb_buf_new(c, &b->x, T * b->hp.n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
-        vkb_buf_new(c, &b->h, T * b->hp.n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
+    if (vkb_buf_new(c, &b->info, VKB_INFO_INTS * sizeof(int32_t), VKB_MEM_HOST, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->x, T * hp->n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->h, T * hp->n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &b->qkv, T * b->qkv_dim * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &b->att, T * b->q_dim * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
-        vkb_buf_new(c, &b->ff, T * 2 * b->hp.n_ff * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
-        vkb_buf_new(c, &b->hout, L * b->hp.n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
-        vkb_buf_new(c, &b->logits, L * b->hp.n_vocab * f, VKB_MEM_DEVICE, err, err_len) < 0)
+        vkb_buf_new(c, &b->ff, T * b->ff_cols * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->hout, L * hp->n_embd * f, VKB_MEM_DEVICE, err, err_len) < 0 ||
+        vkb_buf_new(c, &b->logits, L * hp->n_vocab * f, VKB_MEM_DEVICE, err, err_len) < 0)
         return -1;
-    uint32_t kmax = b->hp.n_embd > b->q_dim ? b->hp.n_embd : b->q_dim;
-    kmax = kmax > b->hp.n_ff ? kmax : b->hp.n_ff;
+    /* widest quantized mat-mul input per token (the experts' pairs count k rows each) */
+    uint32_t kmax = max_u32(max_u32(hp->n_embd, b->q_dim), b->ff_cols / 2);
     if (vkb_buf_new(c, &b->xq_q, T * kmax, VKB_MEM_DEVICE, err, err_len) < 0 ||
         vkb_buf_new(c, &b->xq_s, T * (kmax / 32) * f, VKB_MEM_DEVICE, err, err_len) < 0)
         return -1;
     b->xq.q = &b->xq_q;
     b->xq.s = &b->xq_s;
     if (!b->logits.map &&
-        vkb_buf_new(c, &b->logits_host, L * b->hp.n_vocab * f, VKB_MEM_HOST, err, err_len) < 0)
+        vkb_buf_new(c, &b->logits_host, L * hp->n_vocab * f, VKB_MEM_HOST, err, err_len) < 0)
         return -1;
-    float *tab = vkb_rope_table(b->n_ctx, b->hp.n_rot, b->hp.rope_freq_base);
-    if (!tab) {
-        snprintf(err, err_len, "vulkan: out of memory for the rope table");
+    if (experts_scratch(b, err, err_len) < 0 ||
+        rope_init(b, &b->rope_tab, &hp->rope, factors, err, err_len) < 0)
         return -1;
-    }
-    size_t tab_bytes = (size_t)b->n_ctx * (b->hp.n_rot / 2) * 2 * sizeof(float);
-    int rc = vkb_buf_new(c, &b->rope_tab, tab_bytes, VKB_MEM_DEVICE, err, err_len);
-    if (rc == 0)
-        rc = vkb_buf_upload(c, &b->rope_tab, 0, tab, tab_bytes, err, err_len);
-    free(tab);
-    return rc;
+    b->rope_swa_own = memcmp(&hp->rope, &hp->rope_swa, sizeof(hp->rope)) != 0;
+    if (b->rope_swa_own && rope_init(b, &b->rope_swa, &hp->rope_swa, factors, err, err_len) < 0)
+        return -1;
+    return 0;
 }
 
 static void vk_free(struct bk_backend *b);
@@ -219,21 +251,22 @@ static int vk_init(struct bk_backend **out, const struct mdl_weights *w, const s
         snprintf(err, err_len, "vulkan: out of memory");
         return -1;
     }
-    b->hp = w->hp;
+    const struct mdl_hparams *hp = &w->hp;
+    b->hp = *hp;
     b->n_slots = p->n_slots;
     b->n_ctx = p->n_ctx;
-    b->q_dim = w->hp.n_head * w->hp.head_dim;
-    b->kv_dim = w->hp.n_head_kv * w->hp.head_dim;
+    b->q_dim = hp->n_head * hp->head_dim;
+    b->kv_dim = hp->n_head_kv * hp->head_dim;
     b->qkv_dim = b->q_dim + 2 * b->kv_dim;
+    b->ff_cols = 2 * max_u32(hp->n_ff, max_u32(hp->n_expert_used * hp->n_ff_exp, hp->n_ff_shexp));
     b->slot_len = calloc(p->n_slots, sizeof(*b->slot_len));
-    b->layers = calloc(w->hp.n_layer, sizeof(*b->layers));
+    b->layers = calloc(hp->n_layer, sizeof(*b->layers));
     if (!b->slot_len || !b->layers) {
         snprintf(err, err_len, "vulkan: out of memory");
         goto fail;
     }
     if (vkb_ctx_open(&b->c, p->device, err, err_len) < 0)
         goto fail;
-    const struct mdl_hparams *hp = &w->hp;
     if (upload_matrix(b->c, &b->tok_embd, &w->tok_embd, hp->n_embd, hp->n_vocab, "token_embd", err,
                       err_len) < 0 ||
         upload_f32(b->c, &b->output_norm, &w->output_norm, hp->n_embd, "output_norm", err,
@@ -246,7 +279,7 @@ static int vk_init(struct bk_backend **out, const struct mdl_weights *w, const s
     for (uint32_t i = 0; i < hp->n_layer; i++)
         if (layer_init(b, &b->layers[i], &w->layers[i], err, err_len) < 0)
             goto fail;
-    if (activations_init(b, err, err_len) < 0)
+    if (activations_init(b, bk_rope_factors(w, p->n_ctx), err, err_len) < 0)
         goto fail;
     *out = b;
     return 0;
@@ -266,18 +299,26 @@ static void vk_free(struct bk_backend *b)
         vkb_buf_free(c, &b->output_norm);
         for (uint32_t i = 0; b->layers && i < b->hp.n_layer; i++) {
             struct vkb_layer *l = &b->layers[i];
-            struct vkb_weight *ws[7] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
-            for (int j = 0; j < 7; j++)
+            struct vkb_weight *ws[] = {&l->wq,        &l->wk,         &l->wv,
+                                       &l->wo,        &l->gate,       &l->up,
+                                       &l->down,      &l->gate_inp,   &l->gate_exps,
+                                       &l->up_exps,   &l->down_exps,  &l->gate_shexp,
+                                       &l->up_shexp,  &l->down_shexp, &l->gate_inp_shexp};
+            for (size_t j = 0; j < sizeof(ws) / sizeof(ws[0]); j++)
                 vkb_weight_free(c, ws[j]);
-            struct vkb_buf *bs[7] = {&l->attn_norm, &l->ffn_norm, &l->bq, &l->bk,
-                                     &l->bv,        &l->kc,       &l->vc};
-            for (int j = 0; j < 7; j++)
+            struct vkb_buf *bs[] = {&l->attn_norm, &l->ffn_norm,       &l->bq,
+                                    &l->bk,        &l->bv,             &l->q_norm,
+                                    &l->k_norm,    &l->post_attn_norm, &l->post_ffn_norm,
+                                    &l->kc,        &l->vc};
+            for (size_t j = 0; j < sizeof(bs) / sizeof(bs[0]); j++)
                 vkb_buf_free(c, bs[j]);
         }
-        struct vkb_buf *act[12] = {&b->rope_tab, &b->info,        &b->x,    &b->h,
-                                   &b->qkv,      &b->att,         &b->ff,   &b->hout,
-                                   &b->logits,   &b->logits_host, &b->xq_q, &b->xq_s};
-        for (int j = 0; j < 12; j++)
+        struct vkb_buf *act[] = {&b->rope_tab, &b->rope_swa, &b->info,        &b->x,
+                                 &b->h,        &b->qkv,      &b->att,         &b->ff,
+                                 &b->hout,     &b->logits,   &b->logits_host, &b->xq_q,
+                                 &b->xq_s,     &b->router,   &b->moe_ids,     &b->moe_w,
+                                 &b->moe_out,  &b->sh_out,   &b->sh_gate};
+        for (size_t j = 0; j < sizeof(act) / sizeof(act[0]); j++)
             vkb_buf_free(c, act[j]);
         vkb_ctx_close(c);
     }
@@ -293,110 +334,38 @@ static struct vkb_view view(struct vkb_buf *buf, uint32_t off, uint32_t stride)
     return (struct vkb_view){.buf = buf, .off = off, .stride = stride};
 }
 
-/* Quantizes the mat-mul input x (m rows of k) when one of its n_w consumers has
- * quantized weights (as Q8_K when all of those are K-quants), then adds a barrier. */
-static int quantize_for(struct bk_backend *b, struct vkb_view x, uint32_t k, uint32_t m,
-                        const struct vkb_weight *const *ws, int n_w)
-{
-    bool need = false;
-    bool all_k = k % 256 == 0;
-    for (int i = 0; i < n_w; i++) {
-        if (vkb_type_is_quant(ws[i]->type)) {
-            need = true;
-            all_k &= vkb_type_is_kquant(ws[i]->type);
-        }
-    }
-    if (!need)
-        return 0;
-    if (vkb_op_quant_q8(b->c, x, k, m, all_k, &b->xq, b->err, sizeof(b->err)) < 0)
-        return -1;
-    vkb_rec_barrier(b->c);
-    return 0;
-}
-
-/* Records the layers of one chunk of m tokens (inputs already in b->info). */
-static int record_layer(struct bk_backend *b, struct vkb_layer *l, uint32_t m)
+/* The final norm of the n_out wanted rows, the output matrix and the final soft-cap. */
+static int record_output(struct bk_backend *b, uint32_t n_out)
 {
     struct vkb_ctx *c = b->c;
     const struct mdl_hparams *hp = &b->hp;
     char *err = b->err;
     const size_t el = sizeof(b->err);
-    const uint32_t E = hp->n_embd;
-    const uint32_t F = hp->n_ff;
-    struct vkb_view x = view(&b->x, 0, E);
-    struct vkb_view h = view(&b->h, 0, E);
-    uint32_t bias = l->has_bias ? VKB_MM_BIAS : 0u;
-
-    const struct vkb_weight *qkv_w[3] = {&l->wq, &l->wk, &l->wv};
-    const struct vkb_weight *ffn_w[2] = {&l->gate, &l->up};
-    const struct vkb_weight *wo_w[1] = {&l->wo};
-    const struct vkb_weight *down_w[1] = {&l->down};
-    struct vkb_xq *xq = &b->xq;
-
-    if (vkb_op_rmsnorm(c, x, &l->attn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
+    const struct vkb_weight *wout = b->output_tied ? &b->tok_embd : &b->output;
+    struct vkb_view hout = view(&b->hout, 0, hp->n_embd);
+    struct vkb_view logits = view(&b->logits, 0, hp->n_vocab);
+    if (vkb_op_rmsnorm(c, view(&b->x, 0, hp->n_embd), &b->output_norm, hout, hp->n_embd, n_out,
+                       hp->rms_eps, &b->info, VKB_INFO_OUT, err, el) < 0)
         return -1;
     vkb_rec_barrier(c);
-    if (quantize_for(b, h, E, m, qkv_w, 3) < 0)
+    if (vkb_type_is_quant(wout->type)) {
+        bool k_quant = hp->n_embd % 256 == 0 && vkb_type_is_kquant(wout->type);
+        if (vkb_op_quant_q8(c, hout, hp->n_embd, n_out, k_quant, &b->xq, err, el) < 0)
+            return -1;
+        vkb_rec_barrier(c);
+    }
+    if (vkb_op_matmul(c, wout, hout, &b->xq, logits, n_out, NULL, 0, err, el) < 0)
         return -1;
-    if (vkb_op_matmul(c, &l->wq, h, xq, view(&b->qkv, 0, b->qkv_dim), m,
-                      l->has_bias ? &l->bq : NULL, bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wk, h, xq, view(&b->qkv, b->q_dim, b->qkv_dim), m,
-                      l->has_bias ? &l->bk : NULL, bias, err, el) < 0 ||
-        vkb_op_matmul(c, &l->wv, h, xq, view(&b->qkv, b->q_dim + b->kv_dim, b->qkv_dim), m,
-                      l->has_bias ? &l->bv : NULL, bias, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    struct vkb_rope_args ra = {.n_heads = hp->n_head + hp->n_head_kv,
-                               .head_dim = hp->head_dim,
-                               .n_rot = hp->n_rot,
-                               .neox = hp->rope_neox,
-                               .pos_off = INFO_POS};
-    if (vkb_op_rope(c, view(&b->qkv, 0, b->qkv_dim), &b->rope_tab, &b->info, &ra, m, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    struct vkb_kv_args ka = {.kv_dim = b->kv_dim,
-                             .n_ctx = b->n_ctx,
-                             .k_off = b->q_dim,
-                             .v_off = b->q_dim + b->kv_dim,
-                             .pos_off = INFO_POS,
-                             .slot_off = INFO_SLOT};
-    if (vkb_op_kv_write(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &ka, m, err,
-                        el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    struct vkb_attn_args aa = {.n_head = hp->n_head,
-                               .n_head_kv = hp->n_head_kv,
-                               .head_dim = hp->head_dim,
-                               .n_ctx = b->n_ctx,
-                               .pos_off = INFO_POS,
-                               .slot_off = INFO_SLOT,
-                               .scale = 1.0f / sqrtf((float)hp->head_dim)};
-    if (vkb_op_attn(c, view(&b->qkv, 0, b->qkv_dim), &l->kc, &l->vc, &b->info, &aa,
-                    view(&b->att, 0, b->q_dim), m, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (quantize_for(b, view(&b->att, 0, b->q_dim), b->q_dim, m, wo_w, 1) < 0 ||
-        vkb_op_matmul(c, &l->wo, view(&b->att, 0, b->q_dim), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
-                      el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (vkb_op_rmsnorm(c, x, &l->ffn_norm, h, E, m, hp->rms_eps, NULL, -1, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (quantize_for(b, h, E, m, ffn_w, 2) < 0 ||
-        vkb_op_matmul(c, &l->gate, h, xq, view(&b->ff, 0, 2 * F), m, NULL, 0, err, el) < 0 ||
-        vkb_op_matmul(c, &l->up, h, xq, view(&b->ff, F, 2 * F), m, NULL, 0, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (vkb_op_silu_mul(c, view(&b->ff, 0, 2 * F), view(&b->ff, F, 2 * F), view(&b->ff, 0, 2 * F),
-                        F, m, err, el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
-    if (quantize_for(b, view(&b->ff, 0, 2 * F), F, m, down_w, 1) < 0 ||
-        vkb_op_matmul(c, &l->down, view(&b->ff, 0, 2 * F), xq, x, m, NULL, VKB_MM_ACCUMULATE, err,
-                      el) < 0)
-        return -1;
-    vkb_rec_barrier(c);
+    if (hp->final_softcap > 0.0f) {
+        vkb_rec_barrier(c);
+        if (vkb_op_scale(c, logits, hp->n_vocab, n_out, 1.0f, hp->final_softcap, err, el) < 0)
+            return -1;
+    }
+    if (!b->logits.map) {
+        vkb_rec_barrier(c);
+        vkb_rec_copy(c, &b->logits, 0, &b->logits_host, 0,
+                     (VkDeviceSize)n_out * hp->n_vocab * sizeof(float));
+    }
     return 0;
 }
 
@@ -409,41 +378,31 @@ static int run_chunk(struct bk_backend *b, const struct bk_batch *batch, uint32_
     int32_t *info = b->info.map;
     uint32_t n_out = 0;
     for (uint32_t j = 0; j < m; j++) {
-        info[INFO_TOK + j] = batch->tokens[i0 + j];
-        info[INFO_POS + j] = batch->pos[i0 + j];
-        info[INFO_SLOT + j] = batch->slot[i0 + j];
+        info[VKB_INFO_TOK + j] = batch->tokens[i0 + j];
+        info[VKB_INFO_POS + j] = batch->pos[i0 + j];
+        info[VKB_INFO_SLOT + j] = batch->slot[i0 + j];
         if (out && (!batch->want_logits || batch->want_logits[i0 + j]))
-            info[INFO_OUT + n_out++] = (int32_t)j;
+            info[VKB_INFO_OUT + n_out++] = (int32_t)j;
     }
     char *err = b->err;
     const size_t el = sizeof(b->err);
     if (vkb_rec_begin(c, err, el) < 0)
         return -1;
-    if (vkb_op_get_rows(c, &b->tok_embd, &b->info, INFO_TOK, view(&b->x, 0, hp->n_embd), m, err,
-                        el) < 0)
+    if (vkb_op_get_rows(c, &b->tok_embd, &b->info, VKB_INFO_TOK, view(&b->x, 0, hp->n_embd), m,
+                        err, el) < 0)
         goto fail;
     vkb_rec_barrier(c);
-    for (uint32_t li = 0; li < hp->n_layer; li++)
-        if (record_layer(b, &b->layers[li], m) < 0)
-            goto fail;
-    if (n_out > 0) {
-        const struct vkb_weight *wout = b->output_tied ? &b->tok_embd : &b->output;
-        if (vkb_op_rmsnorm(c, view(&b->x, 0, hp->n_embd), &b->output_norm,
-                           view(&b->hout, 0, hp->n_embd), hp->n_embd, n_out, hp->rms_eps, &b->info,
-                           INFO_OUT, err, el) < 0)
+    if (hp->embd_scale != 1.0f) {
+        if (vkb_op_scale(c, view(&b->x, 0, hp->n_embd), hp->n_embd, m, hp->embd_scale, 0.0f, err,
+                         el) < 0)
             goto fail;
         vkb_rec_barrier(c);
-        const struct vkb_weight *out_w[1] = {wout};
-        if (quantize_for(b, view(&b->hout, 0, hp->n_embd), hp->n_embd, n_out, out_w, 1) < 0 ||
-            vkb_op_matmul(c, wout, view(&b->hout, 0, hp->n_embd), &b->xq,
-                          view(&b->logits, 0, hp->n_vocab), n_out, NULL, 0, err, el) < 0)
-            goto fail;
-        if (!b->logits.map) {
-            vkb_rec_barrier(c);
-            vkb_rec_copy(c, &b->logits, 0, &b->logits_host, 0,
-                         (VkDeviceSize)n_out * hp->n_vocab * sizeof(float));
-        }
     }
+    for (uint32_t li = 0; li < hp->n_layer; li++)
+        if (vkb_record_layer(b, &b->layers[li], m) < 0)
+            goto fail;
+    if (n_out > 0 && record_output(b, n_out) < 0)
+        goto fail;
     if (vkb_rec_submit(c, err, el) < 0)
         return -1;
     if (n_out > 0) {

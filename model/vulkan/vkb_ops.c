@@ -261,7 +261,8 @@ void vkb_weight_free(struct vkb_ctx *c, struct vkb_weight *w)
     vkb_buf_free(c, &w->buf);
 }
 
-float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, float freq_base)
+float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, const struct mdl_rope *r,
+                      const float *factors)
 {
     uint32_t half = n_rot / 2;
     if (half == 0 || n_ctx > SIZE_MAX / 2 / sizeof(float) / half)
@@ -270,11 +271,12 @@ float *vkb_rope_table(uint32_t n_ctx, uint32_t n_rot, float freq_base)
     if (!t)
         return NULL;
     for (uint32_t i = 0; i < half; i++) {
-        double inv_freq = pow((double)freq_base, -2.0 * i / (double)n_rot);
+        double inv_freq = pow((double)r->freq_base, -2.0 * i / (double)n_rot) *
+                          (double)r->freq_scale / (factors ? (double)factors[i] : 1.0);
         for (uint32_t p = 0; p < n_ctx; p++) {
             double a = (double)p * inv_freq;
-            t[((size_t)p * half + i) * 2] = (float)cos(a);
-            t[((size_t)p * half + i) * 2 + 1] = (float)sin(a);
+            t[((size_t)p * half + i) * 2] = (float)(cos(a) * r->attn_factor);
+            t[((size_t)p * half + i) * 2 + 1] = (float)(sin(a) * r->attn_factor);
         }
     }
     return t;
@@ -357,6 +359,30 @@ int vkb_op_matmul(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_view
     return vkb_rec_dispatch(c, id, bufs, 6, push, sizeof(push), gx, gy, 1, err, err_len);
 }
 
+int vkb_op_matmul_id(struct vkb_ctx *c, const struct vkb_weight *w, const struct vkb_moe_mm *e,
+                     struct vkb_view x, const struct vkb_xq *xq, struct vkb_view y, uint32_t m,
+                     char *err, size_t err_len)
+{
+    enum vkb_pipe_id id;
+    if (pipe_for_type(w->type, true, &id) < 0 || x.off % 4 || x.stride % 4 || w->k % 32 ||
+        e->rows_per == 0 || e->x_div == 0 || (uint64_t)e->rows_per * e->n_mat != w->n) {
+        snprintf(err, err_len, "vulkan: bad expert mat-vec (type %u, %u x %u rows of %u)",
+                 w->type, e->n_mat, e->rows_per, w->n);
+        return -1;
+    }
+    id = (enum vkb_pipe_id)(VKB_P_MATVEC_ID_F32 + (id - VKB_P_MATVEC_F32));
+    if (vkb_type_is_quant(w->type) && !xq) {
+        snprintf(err, err_len, "vulkan: mat-vec with quantized weights needs quantized activations");
+        return -1;
+    }
+    uint32_t push[11] = {w->k,    e->rows_per, m,          x.off,      x.stride, y.off,
+                         y.stride, 0u,         e->ids_off, e->x_div,  e->n_mat};
+    struct vkb_buf *bufs[7] = {(struct vkb_buf *)&w->buf, x.buf, y.buf, x.buf,
+                               xq ? xq->q : x.buf,        xq ? xq->s : x.buf, e->ids};
+    return vkb_rec_dispatch(c, id, bufs, 7, push, sizeof(push), div_up(e->rows_per, VKB_MV_NR), m,
+                            1, err, err_len);
+}
+
 int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_buf *info,
                     uint32_t tok_off, struct vkb_view out, uint32_t m, char *err, size_t err_len)
 {
@@ -378,25 +404,40 @@ int vkb_op_get_rows(struct vkb_ctx *c, const struct vkb_weight *w, struct vkb_bu
                             err_len);
 }
 
+static int rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
+                   struct vkb_view out, uint32_t n, uint32_t rows, uint32_t per_row, float eps,
+                   uint32_t flags, struct vkb_buf *info, uint32_t idx_off, char *err,
+                   size_t err_len)
+{
+    uint32_t push[10] = {n,     rows,    in.off,     in.stride, out.off,
+                         out.stride, flags, idx_off, fbits(eps), per_row};
+    struct vkb_buf *bufs[4] = {in.buf, weight, out.buf, info ? info : in.buf};
+    if ((flags & VKB_NORM_GATHER) && !info) {
+        snprintf(err, err_len, "vulkan: rmsnorm gather without an index buffer");
+        return -1;
+    }
+    if (per_row == 0) {
+        snprintf(err, err_len, "vulkan: rmsnorm with no pieces per row");
+        return -1;
+    }
+    return vkb_rec_dispatch(c, VKB_P_RMSNORM, bufs, 4, push, sizeof(push), rows, 1, 1, err,
+                            err_len);
+}
+
 int vkb_op_rmsnorm(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
                    struct vkb_view out, uint32_t n, uint32_t m, float eps, struct vkb_buf *info,
                    int32_t idx_off, char *err, size_t err_len)
 {
-    uint32_t push[9] = {n,
-                        m,
-                        in.off,
-                        in.stride,
-                        out.off,
-                        out.stride,
-                        idx_off >= 0 ? VKB_NORM_GATHER : 0u,
-                        idx_off >= 0 ? (uint32_t)idx_off : 0u,
-                        fbits(eps)};
-    struct vkb_buf *bufs[4] = {in.buf, weight, out.buf, info ? info : in.buf};
-    if (idx_off >= 0 && !info) {
-        snprintf(err, err_len, "vulkan: rmsnorm gather without an index buffer");
-        return -1;
-    }
-    return vkb_rec_dispatch(c, VKB_P_RMSNORM, bufs, 4, push, sizeof(push), m, 1, 1, err, err_len);
+    return rmsnorm(c, in, weight, out, n, m, 1, eps, idx_off >= 0 ? VKB_NORM_GATHER : 0u, info,
+                   idx_off >= 0 ? (uint32_t)idx_off : 0u, err, err_len);
+}
+
+int vkb_op_rmsnorm_rows(struct vkb_ctx *c, struct vkb_view in, struct vkb_buf *weight,
+                        struct vkb_view out, uint32_t n, uint32_t m, uint32_t per_row, float eps,
+                        uint32_t flags, char *err, size_t err_len)
+{
+    return rmsnorm(c, in, weight, out, n, m * per_row, per_row, eps,
+                   flags & VKB_NORM_ACCUMULATE, NULL, 0, err, err_len);
 }
 
 int vkb_op_rope(struct vkb_ctx *c, struct vkb_view x, struct vkb_buf *table, struct vkb_buf *info,
@@ -440,21 +481,64 @@ int vkb_op_attn(struct vkb_ctx *c, struct vkb_view q, struct vkb_buf *kc, struct
                  a->head_dim, a->n_head, a->n_head_kv);
         return -1;
     }
-    uint32_t push[11] = {a->n_head,  a->n_head_kv, a->head_dim,    a->n_ctx,
-                         q.off,      q.stride,     out.off,        out.stride,
-                         a->pos_off, a->slot_off,  fbits(a->scale)};
+    uint32_t push[14] = {a->n_head,       a->n_head_kv,        a->head_dim,
+                         a->n_ctx,        q.off,               q.stride,
+                         out.off,         out.stride,          a->pos_off,
+                         a->slot_off,     fbits(a->scale),     fbits(a->softcap),
+                         fbits(a->post_scale), a->n_swa};
     struct vkb_buf *bufs[5] = {q.buf, kc, vc, info, out.buf};
     return vkb_rec_dispatch(c, VKB_P_ATTN, bufs, 5, push, sizeof(push), a->n_head, m, 1, err,
                             err_len);
 }
 
+int vkb_op_glu(struct vkb_ctx *c, enum mdl_ffn_act act, struct vkb_view g, struct vkb_view u,
+               struct vkb_view out, uint32_t n, uint32_t m, char *err, size_t err_len)
+{
+    enum vkb_pipe_id id = act == MDL_ACT_GELU ? VKB_P_GELU_MUL : VKB_P_SILU_MUL;
+    uint32_t push[8] = {n, m, g.off, g.stride, u.off, u.stride, out.off, out.stride};
+    struct vkb_buf *bufs[3] = {g.buf, u.buf, out.buf};
+    return vkb_rec_dispatch(c, id, bufs, 3, push, sizeof(push), div_up(n, c->pipes[id].local_x),
+                            m, 1, err, err_len);
+}
+
 int vkb_op_silu_mul(struct vkb_ctx *c, struct vkb_view g, struct vkb_view u, struct vkb_view out,
                     uint32_t n, uint32_t m, char *err, size_t err_len)
 {
-    uint32_t push[8] = {n, m, g.off, g.stride, u.off, u.stride, out.off, out.stride};
-    struct vkb_buf *bufs[3] = {g.buf, u.buf, out.buf};
-    return vkb_rec_dispatch(c, VKB_P_SILU_MUL, bufs, 3, push, sizeof(push),
-                            div_up(n, c->pipes[VKB_P_SILU_MUL].local_x), m, 1, err, err_len);
+    return vkb_op_glu(c, MDL_ACT_SILU, g, u, out, n, m, err, err_len);
+}
+
+int vkb_op_scale(struct vkb_ctx *c, struct vkb_view y, uint32_t n, uint32_t m, float s, float cap,
+                 char *err, size_t err_len)
+{
+    uint32_t push[7] = {n,          m,           y.off, y.stride, cap > 0.0f ? VKB_SCALE_CAP : 0u,
+                        fbits(cap > 0.0f ? 1.0f / cap : s), fbits(cap)};
+    struct vkb_buf *bufs[1] = {y.buf};
+    return vkb_rec_dispatch(c, VKB_P_SCALE, bufs, 1, push, sizeof(push),
+                            div_up(n, c->pipes[VKB_P_SCALE].local_x), m, 1, err, err_len);
+}
+
+int vkb_op_moe_route(struct vkb_ctx *c, struct vkb_buf *logits, struct vkb_buf *ids,
+                     struct vkb_buf *w, uint32_t n_expert, uint32_t k, uint32_t m, bool norm,
+                     char *err, size_t err_len)
+{
+    if (k == 0 || k > VKB_MOE_MAX_USED || k > n_expert) {
+        snprintf(err, err_len, "vulkan: %u of %u experts per token not supported", k, n_expert);
+        return -1;
+    }
+    uint32_t push[4] = {n_expert, k, m, norm ? VKB_ROUTE_NORM : 0u};
+    struct vkb_buf *bufs[3] = {logits, ids, w};
+    return vkb_rec_dispatch(c, VKB_P_MOE_ROUTE, bufs, 3, push, sizeof(push),
+                            div_up(m, c->pipes[VKB_P_MOE_ROUTE].local_x), 1, 1, err, err_len);
+}
+
+int vkb_op_moe_combine(struct vkb_ctx *c, struct vkb_buf *x, struct vkb_buf *eo,
+                       struct vkb_buf *w, struct vkb_buf *sh, struct vkb_buf *sg, uint32_t n,
+                       uint32_t m, uint32_t k, char *err, size_t err_len)
+{
+    uint32_t push[4] = {n, m, k, sh ? VKB_COMBINE_SHARED : 0u};
+    struct vkb_buf *bufs[5] = {x, eo, w, sh ? sh : eo, sg ? sg : w};
+    return vkb_rec_dispatch(c, VKB_P_MOE_COMBINE, bufs, 5, push, sizeof(push),
+                            div_up(n, c->pipes[VKB_P_MOE_COMBINE].local_x), m, 1, err, err_len);
 }
 
 int vkb_op_add(struct vkb_ctx *c, struct vkb_view x, struct vkb_view y, uint32_t n, uint32_t m,

@@ -38,6 +38,15 @@
 #define VKB_MM_ACCUMULATE 2u /* y += W x instead of y = W x */
 
 /* rmsnorm flags */
-#define VKB_NORM_GATHER 1u /* input row j is row idx[j] of the input buffer */
+#define VKB_NORM_GATHER 1u     /* input row j is row idx[j] of the input buffer */
+#define VKB_NORM_ACCUMULATE 2u /* out += norm instead of out = norm */
+
+/* scale flags */
+#define VKB_SCALE_CAP 1u /* y = tanh(y * s) * c instead of y * s */
+
+/* mixture of experts: most experts per token, router and combine flags */
+#define VKB_MOE_MAX_USED 32
+#define VKB_ROUTE_NORM 1u     /* renormalise the chosen experts' weights */
+#define VKB_COMBINE_SHARED 1u /* add the gated shared expert */
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,10 +118,87 @@ static char *read_file(const char *path)
 }
 
 static const char gen_usage[] =
-    "usage: chatd gen-model --arch llama|qwen2 --vocab VOCAB.gguf --out F.gguf\n"
-    "                       --type f32|f16|q8_0|q4_0 [--preset tiny|bench-llama]\n"
+    "usage: chatd gen-model --vocab VOCAB.gguf --out F.gguf [--type f32|f16|q8_0|q4_0]\n"
+    "                       [--arch llama|qwen2|qwen2moe|qwen3|phi3|gemma2|gemma3]\n"
+    "                       [--preset tiny|bench-llama|bench-moe] [--like NAME]\n"
     "                       [--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N]\n"
-    "                       [--n-ff N] [--n-ctx N] [--seed S] [--tied] [--chat-template FILE]\n";
+    "                       [--head-dim N] [--n-ff N] [--n-ctx N] [--n-vocab N]\n"
+    "                       [--experts N --experts-used K] [--seed S] [--tied]\n"
+    "                       [--chat-template FILE]\n"
+    "\n"
+    "Writes a model with random weights (deterministic for a seed). --arch picks the\n"
+    "graph (phi3 fused tensors, gemma post-norms and soft-caps, q/k norms, experts);\n"
+    "--experts adds Mixtral-style experts to llama. --like NAME takes the exact shapes of\n"
+    "a real model (vocabulary padded with unused tokens to its size; the file after each\n"
+    "name is the vocab of tests/fixtures/tokenizer/ that fits):\n";
+
+/* --help: the usage and the --like presets. */
+static void gen_help(void)
+{
+    fputs(gen_usage, stdout);
+    for (const char *const *l = mdl_gen_like_names(); *l; l++)
+        printf("  %s\n", *l);
+}
+
+/* The architecture named s, or -1. */
+static int parse_arch(const char *s)
+{
+    for (int a = 0; mdl_arch_str((enum mdl_arch)a); a++)
+        if (strcmp(s, mdl_arch_str((enum mdl_arch)a)) == 0)
+            return a;
+    return -1;
+}
+
+/* Presets first (--arch, then --preset / --like), so explicit options override them. */
+static int gen_presets(int argc, char **argv, struct mdl_gen_params *p)
+{
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--arch") == 0) {
+            int a = parse_arch(argv[i + 1]);
+            if (a < 0) {
+                fprintf(stderr, "--arch: '%s' is not one of %s\n", argv[i + 1], mdl_arch_list());
+                return -1;
+            }
+            p->arch = (enum mdl_arch)a;
+        }
+    }
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--preset") == 0 && mdl_gen_preset(p, argv[i + 1]) != 0) {
+            fprintf(stderr, "--preset: unknown preset '%s'\n", argv[i + 1]);
+            return -1;
+        }
+        if (strcmp(argv[i], "--like") == 0 && mdl_gen_like(p, argv[i + 1]) != 0) {
+            fprintf(stderr, "--like: unknown model '%s' (chatd gen-model --help lists them)\n",
+                    argv[i + 1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The option a takes a u32 value into one of these fields. */
+static uint32_t *gen_u32_field(struct mdl_gen_params *p, const char *a)
+{
+    static const struct {
+        const char *opt;
+        size_t off;
+    } fields[] = {
+        {"--n-embd", offsetof(struct mdl_gen_params, n_embd)},
+        {"--n-layer", offsetof(struct mdl_gen_params, n_layer)},
+        {"--n-head", offsetof(struct mdl_gen_params, n_head)},
+        {"--n-head-kv", offsetof(struct mdl_gen_params, n_head_kv)},
+        {"--head-dim", offsetof(struct mdl_gen_params, head_dim)},
+        {"--n-ff", offsetof(struct mdl_gen_params, n_ff)},
+        {"--n-ctx", offsetof(struct mdl_gen_params, n_ctx)},
+        {"--n-vocab", offsetof(struct mdl_gen_params, n_vocab)},
+        {"--experts", offsetof(struct mdl_gen_params, n_expert)},
+        {"--experts-used", offsetof(struct mdl_gen_params, n_expert_used)},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcmp(a, fields[i].opt) == 0)
+            return (uint32_t *)((char *)p + fields[i].off);
+    return NULL;
+}
 
 int cli_gen_model(int argc, char **argv)
 {
@@ -129,37 +207,25 @@ int cli_gen_model(int argc, char **argv)
     const char *out = NULL;
     const char *tmpl_path = NULL;
     mdl_gen_default_params(&p);
-    /* the preset first, so explicit options override it */
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--arch") == 0 && i + 1 < argc)
-            p.arch = strcmp(argv[i + 1], "qwen2") == 0 ? MDL_ARCH_QWEN2 : MDL_ARCH_LLAMA;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc && mdl_gen_preset(&p, argv[i + 1]) != 0) {
-            fprintf(stderr, "--preset: unknown preset '%s'\n", argv[i + 1]);
-            return 2;
+        if (strcmp(argv[i], "--help") == 0) {
+            gen_help();
+            return 0;
         }
     }
+    if (gen_presets(argc, argv, &p) < 0)
+        return 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
         uint32_t u = 0;
-        if (strcmp(a, "--help") == 0) {
-            fputs(gen_usage, stdout);
-            return 0;
-        }
         if (strcmp(a, "--tied") == 0) {
             p.tied_output = 1;
             continue;
         }
         if (!(v = opt_value(argc, argv, &i)))
             return 2;
-        if (strcmp(a, "--arch") == 0) {
-            if (strcmp(v, "llama") != 0 && strcmp(v, "qwen2") != 0) {
-                fprintf(stderr, "--arch: expected llama or qwen2\n");
-                return 2;
-            }
-        } else if (strcmp(a, "--preset") == 0) {
+        if (strcmp(a, "--arch") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--like") == 0) {
             /* applied above */
         } else if (strcmp(a, "--vocab") == 0) {
             vocab = v;
@@ -178,13 +244,7 @@ int cli_gen_model(int argc, char **argv)
                 return 2;
             }
         } else {
-            uint32_t *field = strcmp(a, "--n-embd") == 0      ? &p.n_embd
-                              : strcmp(a, "--n-layer") == 0   ? &p.n_layer
-                              : strcmp(a, "--n-head") == 0    ? &p.n_head
-                              : strcmp(a, "--n-head-kv") == 0 ? &p.n_head_kv
-                              : strcmp(a, "--n-ff") == 0      ? &p.n_ff
-                              : strcmp(a, "--n-ctx") == 0     ? &p.n_ctx
-                                                              : NULL;
+            uint32_t *field = gen_u32_field(&p, a);
             if (!field) {
                 fprintf(stderr, "gen-model: unknown option '%s'\n%s", a, gen_usage);
                 return 2;

@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     struct cpu_pool *pool;
     if (cpu_pool_new(&pool, (int)threads) != 0)
         return 1;
-    struct cpu_mm mm = {NULL, act, as, NULL, out, (size_t)rows};
+    struct cpu_mm mm = {NULL, act, as, NULL, out, (size_t)rows, 0};
     printf("%s %ld x %ld (%.2f MiB, kernels %s), %ld threads; streamed: %d copies\n", type, rows,
            cols, (double)bytes / (1 << 20), quant_simd_name(), threads, n);
     printf("%6s %14s %12s %14s %12s\n", "tokens", "cached us", "GMAC/s", "streamed us", "GMAC/s");

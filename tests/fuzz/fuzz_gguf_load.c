@@ -35,13 +35,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         const struct mdl_hparams *hp = &w.hp;
         FUZZ_CHECK(hp->n_layer >= 1 && hp->n_layer <= 1024);
-        FUZZ_CHECK(hp->n_head >= 1 && hp->n_embd % hp->n_head == 0);
+        FUZZ_CHECK(hp->n_head >= 1 && hp->n_head % hp->n_head_kv == 0);
+        FUZZ_CHECK(hp->head_dim >= 2 && hp->n_rot <= hp->head_dim);
+        FUZZ_CHECK(hp->n_expert_used <= hp->n_expert);
         FUZZ_CHECK(hp->n_ctx_train >= 1 && hp->n_ctx_train <= (1u << 20));
         FUZZ_CHECK(w.layers != NULL);
         const struct mdl_tensor *ts[] = {&w.tok_embd, &w.output_norm, &w.output};
         for (size_t i = 0; i < 3; i++) {
             const uint8_t *p = ts[i]->data;
             FUZZ_CHECK(p >= buf && ts[i]->nbytes <= size && p - buf <= (ptrdiff_t)(size - ts[i]->nbytes));
+        }
+        for (uint32_t l = 0; l < hp->n_layer; l++) {
+            const struct mdl_layer *L = &w.layers[l];
+#define FUZZ_IN_FILE_(t)                                                                           \
+    FUZZ_CHECK(!L->t.data || ((const uint8_t *)L->t.data >= buf && L->t.nbytes <= size &&         \
+                              (const uint8_t *)L->t.data - buf <= (ptrdiff_t)(size - L->t.nbytes)));
+            MDL_LAYER_TENSORS(FUZZ_IN_FILE_)
+#undef FUZZ_IN_FILE_
         }
         (void)mdl_weights_n_params(&w);
         mdl_weights_fini(&w);

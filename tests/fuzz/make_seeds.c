@@ -1,7 +1,9 @@
 /* make_seeds.c - writes the small seed files of the fuzz corpora (run by hand, outputs
  * committed under tests/fuzz/corpus/): a vocab-only SentencePiece file, a vocab-only
  * byte-level BPE file, tiny llama and qwen2 models over the small vocabulary (F32 and
- * Q8_0), and a few deliberately broken variants (bad version, truncations, a tensor
+ * Q8_0), one F32 model of each newer architecture (qwen3, phi3 with LongRoPE, gemma2,
+ * gemma3, llama experts, qwen2moe, Llama 3 rope_freqs), and a few deliberately broken
+ * variants (bad version, truncations, a tensor
  * offset past the end). Usage: make_seeds OUT_DIR (writes OUT_DIR/<name>.gguf). */
 #include "model.h"
 #include "gguf.h"
@@ -119,8 +121,17 @@ static int write_bpe(const char *name)
     return rc;
 }
 
-static int write_model(const char *name, const char *vocab, enum mdl_arch arch, uint32_t type,
-                       uint32_t n_embd, int tied)
+/* What a seed of the newer architectures adds: head size, experts, RoPE factors. */
+struct seed_extra {
+    uint32_t head_dim;
+    uint32_t n_expert;
+    float llama3_rope;
+    int longrope;
+    uint32_t n_swa;
+};
+
+static int write_model_ex(const char *name, const char *vocab, enum mdl_arch arch, uint32_t type,
+                          uint32_t n_embd, int tied, const struct seed_extra *x)
 {
     struct mdl_gen_params p;
     mdl_gen_default_params(&p);
@@ -133,6 +144,14 @@ static int write_model(const char *name, const char *vocab, enum mdl_arch arch, 
     p.n_ff = n_embd;
     p.n_ctx = 64;
     p.tied_output = tied;
+    if (x) {
+        p.head_dim = x->head_dim;
+        p.n_expert = x->n_expert;
+        p.n_expert_used = x->n_expert ? 2 : 0;
+        p.llama3_rope = x->llama3_rope;
+        p.longrope = x->longrope;
+        p.n_swa = x->n_swa;
+    }
     char err[256];
     char vpath[4096];
     snprintf(vpath, sizeof(vpath), "%s", path_of(vocab));
@@ -140,6 +159,36 @@ static int write_model(const char *name, const char *vocab, enum mdl_arch arch, 
     if (rc)
         fprintf(stderr, "make_seeds: %s: %s\n", name, err);
     return rc;
+}
+
+static int write_model(const char *name, const char *vocab, enum mdl_arch arch, uint32_t type,
+                       uint32_t n_embd, int tied)
+{
+    return write_model_ex(name, vocab, arch, type, n_embd, tied, NULL);
+}
+
+/* One small model of each newer architecture and feature. */
+static int write_new_archs(void)
+{
+    const struct seed_extra qwen3 = {.head_dim = 8};
+    const struct seed_extra gemma = {.head_dim = 8, .n_swa = 4};
+    const struct seed_extra moe = {.n_expert = 4};
+    const struct seed_extra llama3 = {.llama3_rope = 8.0f};
+    const struct seed_extra phi3 = {.longrope = 1, .n_swa = 16};
+    return write_model_ex("model-qwen3-f32", "vocab-bpe", MDL_ARCH_QWEN3, GGML_TYPE_F32, 8, 1,
+                          &qwen3) ||
+           write_model_ex("model-phi3-f32", "vocab-spm", MDL_ARCH_PHI3, GGML_TYPE_F32, 8, 0,
+                          &phi3) ||
+           write_model_ex("model-gemma2-f32", "vocab-spm", MDL_ARCH_GEMMA2, GGML_TYPE_F32, 8, 1,
+                          &gemma) ||
+           write_model_ex("model-gemma3-f32", "vocab-spm", MDL_ARCH_GEMMA3, GGML_TYPE_F32, 8, 1,
+                          &gemma) ||
+           write_model_ex("model-moe-f32", "vocab-spm", MDL_ARCH_LLAMA, GGML_TYPE_F32, 8, 0,
+                          &moe) ||
+           write_model_ex("model-qwen2moe-f32", "vocab-bpe", MDL_ARCH_QWEN2MOE, GGML_TYPE_F32, 8,
+                          0, &moe) ||
+           write_model_ex("model-llama3rope-f32", "vocab-spm", MDL_ARCH_LLAMA, GGML_TYPE_F32, 8, 1,
+                          &llama3);
 }
 
 /* Copies `from` to `name` with `len` bytes (truncation) and an optional 4-byte patch. */
@@ -183,6 +232,7 @@ int main(int argc, char **argv)
     int rc = write_spm("vocab-spm") || write_bpe("vocab-bpe") ||
              write_model("model-llama-f32", "vocab-spm", MDL_ARCH_LLAMA, GGML_TYPE_F32, 8, 0) ||
              write_model("model-qwen2-q8_0", "vocab-bpe", MDL_ARCH_QWEN2, GGML_TYPE_Q8_0, 32, 1) ||
+             write_new_archs() ||
              variant("vocab-spm", "bad-version", -1, 4, 1) ||
              variant("vocab-spm", "bad-truncated-header", 20, -1, 0) ||
              variant("vocab-bpe", "bad-truncated-kv", 300, -1, 0) ||

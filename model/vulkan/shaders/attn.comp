@@ -5,7 +5,9 @@
 // up to the token's position, keeping its own running max, sum and weighted V sum;
 // the lanes are then merged with subgroupMax/subgroupAdd. GQA: query head h reads KV
 // head h / (n_head / n_head_kv). The same kernel serves decode (one token) and
-// prefill (many tokens, each seeing positions <= its own).
+// prefill (many tokens, each seeing positions <= its own). A score is
+// post_scale * cap(scale * q.k) with cap(s) = softcap * tanh(s / softcap) when softcap
+// > 0; with a window (n_swa > 0) a token at pos sees positions pos - n_swa < j <= pos.
 #version 450
 #include "common.glsl"
 
@@ -27,6 +29,9 @@ layout(push_constant) uniform Push {
     uint pos_off;
     uint slot_off;
     float scale;
+    float softcap;
+    float post_scale;
+    uint n_swa;
 } p;
 
 #define HD2 (VKB_HEAD_DIM_MAX / 2)
@@ -53,12 +58,17 @@ void main()
     float mx = -3.0e38;
     float sum = 0.0;
     const uint kb0 = slot * p.n_ctx * row_words + kvh * hd2;
-    for (uint ps = lane; ps <= pos; ps += nl) {
+    const uint first = p.n_swa > 0u && pos + 1u > p.n_swa ? pos + 1u - p.n_swa : 0u;
+    const float inv_cap = p.softcap > 0.0 ? 1.0 / p.softcap : 0.0;
+    for (uint ps = first + lane; ps <= pos; ps += nl) {
         const uint kb = kb0 + ps * row_words;
         float sc = 0.0;
         for (uint i = 0u; i < hd2; i++)
             sc += dot(qv[i], unpackHalf2x16(kc[kb + i]));
         sc *= p.scale;
+        if (p.softcap > 0.0)
+            sc = tanh(sc * inv_cap) * p.softcap;
+        sc *= p.post_scale;
         const float mnew = max(mx, sc);
         const float c = exp(mx - mnew);
         const float e = exp(sc - mnew);

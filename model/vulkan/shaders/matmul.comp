@@ -1,4 +1,4 @@
-// variants: matvec_f32=-DT_F32,-DMATVEC matvec_f16=-DT_F16,-DMATVEC matvec_q8_0=-DT_Q8_0,-DMATVEC matvec_q4_0=-DT_Q4_0,-DMATVEC matvec_q4_k=-DT_Q4_K,-DMATVEC matvec_q6_k=-DT_Q6_K,-DMATVEC matmul_f32=-DT_F32 matmul_f16=-DT_F16 matmul_q8_0=-DT_Q8_0 matmul_q4_0=-DT_Q4_0 matmul_q4_k=-DT_Q4_K matmul_q6_k=-DT_Q6_K
+// variants: matvec_f32=-DT_F32,-DMATVEC matvec_f16=-DT_F16,-DMATVEC matvec_q8_0=-DT_Q8_0,-DMATVEC matvec_q4_0=-DT_Q4_0,-DMATVEC matvec_q4_k=-DT_Q4_K,-DMATVEC matvec_q6_k=-DT_Q6_K,-DMATVEC matmul_f32=-DT_F32 matmul_f16=-DT_F16 matmul_q8_0=-DT_Q8_0 matmul_q4_0=-DT_Q4_0 matmul_q4_k=-DT_Q4_K matmul_q6_k=-DT_Q6_K matvec_id_f32=-DT_F32,-DMATVEC,-DMOE_ID matvec_id_f16=-DT_F16,-DMATVEC,-DMOE_ID matvec_id_q8_0=-DT_Q8_0,-DMATVEC,-DMOE_ID matvec_id_q4_0=-DT_Q4_0,-DMATVEC,-DMOE_ID matvec_id_q4_k=-DT_Q4_K,-DMATVEC,-DMOE_ID matvec_id_q6_k=-DT_Q6_K,-DMATVEC,-DMOE_ID
 // matmul.comp - y[t][row] (+)= W[row] . x[t] (+ bias[row]), dequantizing W on the fly.
 //
 // One workgroup is one subgroup and owns NR rows and TN tokens (mat-vec variants:
@@ -12,6 +12,10 @@
 // Batch invariance: a (row, token) sum is formed in the same order in every variant
 // (the same lane partition and per-lane order, then one subgroupAdd), so a token's
 // result does not depend on the batch it is computed in.
+// MOE_ID (mat-vec only): the weights hold n_mat matrices of n rows each (stacked
+// experts); "token" y is a routed pair, which multiplies matrix ids[ids_off + y] by
+// activation row y / x_div (x_div = experts per token when the pairs share their
+// token's input) and writes output row y.
 #version 450
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
@@ -39,7 +43,19 @@ layout(push_constant) uniform Push {
     uint y_off;      // y[t][row] at y_off + t*y_stride + row
     uint y_stride;
     uint flags;      // VKB_MM_BIAS | VKB_MM_ACCUMULATE
+#ifdef MOE_ID
+    uint ids_off;    // expert of pair y at ids[ids_off + y]
+    uint x_div;      // activation row of pair y: y / x_div
+    uint n_mat;      // matrices in the weight buffer
+#endif
 } p;
+
+#ifdef MOE_ID
+layout(binding = 6) readonly buffer Ids { int ids[]; };
+#define XROW(i) ((i) / p.x_div)
+#else
+#define XROW(i) (i)
+#endif
 
 #include "dequant.glsl"
 
@@ -80,17 +96,24 @@ void main()
     const uint r0 = gl_WorkGroupID.x * NR;
     const uint t0 = gl_WorkGroupID.y * TN;
     const uint nsb = p.k >> 5;
+#ifdef MOE_ID
+    const uint n_blk = p.n * p.n_mat * nsb;
+    const uint rbase = uint(ids[p.ids_off + gl_WorkGroupID.y]) * p.n;
+#else
     const uint n_blk = p.n * nsb;
+    const uint rbase = 0u;
+#endif
     uint xb[TN];
     uint xt[TN];
     uint brow[NR];
     float acc[NR][TN];
     [[unroll]] for (uint t = 0u; t < TN; t++) {
-        xt[t] = min(t0 + t, p.m - 1u) * nsb;
-        xb[t] = (p.x_off + min(t0 + t, p.m - 1u) * p.x_stride) >> 2;
+        const uint xr = XROW(min(t0 + t, p.m - 1u));
+        xt[t] = xr * nsb;
+        xb[t] = (p.x_off + xr * p.x_stride) >> 2;
     }
     [[unroll]] for (uint r = 0u; r < NR; r++) {
-        brow[r] = min(r0 + r, p.n - 1u) * nsb;
+        brow[r] = (rbase + min(r0 + r, p.n - 1u)) * nsb;
         [[unroll]] for (uint t = 0u; t < TN; t++)
             acc[r][t] = 0.0;
     }

@@ -19,6 +19,7 @@
 #include "gguf.h"
 #include "loader.h"
 #include "test.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -42,6 +43,27 @@ struct golden_stats {
 };
 
 static int golden_report_limit = 8;
+
+/* Rule 2's tokenizer: the prompt ids as the model's own tokenizer makes them (BOS as the
+ * model adds it, special-token text not parsed). */
+static inline int golden_tokenize(const struct gguf_file *f, const char *text, int32_t *ids,
+                                  int max_ids)
+{
+    struct tok_vocab *v = NULL;
+    char err[256];
+    if (tok_load(&v, f, err, sizeof(err)) != 0) {
+        fprintf(stderr, "  tok_load: %s\n", err);
+        return -1;
+    }
+    int32_t *out = NULL;
+    size_t n = 0;
+    int rc = tok_encode(v, text, strlen(text), tok_add_bos(v), false, &out, &n);
+    if (rc == 0 && n <= (size_t)max_ids)
+        memcpy(ids, out, n * sizeof(int32_t));
+    free(out);
+    tok_free(v);
+    return rc == 0 && n <= (size_t)max_ids ? (int)n : -1;
+}
 
 #define GOLDEN_VIOL(st, ...)                                                                       \
     do {                                                                                           \
@@ -294,6 +316,24 @@ static int golden_check_model(const struct bk_ops *ops, const char *model, doubl
     mdl_weights_fini(&w);
     gguf_close(f);
     return bad + st->violations;
+}
+
+/* Whether fixture `model` loads; when the loader refuses one of its weight types (a type
+ * not supported yet), writes the loader's message into why and returns false. Any other
+ * failure returns true, so that the test runs and fails with it. */
+static inline bool golden_types_supported(const char *model, char *why, size_t why_len)
+{
+    char rel[256];
+    struct gguf_file *f = NULL;
+    struct mdl_weights w;
+    snprintf(rel, sizeof(rel), "models/%s.gguf", model);
+    if (gguf_open(&f, test_fixture(rel), why, why_len) != 0)
+        return true;
+    int rc = mdl_load_weights(&w, f, why, why_len);
+    gguf_close(f);
+    if (rc == 0)
+        mdl_weights_fini(&w);
+    return !(rc == MDL_EUNSUPPORTED && strstr(why, " has type "));
 }
 
 /* The test of one fixture model on `ops`: no violation, over the prompt and greedy

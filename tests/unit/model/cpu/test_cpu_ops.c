@@ -1,6 +1,8 @@
 /* test_cpu_ops.c - the CPU backend's operations against naive double-precision loops:
- * RMSNorm, RoPE in both modes, softmax, attention with GQA over an F16 cache, and the
- * threaded mat-mul for every weight type (plus its batch invariance). */
+ * RMSNorm, RoPE in both modes (and with Llama 3 frequency divisors, linear scaling and
+ * an attention factor), softmax, GELU, attention with GQA over an F16 cache (also over a
+ * sliding window with soft-capped scores), and the threaded mat-mul for every weight type
+ * (plus its batch invariance). */
 #include "test.h"
 
 #include "cpu/cpu_ops.h"
@@ -63,6 +65,70 @@ static void test_rope_modes_differ(void)
     cpu_rope(a, 1, 16, 16, cs, false);
     cpu_rope(b, 1, 16, 16, cs, true);
     ASSERT_TRUE(fabsf(a[1] - b[1]) > 1e-3);
+}
+
+/* The frequency divisors of Llama 3 RoPE scaling, computed as the reference's converter
+ * does (factor 8, low 1, high 4, original context 8192; fixtures/README-new-archs.md). */
+static void llama3_factors(float *ff, int n_rot, float base)
+{
+    for (int i = 0; i < n_rot / 2; i++) {
+        float wavelen = 2.0f * (float)M_PI * powf(base, 2.0f * i / (float)n_rot);
+        if (wavelen < 8192.0f / 4.0f) {
+            ff[i] = 1.0f;
+        } else if (wavelen > 8192.0f) {
+            ff[i] = 8.0f;
+        } else {
+            float smooth = (8192.0f / wavelen - 1.0f) / (4.0f - 1.0f);
+            ff[i] = 1.0f / ((1.0f - smooth) / 8.0f + smooth);
+        }
+    }
+}
+
+/* Llama 3 scaling (tiny-llama3rope's shape: head 128, base 500000) and linear scaling
+ * with an attention factor: the rotation of each pair against the angle computed
+ * directly, p * base^(-2i/n_rot) / factor * scale; dividing by the factor, not
+ * multiplying, is what the reference does. */
+static void test_rope_scaled(void)
+{
+    enum { HD = 128, POS = 300 };
+    float ff[HD / 2], cs[HD], x[HD], y[HD];
+    llama3_factors(ff, HD, 500000.0f);
+    ASSERT_NEAR(ff[0], 1.0, 0);
+    ASSERT_NEAR(ff[29], 1.2075, 1e-4);
+    ASSERT_NEAR(ff[34], 5.2573, 1e-4);
+    ASSERT_NEAR(ff[63], 8.0, 0);
+    const struct mdl_rope cases[2] = {{500000.0f, 1.0f, 1.0f}, {500000.0f, 0.125f, 1.19f}};
+    for (int c = 0; c < 2; c++) {
+        for (int i = 0; i < HD; i++)
+            x[i] = y[i] = test_nrand();
+        cpu_rope_table_ext(cs, HD, POS, &cases[c], ff);
+        cpu_rope(y, 1, HD, HD, cs, false);
+        for (int i = 0; i < HD / 2; i++) {
+            double a = POS * pow(500000.0, -2.0 * i / HD) / ff[i] * cases[c].freq_scale;
+            double m = cases[c].attn_factor;
+            double x0 = x[2 * i], x1 = x[2 * i + 1];
+            ASSERT_NEAR(y[2 * i], m * (x0 * cos(a) - x1 * sin(a)), 2e-4);
+            ASSERT_NEAR(y[2 * i + 1], m * (x0 * sin(a) + x1 * cos(a)), 2e-4);
+        }
+    }
+}
+
+/* GELU as the reference's F16 table gives it: the tanh approximation of the input
+ * rounded to F16, itself an F16 value; 0 and x past +-10. */
+static void test_gelu(void)
+{
+    ASSERT_NEAR(cpu_gelu(-10.0f), 0.0, 0);
+    ASSERT_NEAR(cpu_gelu(-12.5f), 0.0, 0);
+    ASSERT_NEAR(cpu_gelu(10.0f), 10.0, 0);
+    ASSERT_NEAR(cpu_gelu(17.25f), 17.25, 0);
+    for (int k = 0; k < 2000; k++) {
+        float x = (float)(k - 1000) / 100.0f + 0.00123f;
+        float g = cpu_gelu(x);
+        ASSERT_TRUE(quant_fp16_to_fp32(quant_fp32_to_fp16(g)) == g); /* an F16 value */
+        double h = quant_fp16_to_fp32(quant_fp32_to_fp16(x));
+        double want = 0.5 * h * (1.0 + tanh(sqrt(2.0 / M_PI) * h * (1.0 + 0.044715 * h * h)));
+        ASSERT_NEAR(g, want, 1e-3 * (1.0 + fabs(want)));
+    }
 }
 
 static void test_softmax(void)
@@ -143,12 +209,61 @@ static void test_attention_multi_matches_single(void)
             n_pos[i] = NPOS - 3 * (i / 2); /* tokens at consecutive positions, two heads each */
         }
         float scale = 1.0f / sqrtf((float)hd);
-        cpu_attention_multi(NQ, outs, qs, n_pos, &k[0][0], &v[0][0], MAXHD, hd, scale, scores,
-                            NPOS, q16);
+        cpu_attention_multi(NQ, outs, qs, NULL, n_pos, &k[0][0], &v[0][0], MAXHD, hd, scale, 0.0f,
+                            scores, NPOS, q16);
         for (int i = 0; i < NQ; i++) {
             cpu_attention(one, q[i], &k[0][0], &v[0][0], MAXHD, n_pos[i], hd, scale, scores, q16);
             ASSERT_TRUE(memcmp(one, out[i], (size_t)hd * sizeof(float)) == 0);
         }
+    }
+}
+
+/* A sliding window and soft-capped scores (gemma2): each query sees positions
+ * [first, n_pos); the scores are c * tanh(s / c). Against double loops, and the queries
+ * together in one call give bitwise what each gives alone (batch invariance). */
+static void test_attention_window_softcap(void)
+{
+    enum { HD = 32, NPOS = 90, NQ = 6 };
+    static uint16_t k[NPOS][HD], v[NPOS][HD], q16[NQ * HD];
+    static float q[NQ][HD], out[NQ][HD], one[HD], scores[NQ * NPOS];
+    for (int t = 0; t < NPOS; t++)
+        for (int i = 0; i < HD; i++) {
+            k[t][i] = quant_fp32_to_fp16(test_nrand());
+            v[t][i] = quant_fp32_to_fp16(test_nrand());
+        }
+    static const int n_pos[NQ] = {90, 89, 17, 40, 5, 64};
+    static const int first[NQ] = {74, 73, 1, 24, 0, 32}; /* windows of 16, 16, 16, 16, all, 32 */
+    float *outs[NQ];
+    const float *qs[NQ];
+    for (int i = 0; i < NQ; i++) {
+        for (int d = 0; d < HD; d++)
+            q[i][d] = test_nrand() * 2;
+        outs[i] = out[i];
+        qs[i] = q[i];
+    }
+    const float cap = 4.0f;
+    cpu_attention_multi(NQ, outs, qs, first, n_pos, &k[0][0], &v[0][0], HD, HD, 1.0f, cap, scores,
+                        NPOS, q16);
+    for (int i = 0; i < NQ; i++) {
+        double s[NPOS], mx = -1e30, sum = 0;
+        for (int t = first[i]; t < n_pos[i]; t++) {
+            s[t] = 0;
+            for (int d = 0; d < HD; d++)
+                s[t] += (double)q[i][d] * quant_fp16_to_fp32(k[t][d]);
+            s[t] = cap * tanh(s[t] / cap);
+            mx = s[t] > mx ? s[t] : mx;
+        }
+        for (int t = first[i]; t < n_pos[i]; t++)
+            sum += s[t] = exp(s[t] - mx);
+        for (int d = 0; d < HD; d++) {
+            double o = 0;
+            for (int t = first[i]; t < n_pos[i]; t++)
+                o += s[t] / sum * quant_fp16_to_fp32(v[t][d]);
+            ASSERT_NEAR(out[i][d], o, 3e-3);
+        }
+        cpu_attention_multi(1, (float *const[]){one}, &qs[i], &first[i], &n_pos[i], &k[0][0],
+                            &v[0][0], HD, HD, 1.0f, cap, scores, NPOS, q16);
+        ASSERT_TRUE(memcmp(one, out[i], sizeof(one)) == 0);
     }
 }
 
@@ -194,7 +309,7 @@ static void test_matmul_types(void)
             quant_act_row(at, x[c], a + c * as, N);
         }
         struct mdl_tensor wt = {t, {N, ROWS}, w, ws * ROWS};
-        struct cpu_mm mm = {&wt, a, as, NULL, &out[0][0], ROWS};
+        struct cpu_mm mm = {&wt, a, as, NULL, &out[0][0], ROWS, 0};
         cpu_matmul(pool, &mm, 1, TOK);
         for (int c = 0; c < TOK; c++) {
             quant_dequant_row(at, a + c * as, ad, N);
@@ -209,7 +324,7 @@ static void test_matmul_types(void)
                     TEST_FAIL_("type %s row %d tok %d: %.7g vs %.7g", gguf_type_name(t), r, c,
                                out[c][r], ref);
             }
-            struct cpu_mm m1 = {&wt, a + c * as, as, NULL, one, ROWS};
+            struct cpu_mm m1 = {&wt, a + c * as, as, NULL, one, ROWS, 0};
             cpu_matmul(pool, &m1, 1, 1);
             if (memcmp(one, out[c], sizeof(one)) != 0)
                 TEST_FAIL_("type %s: token %d alone differs from the batch", gguf_type_name(t), c);
@@ -228,8 +343,11 @@ int main(void)
     RUN(test_rope_neox);
     RUN(test_rope_modes_differ);
     RUN(test_softmax);
+    RUN(test_rope_scaled);
+    RUN(test_gelu);
     RUN(test_attention_gqa);
     RUN(test_attention_multi_matches_single);
+    RUN(test_attention_window_softcap);
     RUN(test_matmul_types);
     return TEST_DONE();
 }

@@ -3,6 +3,7 @@
  * tests for whitespace control, loops, scoping, namespaces, slicing, undefined
  * values, filters, errors with line numbers, limits and the built-in templates. */
 #include "test.h"
+#include "gguf.h"
 #include "template.h"
 
 #include <pthread.h>
@@ -467,6 +468,32 @@ static void test_null_content_and_reasoning(void)
     free(out);
 }
 
+/* Qwen3's own template, as the tiny-qwen3 fixture carries it: the system turn, a
+ * thought dropped from the history, the generation prompt. */
+static void test_qwen3_template(void)
+{
+    char err[256];
+    struct gguf_file *f = NULL;
+    ASSERT_INT_EQ(gguf_open(&f, test_fixture("models/tiny-qwen3-q8_0.gguf"), err, sizeof(err)), 0);
+    char *src = NULL;
+    int rc = gguf_get_str(f, "tokenizer.chat_template", &src);
+    gguf_close(f);
+    ASSERT_INT_EQ(rc, 0);
+    struct tmpl_message m[] = {
+        {.role = "system", .content = "Be brief."},
+        {.role = "user", .content = "Hi"},
+        {.role = "assistant", .content = "<think>\nplan\n</think>\n\nHello!"},
+        {.role = "user", .content = "Again"},
+    };
+    char *out = render_msgs(src, m, 4, true, &rc, err, sizeof(err));
+    free(src);
+    ASSERT_TRUE(out != NULL);
+    ASSERT_STR_EQ(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                       "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nAgain<|im_end|>\n"
+                       "<|im_start|>assistant\n");
+    free(out);
+}
+
 /* ------------------------------------------------------------------ built-ins */
 
 static char *render_builtin(const char *name, const struct tmpl_message *m, size_t n, bool gen,
@@ -621,6 +648,7 @@ static void *run_all(void *result)
     RUN(test_builtins_parse);
     RUN(test_builtins_render);
     RUN(test_builtins_match_fixtures);
+    RUN(test_qwen3_template);
     *(int *)result = TEST_DONE();
     return NULL;
 }

@@ -305,12 +305,14 @@ static size_t golden_tokens(const char *json, int32_t *out, size_t cap)
 
 static void test_golden_prompts(void)
 {
-    static const char *models[] = {"tiny-llama-f32", "tiny-llama-q4_0", "tiny-qwen2-q8_0",
-                                   "small-llama-kq-q4_k_m"};
+    static const char *models[] = {"tiny-llama-f32",   "tiny-llama-q4_0",  "tiny-qwen2-q8_0",
+                                   "small-llama-kq-q4_k_m", "tiny-phi3-f16", "tiny-gemma2-q8_0",
+                                   "tiny-gemma3-q8_0", "tiny-qwen3-q8_0",  "tiny-moe-q4_0",
+                                   "tiny-llama3rope-q5_k_m"};
     size_t plen;
     char *prompts = test_read_file(test_fixture("golden/prompts.txt"), &plen);
     ASSERT_TRUE(prompts != NULL);
-    for (size_t m = 0; m < 4; m++) {
+    for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
         char rel[256];
         snprintf(rel, sizeof(rel), "models/%s.gguf", models[m]);
         struct tok_vocab *v = test_load_vocab(rel);
@@ -365,9 +367,10 @@ static bool piece_matches(const struct tok_vocab *v, int32_t id, const char *hex
  * llama_token_to_piece gave. */
 static void test_golden_pieces(void)
 {
-    static const char *models[] = {"tiny-llama-f32", "tiny-qwen2-q8_0", "small-llama-kq-q4_k_m"};
+    static const char *models[] = {"tiny-llama-f32", "tiny-qwen2-q8_0", "small-llama-kq-q4_k_m",
+                                   "tiny-phi3-f16",  "tiny-qwen3-q8_0", "tiny-gemma2-q8_0"};
     int checked = 0;
-    for (size_t m = 0; m < 3; m++) {
+    for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
         char rel[256];
         snprintf(rel, sizeof(rel), "models/%s.gguf", models[m]);
         struct tok_vocab *v = test_load_vocab(rel);
@@ -650,6 +653,89 @@ static void test_r11_r12_load_checks(void)
                "tokenizer.ggml.tokens: expected an array of strings");
 }
 
+/* End of generation as the reference decides it for the new vocabularies: phi3 appends
+ * <|endoftext|> (CONTROL, the EOS) and its </s> is not an end; Qwen3 ends at <|im_end|>,
+ * <|endoftext|> and the FIM pad/repo/file tokens; Gemma at <end_of_turn>. */
+static void test_end_of_generation(void)
+{
+    struct tok_vocab *v = test_load_vocab("models/tiny-phi3-f16.gguf");
+    ASSERT_TRUE(v != NULL);
+    ASSERT_INT_EQ(tok_eos(v), 32000);
+    ASSERT_TRUE(tok_is_eog(v, 32000));
+    ASSERT_TRUE(!tok_is_eog(v, 2));
+    int n_eog = 0;
+    for (int32_t id = 0; id < tok_n_vocab(v); id++)
+        n_eog += tok_is_eog(v, id);
+    ASSERT_INT_EQ(n_eog, 1);
+    tok_free(v);
+
+    v = test_load_vocab("models/tiny-qwen3-q8_0.gguf");
+    ASSERT_TRUE(v != NULL);
+    static const int32_t qwen_eog[] = {151643, 151645, 151662, 151663, 151664};
+    for (size_t i = 0; i < sizeof(qwen_eog) / sizeof(qwen_eog[0]); i++)
+        ASSERT_TRUE(tok_is_eog(v, qwen_eog[i]));
+    ASSERT_TRUE(!tok_is_eog(v, 151644)); /* <|im_start|> */
+    ASSERT_TRUE(!tok_add_bos(v));
+    tok_free(v);
+
+    /* a Gemma-style vocabulary: <end_of_turn> ends a reply (and is CONTROL) */
+    struct gguf_writer *w = gguf_writer_new();
+    const char *t[6] = {"<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"};
+    int32_t types[6] = {3, 3, 3, 2, 1, 1};
+    gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", t, 6);
+    gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", types, 6);
+    gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 2);
+    gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 1);
+    void *buf;
+    struct gguf_file *f;
+    ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
+    ASSERT_INT_EQ(load_close(f, buf, &v), 0);
+    ASSERT_TRUE(tok_is_eog(v, 5));
+    ASSERT_INT_EQ(tok_type(v, 5), TOK_TYPE_CONTROL);
+    ASSERT_TRUE(tok_is_eog(v, 1));
+    ASSERT_TRUE(!tok_is_eog(v, 4));
+    tok_free(v);
+}
+
+/* A vocabulary of a model named like phi-3: special tokens but <s>, <unk> and
+ * <|endoftext|> absorb the whitespace after them when parsed from a prompt, as the
+ * reference tokenizes Phi-3's "<|user|>\n...<|end|>\n" format; other models keep it. */
+static void test_phi3_rstrip(void)
+{
+    const char *names[2] = {"Phi-3.5 mini instruct", "tiny model"};
+    for (int k = 0; k < 2; k++) {
+        struct gguf_writer *w = gguf_writer_new();
+        const char *t[7] = {"<unk>", "<s>", "</s>", "<|endoftext|>", "<|user|>", "\xe2\x96\x81" "a",
+                            "<0x0A>"};
+        int32_t types[7] = {2, 3, 3, 3, 4, 1, 6};
+        float scores[7] = {0, 0, 0, 0, 0, -1, -2};
+        gguf_writer_add_str(w, "general.name", names[k]);
+        gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", t, 7);
+        gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", types, 7);
+        gguf_writer_add_arr_f32(w, "tokenizer.ggml.scores", scores, 7);
+        gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 3);
+        void *buf;
+        struct gguf_file *f;
+        struct tok_vocab *v;
+        ASSERT_INT_EQ(open_written(w, &buf, &f), 0);
+        ASSERT_INT_EQ(load_close(f, buf, &v), 0);
+        const char *s = "<|user|>\na</s>\n<|endoftext|>\n";
+        int32_t *ids;
+        size_t n;
+        ASSERT_INT_EQ(tok_encode(v, s, strlen(s), false, true, &ids, &n), 0);
+        int newlines = 0;
+        for (size_t i = 0; i < n; i++)
+            newlines += ids[i] == 6;
+        /* phi-3: only the newline after <|endoftext|> is left */
+        ASSERT_INT_EQ(newlines, k == 0 ? 1 : 3);
+        ASSERT_INT_EQ(ids[0], 4);
+        free(ids);
+        tok_free(v);
+    }
+}
+
 /* Every supported pre-tokenizer compiles and splits something sensibly. */
 static void test_pre_tokenizers(void)
 {
@@ -718,5 +804,7 @@ int main(void)
     RUN(test_arbitrary_bytes);
     RUN(test_r11_r12_load_checks);
     RUN(test_pre_tokenizers);
+    RUN(test_end_of_generation);
+    RUN(test_phi3_rstrip);
     return TEST_DONE();
 }

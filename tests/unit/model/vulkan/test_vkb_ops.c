@@ -9,7 +9,8 @@
  *
  * Tolerances: dequantised rows must match exactly (the device multiplies the same
  * float scales); dot products within 2e-6 * sum|w*x| + 1e-6 (float accumulation of
- * up to 512 terms); rope, norms and attention within 1e-5 relative.
+ * up to 512 terms); rope, norms and attention within 1e-5 relative; expert mat-vecs
+ * bitwise equal to the plain mat-vec; GELU within 2e-3 (one F16 step of its output).
  */
 #include "test.h"
 
@@ -513,7 +514,8 @@ static void test_rmsnorm(void)
     free(wt);
 }
 
-static void check_rope(bool neox)
+/* scaled: frequency divisors (Llama 3 style), linear scaling and an attention factor */
+static void check_rope(bool neox, bool scaled)
 {
     const uint32_t hd = 16;
     const uint32_t nh = 3;
@@ -523,7 +525,9 @@ static void check_rope(bool neox)
     const float base = 10000.0f;
     float *x = rnd_vec(m * stride, -1, 1);
     int32_t pos[4] = {0, 1, 77, 299};
-    float *tab = vkb_rope_table(n_ctx, hd, base);
+    float ff[8] = {1.0f, 1.0f, 1.25f, 2.0f, 3.5f, 8.0f, 8.0f, 8.0f};
+    struct mdl_rope r = {base, scaled ? 0.125f : 1.0f, scaled ? 1.2f : 1.0f};
+    float *tab = vkb_rope_table(n_ctx, hd, &r, scaled ? ff : NULL);
     struct vkb_buf xb;
     struct vkb_buf tb;
     struct vkb_buf ib;
@@ -541,10 +545,15 @@ static void check_rope(bool neox)
         for (uint32_t h = 0; h < nh; h++) {
             for (uint32_t i = 0; i < hd / 2; i++) {
                 double ang = pos[t] * pow(base, -2.0 * i / hd);
+                double mag = 1.0;
+                if (scaled) {
+                    ang = ang / ff[i] * 0.125;
+                    mag = 1.2;
+                }
                 uint32_t i0 = t * stride + h * hd + (neox ? i : 2 * i);
                 uint32_t i1 = t * stride + h * hd + (neox ? i + hd / 2 : 2 * i + 1);
-                double a0 = x[i0] * cos(ang) - x[i1] * sin(ang);
-                double a1 = x[i0] * sin(ang) + x[i1] * cos(ang);
+                double a0 = mag * (x[i0] * cos(ang) - x[i1] * sin(ang));
+                double a1 = mag * (x[i0] * sin(ang) + x[i1] * cos(ang));
                 ASSERT_NEAR(o[i0], a0, 1e-5);
                 ASSERT_NEAR(o[i1], a1, 1e-5);
             }
@@ -562,18 +571,27 @@ static void check_rope(bool neox)
 
 static void test_rope_normal(void)
 {
-    check_rope(false);
+    check_rope(false, false);
 }
 
 static void test_rope_neox(void)
 {
-    check_rope(true);
+    check_rope(true, false);
+}
+
+/* Llama 3 frequency divisors, linear scaling and LongRoPE's attention factor in the
+ * table, against the rotation computed directly. */
+static void test_rope_scaled(void)
+{
+    check_rope(false, true);
+    check_rope(true, true);
 }
 
 /* Fills two slots' caches with kv_write, then attends from chosen positions
  * (including the last position of the context) and compares with a CPU loop over
  * the F16-rounded keys and values. */
-static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
+static void check_attention_ex(uint32_t hd, uint32_t n_head, uint32_t n_head_kv, float softcap,
+                               uint32_t n_swa)
 {
     const uint32_t n_ctx = 37;
     const uint32_t n_slots = 2;
@@ -605,7 +623,10 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
                                .n_ctx = n_ctx,
                                .pos_off = 0,
                                .slot_off = m,
-                               .scale = 1.0f / sqrtf((float)hd)};
+                               .scale = 1.0f / sqrtf((float)hd),
+                               .softcap = softcap,
+                               .post_scale = 1.0f,
+                               .n_swa = n_swa};
     ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
     ASSERT_INT_EQ(vkb_op_kv_write(ctx, vw(&qb, 0, qkvd), &kc, &vc, &ib, &ka, m, err, sizeof(err)),
                   0);
@@ -624,22 +645,25 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
         for (uint32_t h = 0; h < n_head; h++) {
             uint32_t kvh = h / (n_head / n_head_kv);
             double mx = -1e300;
-            for (uint32_t p = 0; p <= pos; p++) {
+            uint32_t first = n_swa && pos + 1 > n_swa ? pos + 1 - n_swa : 0;
+            for (uint32_t p = first; p <= pos; p++) {
                 const float *kr = qkv + (size_t)(slot * n_ctx + p) * qkvd + qd + kvh * hd;
                 double s = 0;
                 for (uint32_t i = 0; i < hd; i++)
                     s += (double)qkv[(size_t)j * qkvd + h * hd + i] * round_f16(kr[i]);
                 sc[p] = s / sqrt((double)hd);
+                if (softcap > 0)
+                    sc[p] = softcap * tanh(sc[p] / softcap);
                 mx = sc[p] > mx ? sc[p] : mx;
             }
             double sum = 0;
-            for (uint32_t p = 0; p <= pos; p++) {
+            for (uint32_t p = first; p <= pos; p++) {
                 sc[p] = exp(sc[p] - mx);
                 sum += sc[p];
             }
             for (uint32_t i = 0; i < hd; i++) {
                 double v = 0;
-                for (uint32_t p = 0; p <= pos; p++)
+                for (uint32_t p = first; p <= pos; p++)
                     v +=
                         sc[p] *
                         round_f16(qkv[(size_t)(slot * n_ctx + p) * qkvd + qd + kvd + kvh * hd + i]);
@@ -660,6 +684,19 @@ static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
     vkb_buf_free(ctx, &vc);
     vkb_buf_free(ctx, &ib);
     vkb_buf_free(ctx, &ob);
+}
+
+static void check_attention(uint32_t hd, uint32_t n_head, uint32_t n_head_kv)
+{
+    check_attention_ex(hd, n_head, n_head_kv, 0.0f, 0);
+}
+
+/* gemma2's soft-capped scores and a sliding window of 5 positions (of 37) */
+static void test_attention_softcap_window(void)
+{
+    check_attention_ex(32, 4, 2, 4.0f, 0);
+    check_attention_ex(32, 4, 2, 0.0f, 5);
+    check_attention_ex(16, 2, 1, 1.5f, 7);
 }
 
 static void test_attention_gqa(void)
@@ -745,6 +782,239 @@ static void test_devices_and_auto_policy(void)
     vkb_ctx_close(c2);
 }
 
+/* Expert mat-vecs (MoE): pair p multiplies matrix ids[p] of a stacked weight by
+ * activation row p / 2; bitwise what the plain mat-vec of that matrix alone gives. */
+static void check_matmul_id(const struct wtype *wt)
+{
+    const uint32_t k = 256, rows = 13, n_mat = 3, M = 3, pairs = 2 * M;
+    struct rmat rm;
+    rmat_make(&rm, wt, k, rows * n_mat);
+    struct mdl_tensor t = {.type = wt->type, .ne = {k, rows * n_mat}, .data = rm.bytes,
+                           .nbytes = rm.nbytes};
+    struct vkb_weight w;
+    ASSERT_INT_EQ(vkb_weight_upload(ctx, &w, &t, err, sizeof(err)), 0);
+    float *x = rnd_vec((size_t)M * (k + 8) + 4, -1, 1);
+    const int32_t ids[6] = {2, 0, 1, 2, 0, 1};
+    struct vkb_buf xb, yb, ib, qb, sb;
+    struct vkb_xq xq = {&qb, &sb};
+    ASSERT_INT_EQ(buf_from(&xb, x, ((size_t)M * (k + 8) + 4) * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&yb, NULL, (size_t)pairs * rows * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&ib, ids, sizeof(ids), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&qb, NULL, (size_t)M * k, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&sb, NULL, (size_t)M * k / 32 * sizeof(float), VKB_MEM_DEVICE), 0);
+    struct vkb_moe_mm e = {.rows_per = rows, .n_mat = n_mat, .ids = &ib, .ids_off = 0, .x_div = 2};
+    ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+    if (vkb_type_is_quant(wt->type)) {
+        ASSERT_INT_EQ(vkb_op_quant_q8(ctx, vw(&xb, 4, k + 8), k, M, vkb_type_is_kquant(wt->type),
+                                      &xq, err, sizeof(err)),
+                      0);
+        vkb_rec_barrier(ctx);
+    }
+    ASSERT_INT_EQ(vkb_op_matmul_id(ctx, &w, &e, vw(&xb, 4, k + 8), &xq, vw(&yb, 0, rows), pairs,
+                                   err, sizeof(err)),
+                  0);
+    ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+    float yid[6 * 13];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &yb, 0, yid, sizeof(yid), err, sizeof(err)), 0);
+    for (uint32_t m = 0; m < n_mat; m++) {
+        struct mdl_tensor slab = t;
+        slab.ne[1] = rows;
+        slab.nbytes = rm.nbytes / n_mat;
+        slab.data = rm.bytes + m * slab.nbytes;
+        struct vkb_weight ws;
+        ASSERT_INT_EQ(vkb_weight_upload(ctx, &ws, &slab, err, sizeof(err)), 0);
+        float y[3 * 16];
+        ASSERT_INT_EQ(run_matmul(&ws, &xb, M, y, NULL, 0, NULL), 0);
+        for (uint32_t p = 0; p < pairs; p++)
+            for (uint32_t r = 0; ids[p] == (int32_t)m && r < rows; r++)
+                if (memcmp(&yid[p * rows + r], &y[1 + (p / 2) * (rows + 3) + r], 4) != 0)
+                    TEST_FAIL_("%s pair %u row %u: %.9g vs %.9g", wt->name, p, r,
+                               yid[p * rows + r], y[1 + (p / 2) * (rows + 3) + r]);
+        vkb_weight_free(ctx, &ws);
+    }
+    vkb_weight_free(ctx, &w);
+    struct vkb_buf *bs[5] = {&xb, &yb, &ib, &qb, &sb};
+    for (int i = 0; i < 5; i++)
+        vkb_buf_free(ctx, bs[i]);
+    free(x);
+    rmat_free(&rm);
+}
+
+static void test_matmul_id_all_types(void)
+{
+    for (size_t i = 0; i < sizeof(wtypes) / sizeof(wtypes[0]); i++)
+        check_matmul_id(&wtypes[i]);
+}
+
+/* GELU-gated and plain scaling / soft-capping, against double loops. */
+static void test_gelu_mul_scale(void)
+{
+    const uint32_t n = 75, m = 3;
+    float *g = rnd_vec(m * 2 * n, -12, 12);
+    struct vkb_buf gb;
+    ASSERT_INT_EQ(buf_from(&gb, g, m * 2 * n * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_glu(ctx, MDL_ACT_GELU, vw(&gb, 0, 2 * n), vw(&gb, n, 2 * n),
+                             vw(&gb, 0, 2 * n), n, m, err, sizeof(err)),
+                  0);
+    vkb_rec_barrier(ctx);
+    ASSERT_INT_EQ(vkb_op_scale(ctx, vw(&gb, n, 2 * n), n, m, 0.5f, 0.0f, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+    float o[450];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &gb, 0, o, sizeof(o), err, sizeof(err)), 0);
+    for (uint32_t t = 0; t < m; t++) {
+        for (uint32_t i = 0; i < n; i++) {
+            double a = g[t * 2 * n + i], u = g[t * 2 * n + n + i];
+            double h = round_f16((float)a);
+            double ge = a <= -10 ? 0 : a >= 10 ? a
+                      : round_f16((float)(0.5 * h * (1 + tanh(sqrt(2 / M_PI) * h * (1 + 0.044715 * h * h)))));
+            ASSERT_NEAR(o[t * 2 * n + i], ge * u, 2e-3 * (1 + fabs(ge * u)));
+            ASSERT_NEAR(o[t * 2 * n + n + i], 0.5 * u, 1e-7);
+        }
+    }
+    /* soft-cap: c * tanh(y / c) */
+    ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_scale(ctx, vw(&gb, 0, 2 * n), 2 * n, m, 1.0f, 8.0f, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+    float c[450];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &gb, 0, c, sizeof(c), err, sizeof(err)), 0);
+    for (uint32_t i = 0; i < 450; i++)
+        ASSERT_NEAR(c[i], 8.0 * tanh(o[i] / 8.0), 1e-5 * (1 + fabs(o[i])));
+    vkb_buf_free(ctx, &gb);
+    free(g);
+}
+
+/* Per-head norms in place (pieces of a row) and a norm added into the residual. */
+static void test_rmsnorm_rows(void)
+{
+    const uint32_t hd = 16, heads = 3, m = 4, stride = heads * hd + 7;
+    float *x = rnd_vec(m * stride, -2, 2);
+    float *wt = rnd_vec(hd, 0.5f, 1.5f);
+    float *r = rnd_vec(m * hd, -1, 1);
+    struct vkb_buf xb, wb, rb;
+    ASSERT_INT_EQ(buf_from(&xb, x, m * stride * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&wb, wt, hd * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&rb, r, m * hd * sizeof(float), VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_rmsnorm_rows(ctx, vw(&xb, 0, stride), &wb, vw(&xb, 0, stride), hd, m,
+                                      heads, 1e-6f, 0, err, sizeof(err)),
+                  0);
+    /* the first head of each row, normed, added into r */
+    ASSERT_INT_EQ(vkb_op_rmsnorm_rows(ctx, vw(&xb, 0, stride), &wb, vw(&rb, 0, hd), hd, m, 1,
+                                      1e-6f, VKB_NORM_ACCUMULATE, err, sizeof(err)),
+                  0);
+    ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+    float *o = malloc(m * stride * sizeof(float));
+    float ro[64];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &xb, 0, o, m * stride * sizeof(float), err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &rb, 0, ro, sizeof(ro), err, sizeof(err)), 0);
+    for (uint32_t t = 0; t < m; t++) {
+        for (uint32_t h = 0; h < heads; h++) {
+            const float *v = x + t * stride + h * hd;
+            double ss = 0;
+            for (uint32_t i = 0; i < hd; i++)
+                ss += (double)v[i] * v[i];
+            double sc = 1 / sqrt(ss / hd + 1e-6);
+            for (uint32_t i = 0; i < hd; i++) {
+                ASSERT_NEAR(o[t * stride + h * hd + i], v[i] * sc * wt[i], 1e-5);
+                if (h == 0) { /* normed once more: a normed vector is its own norm / w */
+                    double vi = v[i] * sc * wt[i];
+                    double s2 = 0;
+                    for (uint32_t j = 0; j < hd; j++) {
+                        double vj = v[j] * sc * wt[j];
+                        s2 += vj * vj;
+                    }
+                    ASSERT_NEAR(ro[t * hd + i], r[t * hd + i] + vi / sqrt(s2 / hd + 1e-6) * wt[i],
+                                1e-4);
+                }
+            }
+        }
+        for (uint32_t i = heads * hd; i < stride; i++)
+            ASSERT_TRUE(o[t * stride + i] == x[t * stride + i]);
+    }
+    free(o);
+    free(x);
+    free(wt);
+    free(r);
+    vkb_buf_free(ctx, &xb);
+    vkb_buf_free(ctx, &wb);
+    vkb_buf_free(ctx, &rb);
+}
+
+/* Router (softmax, top-k, weights with and without renormalisation) and the weighted
+ * sum with a gated shared expert. */
+static void test_moe_route_combine(void)
+{
+    enum { NE = 7, K = 3, M = 5, N = 40 };
+    float *lg = rnd_vec(M * NE, -3, 3);
+    lg[NE + 2] = lg[NE + 5]; /* a tie: the lower id ranks first */
+    struct vkb_buf lb, ib, wb, eb, xb, sb, gb;
+    ASSERT_INT_EQ(buf_from(&lb, lg, sizeof(float) * M * NE, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&ib, NULL, sizeof(int32_t) * M * K, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&wb, NULL, sizeof(float) * M * K, VKB_MEM_DEVICE), 0);
+    for (int norm = 0; norm < 2; norm++) {
+        ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+        ASSERT_INT_EQ(vkb_op_moe_route(ctx, &lb, &ib, &wb, NE, K, M, norm, err, sizeof(err)), 0);
+        ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+        int32_t ids[M * K];
+        float ws[M * K];
+        ASSERT_INT_EQ(vkb_buf_read(ctx, &ib, 0, ids, sizeof(ids), err, sizeof(err)), 0);
+        ASSERT_INT_EQ(vkb_buf_read(ctx, &wb, 0, ws, sizeof(ws), err, sizeof(err)), 0);
+        for (int t = 0; t < M; t++) {
+            const float *l = lg + t * NE;
+            double mx = -1e30, sum = 0;
+            for (int e = 0; e < NE; e++)
+                mx = l[e] > mx ? l[e] : mx;
+            for (int e = 0; e < NE; e++)
+                sum += exp(l[e] - mx);
+            bool used[NE] = {false};
+            double chosen[K], csum = 0;
+            for (int j = 0; j < K; j++) {
+                int best = -1;
+                for (int e = 0; e < NE; e++)
+                    if (!used[e] && (best < 0 || l[e] > l[best]))
+                        best = e;
+                used[best] = true;
+                ASSERT_INT_EQ(ids[t * K + j], best);
+                csum += chosen[j] = exp(l[best] - mx) / sum;
+            }
+            for (int j = 0; j < K; j++)
+                ASSERT_NEAR(ws[t * K + j], norm ? chosen[j] / csum : chosen[j], 1e-6);
+        }
+    }
+    float *eo = rnd_vec(M * K * N, -1, 1);
+    float *x = rnd_vec(M * N, -1, 1);
+    float *sh = rnd_vec(M * N, -1, 1);
+    float *sg = rnd_vec(M, -2, 2);
+    float ws[M * K];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &wb, 0, ws, sizeof(ws), err, sizeof(err)), 0);
+    ASSERT_INT_EQ(buf_from(&eb, eo, sizeof(float) * M * K * N, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&xb, x, sizeof(float) * M * N, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&sb, sh, sizeof(float) * M * N, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(buf_from(&gb, sg, sizeof(float) * M, VKB_MEM_DEVICE), 0);
+    ASSERT_INT_EQ(vkb_rec_begin(ctx, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_op_moe_combine(ctx, &xb, &eb, &wb, &sb, &gb, N, M, K, err, sizeof(err)), 0);
+    ASSERT_INT_EQ(vkb_rec_submit(ctx, err, sizeof(err)), 0);
+    float o[M * N];
+    ASSERT_INT_EQ(vkb_buf_read(ctx, &xb, 0, o, sizeof(o), err, sizeof(err)), 0);
+    for (int t = 0; t < M; t++) {
+        for (int i = 0; i < N; i++) {
+            double want = x[t * N + i] + sh[t * N + i] / (1 + exp(-sg[t]));
+            for (int j = 0; j < K; j++)
+                want += ws[t * K + j] * eo[(t * K + j) * N + i];
+            ASSERT_NEAR(o[t * N + i], want, 1e-5);
+        }
+    }
+    struct vkb_buf *bs[7] = {&lb, &ib, &wb, &eb, &xb, &sb, &gb};
+    for (int i = 0; i < 7; i++)
+        vkb_buf_free(ctx, bs[i]);
+    free(lg);
+    free(eo);
+    free(x);
+    free(sh);
+    free(sg);
+}
+
 int main(void)
 {
     if (vkb_ctx_open(&ctx, -1, err, sizeof(err)) < 0) {
@@ -759,6 +1029,12 @@ int main(void)
     RUN(test_rmsnorm);
     RUN(test_rope_normal);
     RUN(test_rope_neox);
+    RUN(test_rope_scaled);
+    RUN(test_attention_softcap_window);
+    RUN(test_matmul_id_all_types);
+    RUN(test_gelu_mul_scale);
+    RUN(test_rmsnorm_rows);
+    RUN(test_moe_route_combine);
     RUN(test_attention_gqa);
     RUN(test_attention_mha_hd64);
     RUN(test_attention_mqa_hd128);
