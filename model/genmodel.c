@@ -301,6 +301,20 @@ static int add_matrix(struct gen_state *g, const char *name, uint64_t fan_in, ui
     return add_tensor(g, name, fan_in, rows, 0.0, 1.0 / sqrt((double)fan_in), type);
 }
 
+/* A scale factor of the parameters: 0 means 1. */
+static double scale_of(float s)
+{
+    return s > 0.0f ? s : 1.0;
+}
+
+/* A matrix that writes into the residual stream (residual_scale). */
+static int add_residual(struct gen_state *g, const char *name, uint64_t fan_in, uint64_t rows,
+                        uint64_t n_mat, uint32_t type)
+{
+    double std = scale_of(g->p->residual_scale) / sqrt((double)fan_in);
+    return add_tensor3(g, name, fan_in, rows, n_mat, 0.0, std, type);
+}
+
 /* An F32 vector of given values (RoPE factors). */
 static int add_values(struct gen_state *g, const char *name, const float *v, uint64_t n)
 {
@@ -560,7 +574,7 @@ static int add_attention(struct gen_state *g, uint32_t l)
         ((rc = add_tensor(g, NAME("attn_q_norm.weight"), hd, 0, 1.0, 0.05, GGML_TYPE_F32)) ||
          (rc = add_tensor(g, NAME("attn_k_norm.weight"), hd, 0, 1.0, 0.05, GGML_TYPE_F32))))
         return rc;
-    if ((rc = add_matrix(g, NAME("attn_output.weight"), qd, p->n_embd, p->type)))
+    if ((rc = add_residual(g, NAME("attn_output.weight"), qd, p->n_embd, 0, p->type)))
         return rc;
     if (gemma && (rc = add_tensor(g, NAME("post_attention_norm.weight"), p->n_embd, 0, 1.0, 0.05,
                                   GGML_TYPE_F32)))
@@ -577,7 +591,6 @@ static int add_ffn(struct gen_state *g, uint32_t l)
     uint64_t ff = p->n_ff;
     uint64_t fx = p->n_ff_exp ? p->n_ff_exp : p->n_ff;
     uint64_t fs = p->n_ff_shexp ? p->n_ff_shexp : p->n_ff;
-    double sx = 1.0 / sqrt((double)fx);
     double se = 1.0 / sqrt((double)e);
     char name[96];
     int rc;
@@ -590,22 +603,21 @@ static int add_ffn(struct gen_state *g, uint32_t l)
                               p->type)) ||
             (rc = add_tensor3(g, NAME("ffn_up_exps.weight"), e, fx, p->n_expert, 0, se,
                               p->type)) ||
-            (rc = add_tensor3(g, NAME("ffn_down_exps.weight"), fx, e, p->n_expert, 0, sx,
-                              p->type)))
+            (rc = add_residual(g, NAME("ffn_down_exps.weight"), fx, e, p->n_expert, p->type)))
             return rc;
         if (p->arch == MDL_ARCH_QWEN2MOE &&
             ((rc = add_tensor(g, NAME("ffn_gate_inp_shexp.weight"), e, 0, 0, se, GGML_TYPE_F32)) ||
              (rc = add_matrix(g, NAME("ffn_gate_shexp.weight"), e, fs, p->type)) ||
              (rc = add_matrix(g, NAME("ffn_up_shexp.weight"), e, fs, p->type)) ||
-             (rc = add_matrix(g, NAME("ffn_down_shexp.weight"), fs, e, p->type))))
+             (rc = add_residual(g, NAME("ffn_down_shexp.weight"), fs, e, 0, p->type))))
             return rc;
     } else if (p->arch == MDL_ARCH_PHI3) {
         if ((rc = add_matrix(g, NAME("ffn_up.weight"), e, 2 * ff, p->type)) ||
-            (rc = add_matrix(g, NAME("ffn_down.weight"), ff, e, p->type)))
+            (rc = add_residual(g, NAME("ffn_down.weight"), ff, e, 0, p->type)))
             return rc;
     } else if ((rc = add_matrix(g, NAME("ffn_gate.weight"), e, ff, p->type)) ||
                (rc = add_matrix(g, NAME("ffn_up.weight"), e, ff, p->type)) ||
-               (rc = add_matrix(g, NAME("ffn_down.weight"), ff, e, p->type))) {
+               (rc = add_residual(g, NAME("ffn_down.weight"), ff, e, 0, p->type))) {
         return rc;
     }
     if ((p->arch == MDL_ARCH_GEMMA2 || p->arch == MDL_ARCH_GEMMA3) &&
@@ -688,7 +700,9 @@ int mdl_gen_write(const struct mdl_gen_params *p, const char *vocab_path, const 
         (rc = add_layers(&g)) ||
         (rc = add_tensor(&g, "output_norm.weight", p->n_embd, 0, 1.0, 0.05, GGML_TYPE_F32)))
         goto done;
-    if (!p->tied_output && (rc = add_matrix(&g, "output.weight", p->n_embd, n_vocab, big)))
+    if (!p->tied_output &&
+        (rc = add_tensor(&g, "output.weight", p->n_embd, n_vocab, 0.0,
+                         scale_of(p->output_scale) / sqrt((double)p->n_embd), big)))
         goto done;
     if ((rc = add_rope_factors(&g)))
         goto done;

@@ -207,6 +207,13 @@ struct mdl_gen_params {
     float rope_scale;    /* linear RoPE scaling factor (gemma3's global layers); 0: none */
     float llama3_rope;   /* Llama 3 scaling factor for rope_freqs.weight (llama); 0: none */
     int longrope;        /* phi3: LongRoPE factors, attention factor, original context 4096 */
+    /* Scales of the standard deviations, 0 or 1: as drawn. residual_scale scales the
+     * matrices that write into the residual stream (attn_output, ffn_down): small values
+     * make a model whose later layers change little, so that its first layers alone (the
+     * same seed with fewer layers) predict what it predicts, a draft model that agrees by
+     * construction. output_scale scales output.weight (peaked or flat logits). */
+    float residual_scale;
+    float output_scale;
 };
 
 /* Fills the "tiny" defaults (llama, 64 wide, 2 layers, 4/2 heads, ffn 192, ctx 512). */

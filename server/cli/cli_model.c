@@ -67,6 +67,18 @@ static int open_model(struct mdl_model **m, const char *path, const char *backen
     return 0;
 }
 
+static int parse_float(const char *opt, const char *s, float *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v)) {
+        fprintf(stderr, "%s: expected a number, got '%s'\n", opt, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
 /* ---- gen-model ---------------------------------------------------------------------- */
 
 static int parse_type(const char *s, uint32_t *t)
@@ -124,13 +136,15 @@ static const char gen_usage[] =
     "                       [--n-embd N] [--n-layer N] [--n-head N] [--n-head-kv N]\n"
     "                       [--head-dim N] [--n-ff N] [--n-ctx N] [--n-vocab N]\n"
     "                       [--experts N --experts-used K] [--seed S] [--tied]\n"
-    "                       [--chat-template FILE]\n"
+    "                       [--residual-scale S] [--output-scale S] [--chat-template FILE]\n"
     "\n"
     "Writes a model with random weights (deterministic for a seed). --arch picks the\n"
     "graph (phi3 fused tensors, gemma post-norms and soft-caps, q/k norms, experts);\n"
-    "--experts adds Mixtral-style experts to llama. --like NAME takes the exact shapes of\n"
-    "a real model (vocabulary padded with unused tokens to its size; the file after each\n"
-    "name is the vocab of tests/fixtures/tokenizer/ that fits):\n";
+    "--experts adds Mixtral-style experts to llama. --residual-scale scales attn_output and\n"
+    "ffn_down (below 1, later layers change little: the same seed with fewer layers is a\n"
+    "draft model that agrees), --output-scale the output matrix. --like NAME takes the\n"
+    "exact shapes of a real model (vocabulary padded with unused tokens to its size; the\n"
+    "file after each name is the vocab of tests/fixtures/tokenizer/ that fits):\n";
 
 /* --help: the usage and the --like presets. */
 static void gen_help(void)
@@ -236,6 +250,14 @@ int cli_gen_model(int argc, char **argv)
         } else if (strcmp(a, "--type") == 0) {
             if (parse_type(v, &p.type))
                 return 2;
+        } else if (strcmp(a, "--residual-scale") == 0 || strcmp(a, "--output-scale") == 0) {
+            float *f = a[2] == 'r' ? &p.residual_scale : &p.output_scale;
+            if (parse_float(a, v, f))
+                return 2;
+            if (!(*f > 0.0f && *f <= 100.0f)) {
+                fprintf(stderr, "%s: expected a number in (0, 100], got '%s'\n", a, v);
+                return 2;
+            }
         } else if (strcmp(a, "--seed") == 0) {
             char *end;
             p.seed = strtoull(v, &end, 10);
@@ -485,18 +507,6 @@ struct gen_opts {
     bool ignore_eos;
     struct sampler_params sp;
 };
-
-static int parse_float(const char *opt, const char *s, float *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v)) {
-        fprintf(stderr, "%s: expected a number, got '%s'\n", opt, s);
-        return -1;
-    }
-    *out = (float)v;
-    return 0;
-}
 
 static int parse_generate(int argc, char **argv, struct gen_opts *o)
 {

@@ -8,7 +8,9 @@
 # latency percentiles at each concurrency level (build/tests/bench/chat_bench concurrency).
 # MODE=arrival instead runs `chat_bench arrival`: the first level's streams decode TOKENS
 # tokens and a request with a WORDS-word prompt (default 400) arrives; prints how long
-# its prefill holds up their tokens. EXTRA_ARGS adds options to chatd's command line.
+# its prefill holds up their tokens. EXTRA_ARGS adds options to chatd's command line
+# (with speculative decoding, the drafts' acceptance ratio from /metrics is printed too);
+# PEER_ONLY=1 runs only the peer.
 set -euo pipefail
 model=${1:?usage: run_concurrency.sh MODEL.gguf [PEER_SERVER] [LEVELS] [TOKENS] [THREADS]}
 peer=${2:-}
@@ -42,14 +44,17 @@ run_client() {
 }
 
 port=$((20000 + RANDOM % 20000))
-echo "== chatd ($(basename "$model"), $slots slots, $threads threads, $tokens tokens per stream)"
-"$chatd" serve --model "$model" --port $port --db "$tmp/bench.db" --parallel "$slots" \
-    --threads "$threads" --ctx-size 1024 --backend "${BACKEND:-cpu}" --log-level warn \
-    ${EXTRA_ARGS:-} &
-pid=$!
-wait_up $port
-run_client $port
-kill $pid; wait $pid 2>/dev/null || true
+if [ -z "${PEER_ONLY:-}" ]; then
+    echo "== chatd ($(basename "$model"), $slots slots, $threads threads, $tokens tokens per stream)"
+    "$chatd" serve --model "$model" --port $port --db "$tmp/bench.db" --parallel "$slots" \
+        --threads "$threads" --ctx-size 1024 --backend "${BACKEND:-cpu}" --log-level warn \
+        ${EXTRA_ARGS:-} &
+    pid=$!
+    wait_up $port
+    run_client $port
+    curl -fs "http://127.0.0.1:$port/metrics" | grep '^chatd_draft_acceptance_ratio' || true
+    kill $pid; wait $pid 2>/dev/null || true
+fi
 
 if [ -n "$peer" ] && [ -x "$peer" ]; then
     port=$((port + 1))
