@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 /* The sub-libraries whose headers are part of this contract: reading GGUF files,
- * tokenizing, rendering chat templates, and generating (engine, sampler, reasoning
- * split, stop strings), and the string buffer they all build text with. Quantisation, the weight loader and the backends stay inside
+ * tokenizing, rendering chat templates, constrained decoding (grammars, JSON schemas,
+ * token masks), and generating (engine, sampler, reasoning split, stop strings), and the string buffer they all build text with. Quantisation, the weight loader and the backends stay inside
  * model/. */
 #include "gguf/gguf.h"
+#include "grammar/grammar.h"
 #include "runtime/runtime.h"
 #include "strbuf.h"
 #include "template/template.h"
