@@ -120,6 +120,13 @@ void mdl_kv_truncate(struct mdl_model *m, uint32_t slot, uint32_t from_pos);
 struct engine *mdl_engine_start(struct mdl_model *m, const struct eng_params *p, char *err,
                                 size_t err_len);
 
+/* The vocabulary as constrained decoding sees it (vocab_grammar.c): n_vocab entries (the
+ * logit row; rows past the tokenizer's vocabulary are never allowed), each token's
+ * rendered bytes, end-of-generation tokens as end tokens, control tokens as special.
+ * Pass it to eng_sampling.gram_vocab. NULL when out of memory; caller frees with
+ * gram_vocab_free. */
+struct gram_vocab *mdl_gram_vocab_new(const struct tok_vocab *tv, uint32_t n_vocab);
+
 /* ---- generated models (genmodel.c, demo.c) ---- */
 
 /* Deterministic random-weight GGUF models for tests and benchmarks.

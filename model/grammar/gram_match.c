@@ -47,6 +47,7 @@ struct gram_vocab {
     uint64_t *off;       /* [n_vocab + 1] */
     uint32_t *end_bits;  /* bitmap of end tokens */
     int32_t first_end;
+    uint8_t *kind;       /* [n_vocab] enum gram_tok_kind */
 };
 
 struct sort_ctx {
@@ -80,6 +81,7 @@ void gram_vocab_free(struct gram_vocab *v)
     free(v->blob);
     free(v->off);
     free(v->end_bits);
+    free(v->kind);
     free(v);
 }
 
@@ -143,7 +145,7 @@ static int build_trie(struct gram_vocab *v, uint32_t n_text)
 }
 
 struct gram_vocab *gram_vocab_new(uint32_t n, const char *const *bytes, const size_t *lens,
-                                  const bool *is_end)
+                                  const uint8_t *kinds)
 {
     struct gram_vocab *v = calloc(1, sizeof(*v));
     if (!v || n == 0)
@@ -155,11 +157,14 @@ struct gram_vocab *gram_vocab_new(uint32_t n, const char *const *bytes, const si
     v->sorted = malloc((size_t)n * sizeof(*v->sorted));
     if (!v->off || !v->end_bits || !v->sorted)
         goto fail;
+    v->kind = malloc(n);
+    if (!v->kind)
+        goto fail;
+    memcpy(v->kind, kinds, n);
     uint64_t total = 0;
     for (uint32_t i = 0; i < n; i++) {
-        bool text = !is_end[i] && lens[i] > 0 && lens[i] <= GV_MAX_TOKEN_BYTES;
         v->off[i] = total;
-        total += text ? lens[i] : 0;
+        total += lens[i] <= GV_MAX_TOKEN_BYTES ? lens[i] : 0;
     }
     v->off[n] = total;
     v->blob = malloc(total ? total : 1);
@@ -168,11 +173,11 @@ struct gram_vocab *gram_vocab_new(uint32_t n, const char *const *bytes, const si
     uint32_t n_text = 0;
     for (uint32_t i = 0; i < n; i++) {
         size_t len = v->off[i + 1] - v->off[i];
-        if (len) {
+        if (len)
             memcpy(v->blob + v->off[i], bytes[i], len);
+        if (len && kinds[i] == GRAM_TOK_TEXT)
             v->sorted[n_text++] = i;
-        }
-        if (is_end[i]) {
+        if (kinds[i] == GRAM_TOK_END) {
             v->end_bits[i / 32] |= 1u << (i % 32);
             if (v->first_end < 0)
                 v->first_end = (int32_t)i;
@@ -201,6 +206,15 @@ size_t gram_vocab_trie_nodes(const struct gram_vocab *v)
 int32_t gram_vocab_end_token(const struct gram_vocab *v)
 {
     return v->first_end;
+}
+
+const char *gram_vocab_text(const struct gram_vocab *v, int32_t id, size_t *len)
+{
+    *len = 0;
+    if (id < 0 || (uint32_t)id >= v->n_vocab)
+        return NULL;
+    *len = v->off[id + 1] - v->off[id];
+    return v->blob + v->off[id];
 }
 
 /* ---- matcher ---- */
@@ -648,7 +662,7 @@ bool gram_matcher_allows(struct gram_matcher *m, int32_t id)
     if (is_end(v, id))
         return m->st[m->cur].accept;
     size_t len = v->off[id + 1] - v->off[id];
-    return len > 0 && walk_bytes(m, m->cur, v->blob + v->off[id], len) >= 0;
+    return len > 0 && v->kind[id] == GRAM_TOK_TEXT && walk_bytes(m, m->cur, v->blob + v->off[id], len) >= 0;
 }
 
 int gram_matcher_accept(struct gram_matcher *m, int32_t id)
@@ -663,7 +677,7 @@ int gram_matcher_accept(struct gram_matcher *m, int32_t id)
         return 0;
     }
     size_t len = v->off[id + 1] - v->off[id];
-    if (len == 0)
+    if (len == 0 || v->kind[id] != GRAM_TOK_TEXT)
         return GRAM_EINVAL;
     int32_t t = walk_bytes(m, m->cur, v->blob + v->off[id], len);
     if (t < GM_DEAD)

@@ -138,13 +138,22 @@ void gram_unref(struct gram *g);
 
 struct gram_vocab;
 
-/* A vocabulary of n tokens: bytes[i] / lens[i] is token i's text (len 0: the token
- * never matches text, e.g. a control token), is_end[i] marks end-of-generation tokens
- * (allowed exactly when the text is complete). Copies what it needs. NULL when out of
- * memory. Caller frees with gram_vocab_free. */
+/* What a token is to the matcher. */
+enum gram_tok_kind {
+    GRAM_TOK_TEXT = 0,    /* matched by its bytes */
+    GRAM_TOK_END = 1,     /* end of generation: allowed exactly when the text is complete */
+    GRAM_TOK_SPECIAL = 2, /* never allowed while a grammar applies (control tokens); its
+                             bytes are kept for gram_vocab_text (trigger detection) */
+};
+
+/* A vocabulary of n tokens: bytes[i] / lens[i] is token i's text, kinds[i] its enum
+ * gram_tok_kind. A text token without bytes is never allowed. Copies what it needs.
+ * NULL when out of memory. Caller frees with gram_vocab_free. */
 struct gram_vocab *gram_vocab_new(uint32_t n, const char *const *bytes, const size_t *lens,
-                                  const bool *is_end);
+                                  const uint8_t *kinds);
 void gram_vocab_free(struct gram_vocab *v); /* accepts NULL */
+/* Token id's bytes (borrowed until gram_vocab_free; *len set), or NULL for a bad id. */
+const char *gram_vocab_text(const struct gram_vocab *v, int32_t id, size_t *len);
 uint32_t gram_vocab_size(const struct gram_vocab *v);
 /* Number of trie nodes (for the benchmark's report). */
 size_t gram_vocab_trie_nodes(const struct gram_vocab *v);

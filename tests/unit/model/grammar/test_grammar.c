@@ -14,16 +14,16 @@ static struct gram_vocab *byte_vocab(void)
     static char bytes[256];
     const char *b[257];
     size_t l[257];
-    bool e[257];
+    uint8_t e[257];
     for (int i = 0; i < 256; i++) {
         bytes[i] = (char)i;
         b[i] = &bytes[i];
         l[i] = 1;
-        e[i] = false;
+        e[i] = GRAM_TOK_TEXT;
     }
     b[256] = "";
     l[256] = 0;
-    e[256] = true;
+    e[256] = GRAM_TOK_END;
     return gram_vocab_new(257, b, l, e);
 }
 
@@ -386,18 +386,21 @@ static const char *const toks[] = {
 
 static struct gram_vocab *small_vocab(void)
 {
-    const char *b[N_TOKS + 1];
-    size_t l[N_TOKS + 1];
-    bool e[N_TOKS + 1];
+    const char *b[N_TOKS + 2];
+    size_t l[N_TOKS + 2];
+    uint8_t e[N_TOKS + 2];
     for (size_t i = 0; i < N_TOKS; i++) {
         b[i] = toks[i];
         l[i] = strlen(toks[i]);
-        e[i] = false;
+        e[i] = GRAM_TOK_TEXT;
     }
     b[N_TOKS] = "<eos>";
     l[N_TOKS] = 5;
-    e[N_TOKS] = true;
-    return gram_vocab_new(N_TOKS + 1, b, l, e);
+    e[N_TOKS] = GRAM_TOK_END;
+    b[N_TOKS + 1] = "{"; /* a control token whose text the grammar could match */
+    l[N_TOKS + 1] = 1;
+    e[N_TOKS + 1] = GRAM_TOK_SPECIAL;
+    return gram_vocab_new(N_TOKS + 2, b, l, e);
 }
 
 static bool bit(const uint32_t *m, size_t i)
@@ -428,6 +431,7 @@ static void test_mask_brute_force(void)
             const uint32_t *mask = gram_matcher_mask(m);
             ASSERT_TRUE(mask != NULL);
             size_t allowed[N_TOKS + 1], n_allowed = 0;
+            ASSERT_TRUE(!bit(mask, N_TOKS + 1));
             for (size_t t = 0; t <= N_TOKS; t++) {
                 bool brute = gram_matcher_allows(m, (int32_t)t);
                 if (brute != bit(mask, t))
