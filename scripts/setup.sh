@@ -8,7 +8,7 @@ pkgs=(
     libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
     libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
     libcurl4-openssl-dev libpcre2-dev libsodium-dev libinih-dev libutf8proc-dev
-    python3 chromium
+    python3 python3-jinja2 chromium
 )
 # Node.js and npm may come from outside Debian (they then conflict with Debian's npm):
 # ask for Debian's only when the commands are absent.

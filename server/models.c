@@ -80,7 +80,7 @@ static char *token_text(const struct tok_vocab *v, int32_t id)
 /* Does the generation prompt open a thought (R1-style templates end with "<think>\n")? */
 static bool opens_thought(const struct srv_model *sm)
 {
-    struct tmpl_message m = {"user", "x", NULL};
+    struct tmpl_message m = {.role = "user", .content = "x"};
     char err[128];
     char *p = srv_model_render(sm, &m, 1, true, err, sizeof(err));
     if (!p)

@@ -649,6 +649,20 @@ int tl_apply_filter_chain(struct rctx *R, const struct tn *f, struct tv v, struc
 
 /* ------------------------------------------------------------------ entry */
 
+/* A message's tool fields: its tool calls (JSON) and a tool result's id and name. */
+static int bind_tool_fields(struct rctx *R, const struct tmpl_message *m, struct tv d)
+{
+    struct tv calls;
+    if (m->tool_calls_json && (tl_json_value(R, m->tool_calls_json, "tool_calls", &calls) < 0 ||
+                               tl_dict_set(R, d, tv_str("tool_calls", 10), calls, 1) < 0))
+        return R->err_code;
+    if (m->tool_call_id && tl_dict_set_cstr(R, &d, false, "tool_call_id", m->tool_call_id) < 0)
+        return R->err_code;
+    if (m->name && tl_dict_set_cstr(R, &d, false, "name", m->name) < 0)
+        return R->err_code;
+    return 0;
+}
+
 static int bind_context(struct rctx *R, const struct tmpl_params *p)
 {
     struct tv_list *msgs = tl_list_new(R, p->n_messages, 1);
@@ -663,8 +677,14 @@ static int bind_context(struct rctx *R, const struct tmpl_params *p)
         if (m->reasoning_content && tl_dict_set_cstr(R, &d, false, "reasoning_content",
                                                      m->reasoning_content) < 0)
             return R->err_code;
+        if (bind_tool_fields(R, m, d) < 0)
+            return R->err_code;
         msgs->items[msgs->n++] = d;
     }
+    struct tv tools;
+    if (p->tools_json && (tl_json_value(R, p->tools_json, "tools", &tools) < 0 ||
+                          scope_set(R, R->root, tv_str("tools", 5), tools, 1) < 0))
+        return R->err_code;
     struct tv v = {.kind = TV_LIST, .u.l = msgs};
     const char *bos = p->bos_token ? p->bos_token : "";
     const char *eos = p->eos_token ? p->eos_token : "";

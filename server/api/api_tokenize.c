@@ -114,7 +114,7 @@ int api_apply_template(struct http_req *r)
     json_decref(body);
     struct tmpl_message *m = calloc(q.n_msgs + 1, sizeof(*m));
     for (size_t i = 0; m && i < q.n_msgs; i++)
-        m[i] = (struct tmpl_message){q.msgs[i].role, q.msgs[i].content, NULL};
+        m[i] = (struct tmpl_message){.role = q.msgs[i].role, .content = q.msgs[i].content};
     char err[256];
     char *text = m ? srv_model_render(sm, m, q.n_msgs, add_gen, err, sizeof(err)) : NULL;
     int32_t *ids = NULL;

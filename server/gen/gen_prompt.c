@@ -67,17 +67,17 @@ static int collect_messages(struct gen *g, const struct store_session *sess, str
         return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
     bool req_has_system = g->q.n_msgs && strcmp(g->q.msgs[0].role, "system") == 0;
     if (sess && sess->system_prompt[0] && !req_has_system)
-        p->m[p->n++] = (struct tmpl_message){"system", sess->system_prompt, NULL};
+        p->m[p->n++] = (struct tmpl_message){.role = "system", .content = sess->system_prompt};
     for (size_t i = 0; i < p->n_history; i++) {
         const struct store_message *h = &p->history[i];
         if (h->status == STORE_MSG_ERROR || (h->content[0] == 0 && strcmp(h->role, "assistant") == 0))
             continue;
         p->src[p->n] = h;
-        p->m[p->n++] = (struct tmpl_message){h->role, h->content, NULL};
+        p->m[p->n++] = (struct tmpl_message){.role = h->role, .content = h->content};
     }
     p->first_new = p->n;
     for (size_t i = 0; i < g->q.n_msgs; i++)
-        p->m[p->n++] = (struct tmpl_message){g->q.msgs[i].role, g->q.msgs[i].content, NULL};
+        p->m[p->n++] = (struct tmpl_message){.role = g->q.msgs[i].role, .content = g->q.msgs[i].content};
     return 0;
 }
 
