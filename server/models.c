@@ -2,6 +2,7 @@
  * tokenizer, its chat template (the file's own, else a named built-in), and its
  * generation engine; rendering prompts. Runs at start-up on the main
  * thread; the render/tokenize helpers run on connection threads (all read-only). */
+#include "gen/gen.h"
 #include "server.h"
 
 #include <stdio.h>
@@ -56,6 +57,7 @@ static int load_template(struct srv_model *sm, const struct chatd_config *cfg, c
         snprintf(err, err_len, "chat template '%s': %s", sm->template_name, terr);
         return -1;
     }
+    sm->tool_format = gen_tool_format_detect(src, cfg->tool_format);
     uint64_t h = gguf_fnv1a(GGUF_FNV1A_BASIS, src, strlen(src));
     uint64_t size = mdl_file_size(sm->mdl), params = mdl_n_params(sm->mdl);
     h = gguf_fnv1a(h, &size, sizeof(size));
@@ -93,6 +95,21 @@ static bool opens_thought(const struct srv_model *sm)
     return yes;
 }
 
+/* Does the template fail on a tool call whose arguments are an object (it concatenates
+ * them as text, as DeepSeek-R1's and Functionary's do)? Then it gets the JSON text. */
+static bool wants_string_arguments(const struct srv_model *sm)
+{
+    struct tmpl_message m[] = {
+        {.role = "user", .content = "x"},
+        {.role = "assistant", .content = NULL,
+         .tool_calls_json = "[{\"id\":\"call00001\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]"},
+    };
+    char err[128];
+    char *p = srv_model_render(sm, m, 2, true, err, sizeof(err));
+    free(p);
+    return p == NULL;
+}
+
 int srv_model_open(struct srv_model *sm, const char *path, const char *id,
                    const struct chatd_config *cfg, char *err, size_t err_len)
 {
@@ -121,6 +138,14 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
     sm->bos_text = token_text(sm->tok, tok_bos(sm->tok));
     sm->eos_text = token_text(sm->tok, tok_eos(sm->tok));
     sm->thinks = opens_thought(sm);
+    sm->tool_args_string = wants_string_arguments(sm);
+    sm->gram_vocab = mdl_gram_vocab_new(sm->tok, mdl_n_vocab(sm->mdl));
+    if (!sm->gram_vocab) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    log_info("tools model=%s format=%s arguments=%s", sm->id, gen_tool_format_name(sm->tool_format),
+             sm->tool_args_string ? "string" : "object");
     struct eng_params ep = {
         .n_slots = (uint32_t)cfg->parallel,
         .n_ctx = mdl_n_ctx(sm->mdl),
@@ -142,6 +167,7 @@ void srv_model_close(struct srv_model *sm)
 {
     eng_stop(sm->eng);
     tmpl_free(sm->tmpl);
+    gram_vocab_free(sm->gram_vocab);
     mdl_close(sm->mdl);
     free(sm->bos_text);
     free(sm->eos_text);
@@ -151,7 +177,15 @@ void srv_model_close(struct srv_model *sm)
 char *srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
                        bool add_generation_prompt, char *err, size_t err_len)
 {
+    return srv_model_render_tools(sm, msgs, n, NULL, add_generation_prompt, err, err_len);
+}
+
+char *srv_model_render_tools(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
+                             const char *tools_json, bool add_generation_prompt, char *err,
+                             size_t err_len)
+{
     struct tmpl_params p = tmpl_default_params();
+    p.tools_json = tools_json;
     p.messages = msgs;
     p.n_messages = n;
     p.add_generation_prompt = add_generation_prompt;

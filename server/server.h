@@ -141,6 +141,9 @@ struct srv_model {
     char *eos_text;
     char fingerprint[96];    /* model file + template: stored with every turn's tokens */
     bool thinks;             /* the rendered generation prompt opens a <think> block */
+    int tool_format;         /* enum gen_tool_fmt of the template (or the tool_format option) */
+    bool tool_args_string;   /* the template wants tool-call arguments as JSON text */
+    struct gram_vocab *gram_vocab; /* the tokens for constrained decoding */
     struct engine *eng;
     int64_t created;         /* file mtime, for /v1/models */
 };
@@ -154,6 +157,11 @@ void srv_model_close(struct srv_model *sm);
 /* Renders messages with the model's template. Returns a heap string or NULL with err. */
 char *srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
                        bool add_generation_prompt, char *err, size_t err_len);
+
+/* As srv_model_render, with the request's tools (JSON array text, NULL: none). */
+char *srv_model_render_tools(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
+                             const char *tools_json, bool add_generation_prompt, char *err,
+                             size_t err_len);
 
 /* Tokenizes a rendered prompt with tok_encode_prompt: special tokens are parsed only
  * outside the messages' contents, so a user cannot inject control tokens. Returns 0 or

@@ -112,6 +112,12 @@ static const char *const migrations[] = {
     "  fallback_output INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL);"
     "PRAGMA user_version = 2;",
+
+    /* 3: tool use. An assistant message's tool calls (a JSON array in OpenAI's form,
+     * arguments as strings) and a tool result's call id; NULL when none. */
+    "ALTER TABLE messages ADD COLUMN tool_calls TEXT;"
+    "ALTER TABLE messages ADD COLUMN tool_call_id TEXT;"
+    "PRAGMA user_version = 3;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

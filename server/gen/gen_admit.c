@@ -88,6 +88,9 @@ static void sampling_of(const struct gen *g, struct eng_sampling *s, struct eng_
     s->think_close = tok_find(g->sm->tok, "</think>");
     s->start_in_thought = g->sm->thinks;
     s->ignore_eos = g->q.ignore_eos;
+    s->grammar = g->grammar;
+    s->gram_vocab = g->sm->gram_vocab;
+    s->grammar_trigger = g->grammar_trigger;
 }
 
 int gen_setup_job(struct gen *g)
