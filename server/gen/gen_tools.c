@@ -110,8 +110,13 @@ struct gt_call {
     size_t args_len;   /* bytes of arguments so far */
     bool args_done;
     char id[40];
-    size_t sent_args;  /* streaming: argument bytes already sent */
-    bool sent_head;
+};
+
+/* What the stream has sent of a call (kept apart: every parse rewrites the calls). */
+struct gt_sent {
+    bool head;   /* index, id, type and name */
+    size_t args; /* argument bytes */
+    char id[40];
 };
 
 struct gen_tools {
@@ -123,6 +128,7 @@ struct gen_tools {
     size_t content_end;   /* the reply's text before the calls */
     bool parsed_ok;       /* the final parse found well-formed calls */
     size_t sent_content;  /* streaming: content bytes already sent */
+    struct gt_sent sent[GT_MAX_CALLS];
 };
 
 void gen_tools_free(struct gen_tools *t)
@@ -713,6 +719,9 @@ void gen_tools_finish(struct gen *g)
     }
     for (size_t i = 0; i < t->n_calls; i++)
         if (!t->calls[i].id[0])
+            snprintf(t->calls[i].id, sizeof(t->calls[i].id), "%s", t->sent[i].id);
+    for (size_t i = 0; i < t->n_calls; i++)
+        if (!t->calls[i].id[0])
             make_id(g, i, t->calls[i].id, sizeof(t->calls[i].id));
     if (g->finish_reason && strcmp(g->finish_reason, "stop") == 0)
         g->finish_reason = "tool_calls";
@@ -764,9 +773,6 @@ json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto)
     *content_upto = g->content.len;
     if (!t || !t->active)
         return NULL;
-    struct gt_call sent[GT_MAX_CALLS];
-    size_t n_sent = t->n_calls;
-    memcpy(sent, t->calls, n_sent * sizeof(*sent));
     if (final) {
         gen_tools_finish(g);
     } else if (parse_calls(t, s, g->content.len) == SCAN_BAD) {
@@ -775,38 +781,37 @@ json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto)
     }
     /* content stops where calls start (once a call is sure, or while it may be one); a
      * reply whose streamed calls turn out cut or malformed sends no more text */
-    bool streamed = n_sent && sent[0].sent_head;
-    *content_upto = final && !t->parsed_ok && !streamed ? g->content.len : t->content_end;
+    bool streamed = t->sent[0].head;
+    *content_upto = !final || t->parsed_ok ? t->content_end
+                    : streamed             ? t->sent_content
+                                           : g->content.len;
     if (*content_upto < t->sent_content)
         *content_upto = t->sent_content;
     t->sent_content = *content_upto;
     json_t *deltas = json_array();
     for (size_t i = 0; i < t->n_calls; i++) {
-        struct gt_call *c = &t->calls[i];
-        if (i < n_sent) {
-            c->sent_head = sent[i].sent_head;
-            c->sent_args = sent[i].sent_args;
-            if (!c->id[0])
-                snprintf(c->id, sizeof(c->id), "%s", sent[i].id);
-        }
-        if (!c->name_done || (!final && !c->sent_head && i + 1 == t->n_calls && !c->args_len))
+        const struct gt_call *c = &t->calls[i];
+        struct gt_sent *sent = &t->sent[i];
+        if (!c->name_done || (!final && !sent->head && i + 1 == t->n_calls && !c->args_len))
             continue;
         json_t *fn = json_object();
         json_t *d = json_pack("{s:I}", "index", (json_int_t)i);
-        if (!c->sent_head) {
-            if (!c->id[0])
-                make_id(g, i, c->id, sizeof(c->id));
-            json_object_set_new(d, "id", json_string(c->id));
+        if (!sent->head) {
+            if (c->id[0])
+                snprintf(sent->id, sizeof(sent->id), "%s", c->id);
+            else
+                make_id(g, i, sent->id, sizeof(sent->id));
+            json_object_set_new(d, "id", json_string(sent->id));
             json_object_set_new(d, "type", json_string("function"));
             json_object_set_new(fn, "name", json_string(c->name));
             json_object_set_new(fn, "arguments", json_string(""));
-            c->sent_head = true;
+            sent->head = true;
         }
-        if (c->args_len > c->sent_args) {
-            json_t *piece = json_stringn(s + c->args_start + c->sent_args, c->args_len - c->sent_args);
+        if (c->args_len > sent->args) {
+            json_t *piece = json_stringn(s + c->args_start + sent->args, c->args_len - sent->args);
             if (piece) { /* never a cut UTF-8 character: the piece waits for the rest */
                 json_object_set_new(fn, "arguments", piece);
-                c->sent_args = c->args_len;
+                sent->args = c->args_len;
             }
         }
         if (json_object_size(fn) == 0) {
