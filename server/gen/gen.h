@@ -188,5 +188,9 @@ int gen_tools_view(const struct gen *g, const char *role, const char *content,
  * (JSON); both NULL when the reply has none. Caller frees. */
 void gen_tools_store_fields(const struct gen *g, char **content, char **tool_calls);
 void gen_tools_free(struct gen_tools *t);
+/* Parses a whole reply in format fmt: returns the number of calls (0: the text is not
+ * calls), *calls an array of {name, arguments} (new reference, NULL when none) and
+ * *content_len the bytes of text before them. */
+int gen_tools_parse_text(int fmt, const char *text, json_t **calls, size_t *content_len);
 
 #endif

@@ -828,3 +828,23 @@ json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto)
     }
     return deltas;
 }
+
+/* ---- parsing alone (tests, tools) ---- */
+
+int gen_tools_parse_text(int fmt, const char *text, json_t **calls, size_t *content_len)
+{
+    struct gen_tools t;
+    memset(&t, 0, sizeof(t));
+    t.f = &formats[fmt >= 0 && fmt < GT_N_FORMATS ? fmt : GT_GENERIC];
+    size_t len = strlen(text);
+    *calls = NULL;
+    *content_len = len;
+    if (parse_calls(&t, text, len) != SCAN_DONE || t.n_calls == 0)
+        return 0;
+    *calls = json_array();
+    for (size_t i = 0; i < t.n_calls; i++)
+        json_array_append_new(*calls, json_pack("{s:s, s:s%}", "name", t.calls[i].name, "arguments",
+                                                text + t.calls[i].args_start, t.calls[i].args_len));
+    *content_len = t.content_end;
+    return (int)t.n_calls;
+}
