@@ -156,6 +156,24 @@ test('a call and its result sent back render through the template and the reply 
   assert.ok(second.usage.prompt_tokens > first.usage.prompt_tokens);
 });
 
+test('a session stores the call and its result and renders them on the next turn', async () => {
+  const sess = await fetch(`${hermes.url}/v1/sessions`, { method: 'POST', body: JSON.stringify({ title: 'tools' }) })
+    .then((r) => r.json());
+  const model = 'Qwen-Qwen2.5-7B-Instruct';
+  const first = await client.chat.completions.create({ model, messages, tools: [weather], tool_choice: 'required',
+    parallel_tool_calls: false, temperature: 0, max_tokens: 200, session_id: sess.id });
+  const call = first.choices[0].message.tool_calls[0];
+  checkCall(call, validateWeather, 'get_weather');
+  const second = await client.chat.completions.create({ model, tools: [weather], temperature: 0, max_tokens: 6,
+    session_id: sess.id, messages: [{ role: 'tool', tool_call_id: call.id, content: '18 °C' }] });
+  assert.ok(second.usage.prompt_tokens > first.usage.prompt_tokens);
+  const list = await fetch(`${hermes.url}/v1/sessions/${sess.id}/messages`).then((r) => r.json());
+  assert.deepEqual(list.data.map((m) => m.role), ['user', 'assistant', 'tool', 'assistant']);
+  assert.deepEqual(list.data[1].tool_calls, [call]);
+  assert.equal(list.data[2].tool_call_id, call.id);
+  assert.equal(list.data[2].content, '18 °C');
+});
+
 test('the generic format: a template without tools still gets valid calls', async () => {
   const r = await genericClient.chat.completions.create({
     model: 'tiny-qwen2-q8_0', messages, tools: [weather, calc],
