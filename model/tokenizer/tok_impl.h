@@ -45,6 +45,12 @@ struct tok_vocab {
     int n_re;
 };
 
+/* tok_prompt.c: whether s holds the text of a CONTROL token; tokenizes len bytes with or
+ * without special-token parsing, appending to *ids (realloc'd). */
+bool tok_has_control_text(const struct tok_vocab *v, const char *s);
+int tok_encode_part(const struct tok_vocab *v, const char *s, size_t len, bool special,
+                    int32_t **ids, size_t *n);
+
 /* Hash of a byte string for the text table. */
 uint64_t tok_hash(const char *s, size_t n);
 /* Merge (left, right) -> rank and merged id; false when the pair does not merge. */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 /* Whether `s` contains the text of any CONTROL token (a user trying to inject one). */
-static bool has_control_text(const struct tok_vocab *v, const char *s)
+bool tok_has_control_text(const struct tok_vocab *v, const char *s)
 {
     if (!strpbrk(s, "<[|"))
         return false;
@@ -43,7 +43,7 @@ static int append_ids(int32_t **ids, size_t *n, const int32_t *more, size_t m)
 }
 
 /* Tokenizes len bytes with or without special-token parsing, appending. */
-static int encode_part(const struct tok_vocab *v, const char *s, size_t len, bool special,
+int tok_encode_part(const struct tok_vocab *v, const char *s, size_t len, bool special,
                        int32_t **ids, size_t *n)
 {
     int32_t *part;
@@ -61,7 +61,7 @@ int tok_encode_prompt(const struct tok_vocab *v, const char *prompt,
 {
     bool hostile = false;
     for (size_t i = 0; i < n && !hostile; i++)
-        hostile = contents[i] && has_control_text(v, contents[i]);
+        hostile = contents[i] && tok_has_control_text(v, contents[i]);
     *ids = NULL;
     *n_ids = 0;
     if (!hostile) /* the reference's way: special tokens parsed in the whole prompt */
@@ -77,11 +77,11 @@ int tok_encode_prompt(const struct tok_vocab *v, const char *prompt,
         if (!hit)
             continue;
         size_t start = (size_t)(hit - prompt);
-        rc = encode_part(v, prompt + at, start - at, true, ids, n_ids);
-        rc = rc ? rc : encode_part(v, hit, strlen(c), false, ids, n_ids);
+        rc = tok_encode_part(v, prompt + at, start - at, true, ids, n_ids);
+        rc = rc ? rc : tok_encode_part(v, hit, strlen(c), false, ids, n_ids);
         at = start + strlen(c);
     }
-    rc = rc ? rc : encode_part(v, prompt + at, len - at, true, ids, n_ids);
+    rc = rc ? rc : tok_encode_part(v, prompt + at, len - at, true, ids, n_ids);
     if (rc != 0) {
         free(*ids);
         *ids = NULL;

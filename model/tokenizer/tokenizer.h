@@ -145,6 +145,17 @@ void tok_stream_fini(struct tok_stream *s);
 int tok_encode_prompt(const struct tok_vocab *v, const char *prompt,
                       const char *const *contents, size_t n, int32_t **ids, size_t *n_ids);
 
+/* Whether s (NUL-terminated) holds the text of a CONTROL token. */
+bool tok_text_has_control(const struct tok_vocab *v, const char *s);
+
+/* tok_encode_prompt, where besides the contents every occurrence of a guarded string
+ * (text from the request that the template renders outside the contents, e.g. the tools'
+ * JSON) that carries the text of a control token is tokenized as plain text. */
+int tok_encode_prompt_guarded(const struct tok_vocab *v, const char *prompt,
+                              const char *const *contents, size_t n,
+                              const char *const *guards, size_t n_guards, int32_t **ids,
+                              size_t *n_ids);
+
 /* Token ids stored with one earlier message: what the model was fed for it. */
 struct tok_segment {
     const int32_t *ids;

@@ -184,6 +184,10 @@ json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto);
 int gen_tools_view(const struct gen *g, const char *role, const char *content,
                    const char *tool_calls, const char *tool_call_id, const char *name,
                    struct tmpl_message *out, char **owned, size_t *n_owned);
+/* The strings of the tools and of the messages' tool calls that carry the text of a
+ * control token (each as JSON writes it and as plain text): tok_encode_prompt_guarded
+ * keeps them plain text. New reference to a JSON array of strings, or NULL for none. */
+json_t *gen_tools_guards(const struct gen *g, const struct tmpl_message *m, size_t n);
 /* What a session stores for a reply with tool calls: the text before them and the calls
  * (JSON); both NULL when the reply has none. Caller frees. */
 void gen_tools_store_fields(const struct gen *g, char **content, char **tool_calls);

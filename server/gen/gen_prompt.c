@@ -152,11 +152,17 @@ static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const char *te
             segs[n_segs++] = (struct tok_segment){h->token_ids, h->n_token_ids};
     }
     int rc = -1;
-    if (n_segs)
+    json_t *guard = gen_tools_guards(g, p->m, p->n); /* tool text that holds control-token text */
+    const char **guards = calloc(json_array_size(guard) + 1, sizeof(*guards));
+    for (size_t i = 0; guards && i < json_array_size(guard); i++)
+        guards[i] = json_string_value(json_array_get(guard, i));
+    if (n_segs && !guard)
         rc = tok_assemble_prompt(sm->tok, text, contents, p->n, segs, n_segs, ids, n_ids, tail,
                                  &used);
     if (rc != 0) {
-        rc = tok_encode_prompt(sm->tok, text, contents, p->n, ids, n_ids);
+        rc = guards ? tok_encode_prompt_guarded(sm->tok, text, contents, p->n, guards,
+                                                json_array_size(guard), ids, n_ids)
+                    : TOK_ENOMEM;
         int32_t bos = tok_bos(sm->tok);
         bool add = rc == 0 && tok_add_bos(sm->tok) && bos >= 0 && (*n_ids == 0 || (*ids)[0] != bos);
         int32_t *more = add ? realloc(*ids, (*n_ids + 1) * sizeof(int32_t)) : NULL;
@@ -172,6 +178,8 @@ static int prompt_ids(struct gen *g, const struct prompt_msgs *p, const char *te
     }
     free(segs);
     free(contents);
+    free(guards);
+    json_decref(guard);
     if (rc != 0) {
         free(rc == TOK_ENOMEM ? *ids : NULL);
         return gen_fail(g, SRV_MOD_TOKENIZER, rc, NULL, "the prompt could not be tokenized");

@@ -829,6 +829,57 @@ json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto)
     return deltas;
 }
 
+/* ---- guarding tool text in the prompt ---- */
+
+/* Every string (keys too) of a JSON document, as json.dumps writes it inside quotes, that
+ * carries the text of a control token, appended to out. */
+static void hostile_strings(const struct srv_model *sm, json_t *j, json_t *out)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_string(j)) {
+        if (!tok_text_has_control(sm->tok, json_string_value(j)))
+            return;
+        char *q = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (q && strlen(q) >= 2) {
+            q[strlen(q) - 1] = 0;
+            json_array_append_new(out, json_string(q + 1));
+            json_array_append_new(out, json_string(json_string_value(j))); /* as text, too */
+        }
+        free(q);
+    } else if (json_is_object(j)) {
+        json_object_foreach(j, k, v) {
+            json_t *key = json_string(k);
+            hostile_strings(sm, key, out);
+            json_decref(key);
+            hostile_strings(sm, v, out);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            hostile_strings(sm, v, out);
+    }
+}
+
+json_t *gen_tools_guards(const struct gen *g, const struct tmpl_message *m, size_t n)
+{
+    json_t *out = json_array();
+    json_error_t e;
+    const char *docs_tools = gen_tools_template_json(g);
+    for (size_t i = 0; i <= n; i++) {
+        const char *text = i < n ? m[i].tool_calls_json : docs_tools;
+        json_t *doc = text ? json_loads(text, 0, &e) : NULL;
+        if (doc)
+            hostile_strings(g->sm, doc, out);
+        json_decref(doc);
+    }
+    if (json_array_size(out) == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* ---- parsing alone (tests, tools) ---- */
 
 int gen_tools_parse_text(int fmt, const char *text, json_t **calls, size_t *content_len)
