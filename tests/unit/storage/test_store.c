@@ -948,7 +948,8 @@ static void old_file(void)
     ASSERT_TRUE(st != NULL);
     ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
     store_close(st);
-    sql_exec(db_path, "DROP TABLE pending_usage; PRAGMA user_version = 1;");
+    sql_exec(db_path, "DROP TABLE pending_usage; ALTER TABLE messages DROP COLUMN tool_calls;"
+                      "ALTER TABLE messages DROP COLUMN tool_call_id; PRAGMA user_version = 1;");
 }
 
 /* A database of schema version 1 is upgraded to the current one at open. */
@@ -1009,9 +1010,10 @@ static void test_migration_killed(void)
         sqlite3_close(db);
         int64_t v = sql_int("PRAGMA user_version");
         int64_t has_table = sql_int("SELECT count(*) FROM sqlite_master WHERE name = 'pending_usage'");
-        ASSERT_TRUE((v == 1 && has_table == 0) || (v == 2 && has_table == 1));
+        /* each migration commits on its own: any version from the old to the newest */
+        ASSERT_TRUE((v == 1 && has_table == 0) || (v >= 2 && v <= store_schema_version() && has_table == 1));
         at_old += v == 1;
-        at_new += v == 2;
+        at_new += v >= 2;
         ASSERT_INT_EQ(sql_int("SELECT count(*) FROM users WHERE name = 'alice'"), 1);
         struct store *st;
         char err[256];
