@@ -269,86 +269,63 @@ static int grow(void **arr, size_t elem, size_t *cap, size_t n)
     return 0;
 }
 
-static int parse_array(struct jp *p, struct gram_json *v, int depth)
+/* The key and ':' of the object member v->items[v->n - 1]. */
+static int parse_key(struct jp *p, struct gram_json *v)
 {
-    size_t cap = 0;
-    v->kind = GJ_ARRAY;
-    p->pos++;
     skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ']') {
-        p->pos++;
-        return 0;
-    }
-    for (;;) {
-        if (grow((void **)&v->items, sizeof(*v->items), &cap, v->n) != 0) {
-            jfail(p, "out of memory");
-            return -1;
-        }
-        memset(&v->items[v->n], 0, sizeof(v->items[0]));
-        v->n++;
-        if (parse_value(p, &v->items[v->n - 1], depth + 1) != 0)
-            return -1;
-        skip_ws(p);
-        if (p->pos < p->len && p->s[p->pos] == ',') {
-            p->pos++;
-            continue;
-        }
-        if (p->pos < p->len && p->s[p->pos] == ']') {
-            p->pos++;
-            return 0;
-        }
-        jfail(p, "expected ',' or ']'");
+    if (p->pos >= p->len || p->s[p->pos] != '"') {
+        jfail(p, "expected a string key");
         return -1;
     }
+    char *key;
+    if (parse_string(p, &key, &v->key_lens[v->n - 1]) != 0)
+        return -1;
+    v->keys[v->n - 1] = key;
+    skip_ws(p);
+    if (p->pos >= p->len || p->s[p->pos] != ':') {
+        jfail(p, "expected ':'");
+        return -1;
+    }
+    p->pos++;
+    return 0;
 }
 
-static int parse_object(struct jp *p, struct gram_json *v, int depth)
+/* An array or an object at p->pos (its opening bracket). */
+static int parse_container(struct jp *p, struct gram_json *v, int depth)
 {
+    bool obj = p->s[p->pos] == '{';
+    char close = obj ? '}' : ']';
     size_t cap = 0, kcap = 0, lcap = 0;
-    v->kind = GJ_OBJECT;
+    v->kind = obj ? GJ_OBJECT : GJ_ARRAY;
     p->pos++;
     skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == '}') {
+    if (p->pos < p->len && p->s[p->pos] == close) {
         p->pos++;
         return 0;
     }
     for (;;) {
-        skip_ws(p);
-        if (p->pos >= p->len || p->s[p->pos] != '"') {
-            jfail(p, "expected a string key");
-            return -1;
-        }
         if (grow((void **)&v->items, sizeof(*v->items), &cap, v->n) != 0 ||
-            grow((void **)&v->keys, sizeof(*v->keys), &kcap, v->n) != 0 ||
-            grow((void **)&v->key_lens, sizeof(*v->key_lens), &lcap, v->n) != 0) {
+            (obj && (grow((void **)&v->keys, sizeof(*v->keys), &kcap, v->n) != 0 ||
+                     grow((void **)&v->key_lens, sizeof(*v->key_lens), &lcap, v->n) != 0))) {
             jfail(p, "out of memory");
             return -1;
         }
         memset(&v->items[v->n], 0, sizeof(v->items[0]));
-        v->keys[v->n] = NULL;
+        if (obj)
+            v->keys[v->n] = NULL;
         v->n++;
-        char *key;
-        if (parse_string(p, &key, &v->key_lens[v->n - 1]) != 0)
-            return -1;
-        v->keys[v->n - 1] = key;
-        skip_ws(p);
-        if (p->pos >= p->len || p->s[p->pos] != ':') {
-            jfail(p, "expected ':'");
-            return -1;
-        }
-        p->pos++;
-        if (parse_value(p, &v->items[v->n - 1], depth + 1) != 0)
+        if ((obj && parse_key(p, v) != 0) || parse_value(p, &v->items[v->n - 1], depth + 1) != 0)
             return -1;
         skip_ws(p);
         if (p->pos < p->len && p->s[p->pos] == ',') {
             p->pos++;
             continue;
         }
-        if (p->pos < p->len && p->s[p->pos] == '}') {
+        if (p->pos < p->len && p->s[p->pos] == close) {
             p->pos++;
             return 0;
         }
-        jfail(p, "expected ',' or '}'");
+        jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
         return -1;
     }
 }
@@ -374,10 +351,8 @@ static int parse_value(struct jp *p, struct gram_json *v, int depth)
         return -1;
     }
     char c = p->s[p->pos];
-    if (c == '{')
-        return parse_object(p, v, depth);
-    if (c == '[')
-        return parse_array(p, v, depth);
+    if (c == '{' || c == '[')
+        return parse_container(p, v, depth);
     if (c == '"') {
         char *s;
         if (parse_string(p, &s, &v->len) != 0)

@@ -291,32 +291,58 @@ static int grow_buf(void **p, size_t elem, size_t *cap, size_t need)
     return 0;
 }
 
-static int rehash_nodes(struct gram_matcher *m)
+static uint64_t node_key(uint32_t pos, int32_t parent)
 {
-    uint32_t cap = m->node_hash_cap ? m->node_hash_cap * 2 : 1024;
+    return mix64(((uint64_t)pos << 32) | (uint32_t)parent);
+}
+
+static uint64_t set_hash(const uint32_t *ids, size_t n, bool accept)
+{
+    uint64_t h = accept ? 0x9E3779B97F4A7C15ULL : 0x1234567ULL;
+    for (size_t i = 0; i < n; i++)
+        h = mix64(h ^ ids[i]) + i;
+    return h;
+}
+
+static uint64_t node_hash_of(const struct gram_matcher *m, uint32_t i)
+{
+    return node_key(m->nodes[i].pos, m->nodes[i].parent);
+}
+
+static uint64_t state_hash_of(const struct gram_matcher *m, uint32_t i)
+{
+    const struct gm_state *st = &m->st[i];
+    return set_hash(m->pool + st->set_off, st->set_n, st->accept);
+}
+
+/* Doubles an open-addressing table of n entries (slot = id + 1, 0 empty). */
+static int rehash(const struct gram_matcher *m, uint32_t n,
+                  uint64_t (*hash_of)(const struct gram_matcher *, uint32_t), uint32_t **table,
+                  uint32_t *cap_io)
+{
+    uint32_t cap = *cap_io ? *cap_io * 2 : 1024;
     uint32_t *h = calloc(cap, sizeof(*h));
     if (!h)
         return -1;
-    for (uint32_t i = 0; i < m->n_nodes; i++) {
-        uint64_t k = ((uint64_t)m->nodes[i].pos << 32) | (uint32_t)m->nodes[i].parent;
-        uint32_t s = (uint32_t)mix64(k) & (cap - 1);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t s = (uint32_t)hash_of(m, i) & (cap - 1);
         while (h[s])
             s = (s + 1) & (cap - 1);
         h[s] = i + 1;
     }
-    free(m->node_hash);
-    m->node_hash = h;
-    m->node_hash_cap = cap;
+    free(*table);
+    *table = h;
+    *cap_io = cap;
     return 0;
 }
 
 /* The id of node (pos, parent), interned; -1 when out of memory or over the cap. */
 static int32_t node_intern(struct gram_matcher *m, uint32_t pos, int32_t parent)
 {
-    if ((m->n_nodes + 1) * 2 > m->node_hash_cap && rehash_nodes(m) != 0)
+    if ((m->n_nodes + 1) * 2 > m->node_hash_cap &&
+        rehash(m, m->n_nodes, node_hash_of, &m->node_hash, &m->node_hash_cap) != 0)
         return -1;
-    uint64_t k = ((uint64_t)pos << 32) | (uint32_t)parent;
-    uint32_t s = (uint32_t)mix64(k) & (m->node_hash_cap - 1);
+    uint32_t s = (uint32_t)node_key(pos, parent) & (m->node_hash_cap - 1);
     while (m->node_hash[s]) {
         const struct gm_node *n = &m->nodes[m->node_hash[s] - 1];
         if (n->pos == pos && n->parent == parent)
@@ -334,33 +360,6 @@ static int32_t node_intern(struct gram_matcher *m, uint32_t pos, int32_t parent)
     return (int32_t)m->n_nodes++;
 }
 
-static uint64_t set_hash(const uint32_t *ids, size_t n, bool accept)
-{
-    uint64_t h = accept ? 0x9E3779B97F4A7C15ULL : 0x1234567ULL;
-    for (size_t i = 0; i < n; i++)
-        h = mix64(h ^ ids[i]) + i;
-    return h;
-}
-
-static int rehash_states(struct gram_matcher *m)
-{
-    uint32_t cap = m->st_hash_cap ? m->st_hash_cap * 2 : 1024;
-    uint32_t *h = calloc(cap, sizeof(*h));
-    if (!h)
-        return -1;
-    for (uint32_t i = 0; i < m->n_st; i++) {
-        const struct gm_state *st = &m->st[i];
-        uint32_t s = (uint32_t)set_hash(m->pool + st->set_off, st->set_n, st->accept) & (cap - 1);
-        while (h[s])
-            s = (s + 1) & (cap - 1);
-        h[s] = i + 1;
-    }
-    free(m->st_hash);
-    m->st_hash = h;
-    m->st_hash_cap = cap;
-    return 0;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -371,7 +370,8 @@ static int cmp_u32(const void *a, const void *b)
 static int32_t state_intern(struct gram_matcher *m, bool accept)
 {
     qsort(m->res, m->n_res, sizeof(*m->res), cmp_u32);
-    if ((m->n_st + 1) * 2 > m->st_hash_cap && rehash_states(m) != 0)
+    if ((m->n_st + 1) * 2 > m->st_hash_cap &&
+        rehash(m, m->n_st, state_hash_of, &m->st_hash, &m->st_hash_cap) != 0)
         return -1;
     uint32_t s = (uint32_t)set_hash(m->res, m->n_res, accept) & (m->st_hash_cap - 1);
     while (m->st_hash[s]) {

@@ -43,10 +43,10 @@ void oai_request_fini(struct oai_request *q)
     memset(q, 0, sizeof(*q));
 }
 
-static int fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* fail: the one error setter of request parsing (oai_tools.c uses it too) */
+#define fail oai_fail
 
-static int fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
+int oai_fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
 {
     e->code = code;
     snprintf(e->param, sizeof(e->param), "%s", param ? param : "");

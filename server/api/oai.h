@@ -92,6 +92,10 @@ int oai_parse(const json_t *body, bool chat, struct oai_request *q, struct oai_e
 /* Parses the "messages" array alone (for /v1/tokens/count, /apply-template). */
 int oai_parse_messages(const json_t *msgs, struct oai_request *q, struct oai_error *err);
 
+/* Fills err (code, param, message); returns -1. */
+int oai_fail(struct oai_error *err, const char *param, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* oai_tools.c: tools, tool_choice, parallel_tool_calls, response_format and grammar of a
  * body (schemas translated and grammars compiled as a check), and a message's tool
  * fields. Return 0, or -1 with err set. */

@@ -9,7 +9,6 @@
 #include "api/oai.h"
 #include "server.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +16,6 @@
 #define OAI_MAX_TOOLS 128
 #define OAI_MAX_GRAMMAR (256 * 1024)
 
-static int tfail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int tfail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
-{
-    e->code = code;
-    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* Checks that grammar text compiles (root rule `root`). */
 static int check_grammar(const char *text, const char *param, struct oai_error *e)
@@ -39,9 +25,9 @@ static int check_grammar(const char *text, const char *param, struct oai_error *
     int rc = gram_compile(&g, text, strlen(text), "root", err, sizeof(err));
     gram_unref(g);
     if (rc == GRAM_ENOMEM)
-        return tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     if (rc != 0)
-        return tfail(e, param, SRV_EINVAL, "%s: %s", param, err);
+        return oai_fail(e, param, SRV_EINVAL, "%s: %s", param, err);
     return 0;
 }
 
@@ -53,18 +39,18 @@ static int schema_rules(const json_t *schema, const char *prefix, const char *ro
     char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
     char err[256], kw[64];
     if (!text)
-        return tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     struct gram_json *doc = gram_json_parse(text, strlen(text), err, sizeof(err));
     free(text);
     if (!doc)
-        return tfail(e, param, SRV_EINVAL, "%s is not a JSON schema: %s", param, err);
+        return oai_fail(e, param, SRV_EINVAL, "%s is not a JSON schema: %s", param, err);
     int rc = gram_schema_ebnf(doc, prefix, root_name, out, err, sizeof(err), kw, sizeof(kw));
     gram_json_free(doc);
     if (rc == GRAM_ESCHEMA)
-        return tfail(e, param, SRV_EINVAL, "%s: %s (supported: see the README, \"Structured outputs\")",
+        return oai_fail(e, param, SRV_EINVAL, "%s: %s (supported: see the README, \"Structured outputs\")",
                      param, err);
     if (rc != 0)
-        return tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     return 0;
 }
 
@@ -77,7 +63,7 @@ static int parse_response_format(const json_t *body, struct oai_request *q, stru
         return 0;
     json_t *type = json_object_get(rf, "type");
     if (!json_is_object(rf) || !json_is_string(type))
-        return tfail(e, "response_format", SRV_ETYPE,
+        return oai_fail(e, "response_format", SRV_ETYPE,
                      "response_format must be an object with a string 'type'");
     const char *t = json_string_value(type);
     struct strbuf g = {0};
@@ -89,15 +75,15 @@ static int parse_response_format(const json_t *body, struct oai_request *q, stru
     } else if (strcmp(t, "json_schema") == 0) {
         json_t *js = json_object_get(rf, "json_schema");
         if (!json_is_object(js))
-            return tfail(e, "response_format.json_schema", SRV_EMISSING,
+            return oai_fail(e, "response_format.json_schema", SRV_EMISSING,
                          "response_format.json_schema must be an object with a 'schema'");
         json_t *name = json_object_get(js, "name");
         if (name && !json_is_string(name))
-            return tfail(e, "response_format.json_schema.name", SRV_ETYPE,
+            return oai_fail(e, "response_format.json_schema.name", SRV_ETYPE,
                          "response_format.json_schema.name must be a string");
         json_t *schema = json_object_get(js, "schema");
         if (!json_is_object(schema) && !json_is_boolean(schema))
-            return tfail(e, "response_format.json_schema.schema", SRV_EMISSING,
+            return oai_fail(e, "response_format.json_schema.schema", SRV_EMISSING,
                          "response_format.json_schema.schema must be a JSON schema object");
         q->response_format = OAI_RF_JSON_SCHEMA;
         if (schema_rules(schema, "j", "root", "response_format.json_schema.schema", &g, e) != 0) {
@@ -105,11 +91,11 @@ static int parse_response_format(const json_t *body, struct oai_request *q, stru
             return -1;
         }
     } else {
-        return tfail(e, "response_format.type", SRV_EINVAL,
+        return oai_fail(e, "response_format.type", SRV_EINVAL,
                      "response_format.type must be one of text, json_object, json_schema");
     }
     if (!g.data)
-        return tfail(e, "response_format", SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, "response_format", SRV_EINTERNAL, "out of memory");
     q->format_ebnf = g.data;
     return check_grammar(q->format_ebnf, "response_format", e);
 }
@@ -120,13 +106,13 @@ static int parse_grammar(const json_t *body, struct oai_request *q, struct oai_e
     if (!gr || json_is_null(gr))
         return 0;
     if (!json_is_string(gr))
-        return tfail(e, "grammar", SRV_ETYPE, "grammar must be a string (the grammar format of the README)");
+        return oai_fail(e, "grammar", SRV_ETYPE, "grammar must be a string (the grammar format of the README)");
     if (json_string_length(gr) > OAI_MAX_GRAMMAR)
-        return tfail(e, "grammar", SRV_EINVAL, "grammar is longer than %d bytes", OAI_MAX_GRAMMAR);
+        return oai_fail(e, "grammar", SRV_EINVAL, "grammar is longer than %d bytes", OAI_MAX_GRAMMAR);
     if (q->format_ebnf)
-        return tfail(e, "grammar", SRV_EINVAL, "grammar and response_format cannot be combined");
+        return oai_fail(e, "grammar", SRV_EINVAL, "grammar and response_format cannot be combined");
     if (!(q->format_ebnf = strdup(json_string_value(gr))))
-        return tfail(e, "grammar", SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, "grammar", SRV_EINTERNAL, "out of memory");
     return check_grammar(q->format_ebnf, "grammar", e);
 }
 
@@ -152,30 +138,30 @@ static int parse_tool(const json_t *t, size_t i, struct oai_tool *out, struct oa
     snprintf(param, sizeof(param), "tools[%zu]", i);
     json_t *type = json_object_get(t, "type");
     if (!json_is_object(t) || !json_is_string(type))
-        return tfail(e, param, SRV_ETYPE, "%s must be an object with a string 'type'", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s must be an object with a string 'type'", param);
     if (strcmp(json_string_value(type), "function") != 0) {
         snprintf(param, sizeof(param), "tools[%zu].type", i);
-        return tfail(e, param, SRV_EINVAL, "%s must be 'function'", param);
+        return oai_fail(e, param, SRV_EINVAL, "%s must be 'function'", param);
     }
     json_t *fn = json_object_get(t, "function");
     snprintf(param, sizeof(param), "tools[%zu].function", i);
     if (!json_is_object(fn))
-        return tfail(e, param, SRV_EMISSING, "%s must be an object", param);
+        return oai_fail(e, param, SRV_EMISSING, "%s must be an object", param);
     json_t *name = json_object_get(fn, "name");
     snprintf(param, sizeof(param), "tools[%zu].function.name", i);
     if (!json_is_string(name) || !valid_function_name(json_string_value(name)))
-        return tfail(e, param, SRV_EINVAL, "%s must be 1-64 characters of [A-Za-z0-9_.-]", param);
+        return oai_fail(e, param, SRV_EINVAL, "%s must be 1-64 characters of [A-Za-z0-9_.-]", param);
     json_t *desc = json_object_get(fn, "description");
     snprintf(param, sizeof(param), "tools[%zu].function.description", i);
     if (desc && !json_is_string(desc) && !json_is_null(desc))
-        return tfail(e, param, SRV_ETYPE, "%s must be a string", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s must be a string", param);
     json_t *strict = json_object_get(fn, "strict");
     snprintf(param, sizeof(param), "tools[%zu].function.strict", i);
     if (strict && !json_is_boolean(strict) && !json_is_null(strict))
-        return tfail(e, param, SRV_ETYPE, "%s must be a boolean", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s must be a boolean", param);
     out->strict = json_is_true(strict);
     if (!(out->name = strdup(json_string_value(name))))
-        return tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     json_t *params = json_object_get(fn, "parameters");
     snprintf(param, sizeof(param), "tools[%zu].function.parameters", i);
     struct strbuf g = {0};
@@ -186,20 +172,20 @@ static int parse_tool(const json_t *t, size_t i, struct oai_tool *out, struct oa
     if (!params || json_is_null(params)) {
         rc = gram_any_json_ebnf(prefix, root, true, &g) == 0 ? 0 : -1;
     } else if (!json_is_object(params)) {
-        return tfail(e, param, SRV_ETYPE, "%s must be a JSON schema object", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s must be a JSON schema object", param);
     } else {
         rc = schema_rules(params, prefix, root, param, &g, e);
     }
     out->params_ebnf = g.data;
     if (rc != 0 || !g.data)
-        return rc != 0 ? -1 : tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return rc != 0 ? -1 : oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     /* the arguments must describe an object: check that the rules compile */
     struct strbuf check = {0};
     strbuf_append(&check, "root ::= ", 9);
     strbuf_append(&check, root, strlen(root));
     strbuf_append(&check, "\n", 1);
     strbuf_append(&check, g.data, g.len);
-    rc = check.data ? check_grammar(check.data, param, e) : tfail(e, param, SRV_EINTERNAL, "out of memory");
+    rc = check.data ? check_grammar(check.data, param, e) : oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     strbuf_free(&check);
     return rc;
 }
@@ -219,26 +205,26 @@ static int parse_tool_choice(const json_t *body, struct oai_request *q, struct o
         else if (strcmp(s, "required") == 0)
             q->tool_choice = OAI_TOOLS_REQUIRED;
         else
-            return tfail(e, "tool_choice", SRV_EINVAL,
+            return oai_fail(e, "tool_choice", SRV_EINVAL,
                          "tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
     } else {
         json_t *fn = json_object_get(tc, "function");
         json_t *name = json_object_get(fn, "name");
         if (!json_is_object(tc) || !json_is_string(name))
-            return tfail(e, "tool_choice", SRV_EINVAL,
+            return oai_fail(e, "tool_choice", SRV_EINVAL,
                          "tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
         q->tool_choice = OAI_TOOLS_NAMED;
         if (!(q->tool_choice_name = strdup(json_string_value(name))))
-            return tfail(e, "tool_choice", SRV_EINTERNAL, "out of memory");
+            return oai_fail(e, "tool_choice", SRV_EINTERNAL, "out of memory");
         bool found = false;
         for (size_t i = 0; i < q->n_tools && !found; i++)
             found = strcmp(q->tools[i].name, q->tool_choice_name) == 0;
         if (!found)
-            return tfail(e, "tool_choice", SRV_EINVAL, "tool_choice names '%.64s', which is not in tools",
+            return oai_fail(e, "tool_choice", SRV_EINVAL, "tool_choice names '%.64s', which is not in tools",
                          q->tool_choice_name);
     }
     if (q->tool_choice != OAI_TOOLS_NONE && q->n_tools == 0)
-        return tfail(e, "tool_choice", SRV_EINVAL, "tool_choice requires tools");
+        return oai_fail(e, "tool_choice", SRV_EINVAL, "tool_choice requires tools");
     return 0;
 }
 
@@ -250,34 +236,34 @@ int oai_parse_tools(const json_t *body, struct oai_request *q, struct oai_error 
     json_t *ptc = json_object_get(body, "parallel_tool_calls");
     if (ptc && !json_is_null(ptc)) {
         if (!json_is_boolean(ptc))
-            return tfail(e, "parallel_tool_calls", SRV_ETYPE, "parallel_tool_calls must be a boolean");
+            return oai_fail(e, "parallel_tool_calls", SRV_ETYPE, "parallel_tool_calls must be a boolean");
         q->parallel_tool_calls = json_is_true(ptc);
     }
     json_t *tools = json_object_get(body, "tools");
     if (tools && !json_is_null(tools)) {
         if (!json_is_array(tools))
-            return tfail(e, "tools", SRV_ETYPE, "tools must be an array");
+            return oai_fail(e, "tools", SRV_ETYPE, "tools must be an array");
         if (json_array_size(tools) > OAI_MAX_TOOLS)
-            return tfail(e, "tools", SRV_EINVAL, "tools has more than %d entries", OAI_MAX_TOOLS);
+            return oai_fail(e, "tools", SRV_EINVAL, "tools has more than %d entries", OAI_MAX_TOOLS);
         size_t n = json_array_size(tools);
         q->tools = calloc(n + 1, sizeof(*q->tools));
         if (!q->tools)
-            return tfail(e, "tools", SRV_EINTERNAL, "out of memory");
+            return oai_fail(e, "tools", SRV_EINTERNAL, "out of memory");
         for (size_t i = 0; i < n; i++) {
             q->n_tools = i + 1;
             if (parse_tool(json_array_get(tools, i), i, &q->tools[i], e) != 0)
                 return -1;
             for (size_t k = 0; k < i; k++)
                 if (strcmp(q->tools[k].name, q->tools[i].name) == 0)
-                    return tfail(e, "tools", SRV_EINVAL, "two tools are named '%s'", q->tools[i].name);
+                    return oai_fail(e, "tools", SRV_EINVAL, "two tools are named '%s'", q->tools[i].name);
         }
         if (n && !(q->tools_json = json_dumps(tools, JSON_COMPACT)))
-            return tfail(e, "tools", SRV_EINTERNAL, "out of memory");
+            return oai_fail(e, "tools", SRV_EINTERNAL, "out of memory");
     }
     if (parse_tool_choice(body, q, e) != 0)
         return -1;
     if (q->format_ebnf && q->tool_choice != OAI_TOOLS_NONE)
-        return tfail(e, "tools", SRV_EINVAL, "tools cannot be combined with response_format or grammar");
+        return oai_fail(e, "tools", SRV_EINVAL, "tools cannot be combined with response_format or grammar");
     return 0;
 }
 
@@ -293,10 +279,10 @@ static int parse_call(const json_t *c, size_t mi, size_t ci, json_t *arr, struct
     json_t *name = json_object_get(fn, "name");
     json_t *args = json_object_get(fn, "arguments");
     if (!json_is_object(c) || !json_is_object(fn) || !json_is_string(name))
-        return tfail(e, param, SRV_EINVAL, "%s must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}",
+        return oai_fail(e, param, SRV_EINVAL, "%s must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}",
                      param);
     if (id && !json_is_string(id))
-        return tfail(e, param, SRV_ETYPE, "%s.id must be a string", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s.id must be a string", param);
     char *args_text = NULL;
     if (json_is_string(args))
         args_text = strdup(json_string_value(args));
@@ -305,9 +291,9 @@ static int parse_call(const json_t *c, size_t mi, size_t ci, json_t *arr, struct
     else if (!args || json_is_null(args))
         args_text = strdup("{}");
     else
-        return tfail(e, param, SRV_ETYPE, "%s.function.arguments must be a JSON string", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s.function.arguments must be a JSON string", param);
     if (!args_text)
-        return tfail(e, param, SRV_EINTERNAL, "out of memory");
+        return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
     char gen_id[32];
     snprintf(gen_id, sizeof(gen_id), "call_%zu_%zu", mi, ci);
     json_array_append_new(arr, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id",
@@ -326,12 +312,12 @@ int oai_parse_message_tools(const json_t *m, size_t i, const char *role, struct 
         json_t *id = json_object_get(m, "tool_call_id");
         snprintf(param, sizeof(param), "messages[%zu].tool_call_id", i);
         if (!json_is_string(id))
-            return tfail(e, param, SRV_EMISSING, "%s is required for a tool message", param);
+            return oai_fail(e, param, SRV_EMISSING, "%s is required for a tool message", param);
         if (!(out->tool_call_id = strdup(json_string_value(id))))
-            return tfail(e, param, SRV_EINTERNAL, "out of memory");
+            return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
         json_t *name = json_object_get(m, "name");
         if (json_is_string(name) && !(out->name = strdup(json_string_value(name))))
-            return tfail(e, param, SRV_EINTERNAL, "out of memory");
+            return oai_fail(e, param, SRV_EINTERNAL, "out of memory");
         return 0;
     }
     json_t *calls = json_object_get(m, "tool_calls");
@@ -339,9 +325,9 @@ int oai_parse_message_tools(const json_t *m, size_t i, const char *role, struct 
         return 0;
     snprintf(param, sizeof(param), "messages[%zu].tool_calls", i);
     if (strcmp(role, "assistant") != 0)
-        return tfail(e, param, SRV_EINVAL, "only assistant messages carry tool_calls");
+        return oai_fail(e, param, SRV_EINVAL, "only assistant messages carry tool_calls");
     if (!json_is_array(calls))
-        return tfail(e, param, SRV_ETYPE, "%s must be an array", param);
+        return oai_fail(e, param, SRV_ETYPE, "%s must be an array", param);
     json_t *arr = json_array();
     size_t ci;
     json_t *c;

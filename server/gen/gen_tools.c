@@ -80,24 +80,20 @@ int gen_tool_format_detect(const char *src, const char *override)
                 return f;
         return GT_GENERIC;
     }
+    static const struct {
+        const char *marker;
+        int fmt;
+    } markers[] = {
+        {"<tool_call>", GT_HERMES},          {"[TOOL_CALLS]", GT_MISTRAL},
+        {"<｜tool▁calls▁begin｜>", GT_DEEPSEEK_R1}, {"functools[", GT_FIREFUNCTION},
+        {"<function=", GT_FUNCTIONARY_V31},  {">>>all", GT_FUNCTIONARY_V32},
+        {"<|START_ACTION|>", GT_COMMAND_R},  {"<|start_header_id|>", GT_LLAMA3},
+    };
     if (!src || (!strstr(src, "tools") && !strstr(src, "tool_calls")))
         return GT_GENERIC;
-    if (strstr(src, "<tool_call>"))
-        return GT_HERMES;
-    if (strstr(src, "[TOOL_CALLS]"))
-        return GT_MISTRAL;
-    if (strstr(src, "<｜tool▁calls▁begin｜>"))
-        return GT_DEEPSEEK_R1;
-    if (strstr(src, "functools["))
-        return GT_FIREFUNCTION;
-    if (strstr(src, "<function="))
-        return GT_FUNCTIONARY_V31;
-    if (strstr(src, ">>>all"))
-        return GT_FUNCTIONARY_V32;
-    if (strstr(src, "<|START_ACTION|>"))
-        return GT_COMMAND_R;
-    if (strstr(src, "<|start_header_id|>") && strstr(src, "tools"))
-        return GT_LLAMA3;
+    for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++)
+        if (strstr(src, markers[i].marker))
+            return markers[i].fmt;
     return GT_GENERIC;
 }
 
