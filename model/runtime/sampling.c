@@ -113,7 +113,7 @@ int eng_job_set_sampling(struct eng_job *j, const struct eng_sampling *s, uint32
         sampler_accept(c->smp, j->prompt[i]);
     eng_sampler_free(j->smp);
     j->smp = c;
-    j->ignore_eos = s->ignore_eos;
+    j->ignore_eos = s->ignore_eos && !s->grammar; /* a complete text must end */
     return 0;
 }
 
