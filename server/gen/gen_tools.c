@@ -546,8 +546,9 @@ int gen_tools_setup(struct gen *g)
     g->tools->f = &formats[g->sm->tool_format];
     g->tools->active = true;
     g->ts.special = g->tools->f->special_markers;
-    if (g->sm->tool_format == GT_GENERIC && generic_system(g) != 0)
-        return g->err.code ? srv_error_of(g->err.mod, g->err.code).code : -1;
+    int rc = g->sm->tool_format == GT_GENERIC ? generic_system(g) : 0;
+    if (rc != 0)
+        return rc;
     bool strict = false;
     for (size_t i = 0; i < q->n_tools; i++)
         strict = strict || q->tools[i].strict;
@@ -556,7 +557,7 @@ int gen_tools_setup(struct gen *g)
     if (!forced && !lazy)
         return 0;
     struct strbuf text = {0};
-    int rc = call_grammar(g, lazy, &text);
+    rc = call_grammar(g, lazy, &text);
     if (rc == 0)
         rc = compile_into(g, text.data, "tools");
     strbuf_free(&text);
