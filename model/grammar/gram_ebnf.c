@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GB_MAX_ELEMS (1u << 22)
-#define GB_MAX_RULES (1u << 20)
+#define GB_MAX_ELEMS (1u << 20)
+#define GB_MAX_RULES (1u << 18)
 #define GB_MAX_REPEAT 10000
 #define GB_MAX_DEPTH 200
 

@@ -15,8 +15,9 @@
  * subtree. A token is allowed when the walk reaches its node.
  *
  * Memory stays bounded: over GM_MAX_TABLES transition tables or GM_MAX_MASKS masks the
- * caches are dropped (states are kept and rebuilt lazily); over GM_MAX_STATES states
- * or GM_MAX_NODES nodes a mask or an accept fails with GRAM_ELIMIT.
+ * caches are dropped (states are kept and rebuilt lazily); over GM_MAX_STATES states,
+ * GM_MAX_NODES nodes, GM_MAX_POOL top nodes in all or GM_MAX_SET in one state, a mask or
+ * an accept fails with GRAM_ELIMIT.
  */
 #include "gram_int.h"
 
@@ -27,7 +28,9 @@
 #define GM_MAX_TABLES 16384
 #define GM_MAX_MASKS 256
 #define GM_MAX_STATES (1u << 20)
-#define GM_MAX_NODES (1u << 22)
+#define GM_MAX_NODES (1u << 21)
+#define GM_MAX_POOL (1u << 23) /* top-node ids over all states (32 MiB) */
+#define GM_MAX_SET (1u << 16)  /* top nodes of one state */
 #define GM_UNKNOWN (-2)
 #define GM_DEAD (-1)
 
@@ -381,7 +384,7 @@ static int32_t state_intern(struct gram_matcher *m, bool accept)
             return (int32_t)(m->st_hash[s] - 1);
         s = (s + 1) & (m->st_hash_cap - 1);
     }
-    if (m->n_st >= GM_MAX_STATES)
+    if (m->n_st >= GM_MAX_STATES || m->n_pool + m->n_res > GM_MAX_POOL)
         return -1;
     size_t cap = m->cap_st;
     if (grow_buf((void **)&m->st, sizeof(*m->st), &cap, (size_t)m->n_st + 1) != 0 ||
@@ -469,6 +472,8 @@ static int closure_run(struct gram_matcher *m, bool *accept)
             continue;
         const struct gram_elem *e = &g->elems[w.pos];
         if (e->type == GE_SET) {
+            if (m->n_res >= GM_MAX_SET)
+                return -1;
             int32_t id = node_intern(m, w.pos, w.parent);
             if (id < 0 || grow_buf((void **)&m->res, sizeof(*m->res), &m->cap_res, m->n_res + 1))
                 return -1;
