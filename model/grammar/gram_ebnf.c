@@ -907,7 +907,8 @@ static int flatten(struct gb *b, struct gram *g)
         for (size_t a = 0; a < b->rules[r].alts.n; a++) {
             const struct evec *v = &b->rules[r].alts.a[a];
             g->alt_start[na++] = ne;
-            memcpy(g->elems + ne, v->e, v->n * sizeof(*v->e));
+            if (v->n)
+                memcpy(g->elems + ne, v->e, v->n * sizeof(*v->e));
             ne += (uint32_t)v->n;
             g->elems[ne++] = (struct gram_elem){GE_END, 0};
         }
@@ -915,7 +916,8 @@ static int flatten(struct gb *b, struct gram *g)
     g->rule_alt[b->n_rules] = na;
     g->n_elems = ne;
     g->n_rules = (uint32_t)b->n_rules;
-    memcpy(g->sets, b->sets, b->n_sets * sizeof(*g->sets));
+    if (b->n_sets)
+        memcpy(g->sets, b->sets, b->n_sets * sizeof(*g->sets));
     g->n_sets = (uint32_t)b->n_sets;
     return 0;
 }

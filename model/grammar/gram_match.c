@@ -372,7 +372,8 @@ static int cmp_u32(const void *a, const void *b)
 /* The state of m->res (sorted here) with `accept`; -1 on failure. */
 static int32_t state_intern(struct gram_matcher *m, bool accept)
 {
-    qsort(m->res, m->n_res, sizeof(*m->res), cmp_u32);
+    if (m->n_res)
+        qsort(m->res, m->n_res, sizeof(*m->res), cmp_u32);
     if ((m->n_st + 1) * 2 > m->st_hash_cap &&
         rehash(m, m->n_st, state_hash_of, &m->st_hash, &m->st_hash_cap) != 0)
         return -1;
@@ -380,7 +381,7 @@ static int32_t state_intern(struct gram_matcher *m, bool accept)
     while (m->st_hash[s]) {
         const struct gm_state *st = &m->st[m->st_hash[s] - 1];
         if (st->accept == accept && st->set_n == m->n_res &&
-            memcmp(m->pool + st->set_off, m->res, m->n_res * sizeof(*m->res)) == 0)
+            (!m->n_res || memcmp(m->pool + st->set_off, m->res, m->n_res * sizeof(*m->res)) == 0))
             return (int32_t)(m->st_hash[s] - 1);
         s = (s + 1) & (m->st_hash_cap - 1);
     }
@@ -391,7 +392,8 @@ static int32_t state_intern(struct gram_matcher *m, bool accept)
         grow_buf((void **)&m->pool, sizeof(*m->pool), &m->cap_pool, m->n_pool + m->n_res) != 0)
         return -1;
     m->cap_st = (uint32_t)cap;
-    memcpy(m->pool + m->n_pool, m->res, m->n_res * sizeof(*m->res));
+    if (m->n_res)
+        memcpy(m->pool + m->n_pool, m->res, m->n_res * sizeof(*m->res));
     m->st[m->n_st] = (struct gm_state){(uint32_t)m->n_pool, (uint32_t)m->n_res, accept, NULL, NULL};
     m->n_pool += m->n_res;
     m->st_hash[s] = m->n_st + 1;
