@@ -156,6 +156,21 @@ test('a call and its result sent back render through the template and the reply 
   assert.ok(second.usage.prompt_tokens > first.usage.prompt_tokens);
 });
 
+test('strict tools under tool_choice auto: once the model opens a call, the call is constrained', async () => {
+  const tok = await fetch(`${hermes.url}/tokenize`, { method: 'POST', body: JSON.stringify({ content: '<tool_call>' }) })
+    .then((r) => r.json());
+  assert.equal(tok.tokens.length, 1); /* the qwen vocabulary's own <tool_call> token */
+  const strictWeather = { type: 'function', function: { ...weather.function, strict: true } };
+  for (const temperature of [0, 1]) {
+    const r = await client.chat.completions.create({
+      model: 'Qwen-Qwen2.5-7B-Instruct', messages, tools: [strictWeather], parallel_tool_calls: false,
+      temperature, seed: 21, max_tokens: 200, logit_bias: { [tok.tokens[0]]: 100 },
+    });
+    assert.equal(r.choices[0].finish_reason, 'tool_calls', r.choices[0].message.content);
+    checkCall(r.choices[0].message.tool_calls[0], validateWeather, 'get_weather');
+  }
+});
+
 test('a session stores the call and its result and renders them on the next turn', async () => {
   const sess = await fetch(`${hermes.url}/v1/sessions`, { method: 'POST', body: JSON.stringify({ title: 'tools' }) })
     .then((r) => r.json());
