@@ -44,7 +44,7 @@ export function genModel(dir, templateFixture, seed = 7) {
 export async function startChatd(dir, model, extra = []) {
   const port = await freePort();
   const proc = spawn(bin, ['serve', '--port', String(port), '--db', join(dir, 'chatd.db'),
-    '--model', model, '--threads', '2', ...extra], { stdio: ['ignore', 'ignore', 'ignore'], env });
+    '--model', model, '--threads', '2', ...extra], { stdio: ['ignore', 'ignore', process.env.CHATD_LOG ? 'inherit' : 'ignore'], env });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 600; i++) {
     try {
