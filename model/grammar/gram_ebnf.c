@@ -412,7 +412,8 @@ static int cmp_range(const void *a, const void *b)
  * the code points (surrogates excluded). */
 static int cps_normalise(struct gb *b, struct cp_set *s, bool negate)
 {
-    qsort(s->r, s->n, sizeof(*s->r), cmp_range);
+    if (s->n)
+        qsort(s->r, s->n, sizeof(*s->r), cmp_range);
     size_t m = 0;
     for (size_t i = 0; i < s->n; i++) {
         if (m && s->r[i].lo <= s->r[m - 1].hi + 1) {
