@@ -37,7 +37,7 @@ FUZZ_TIMEOUT ?= 1
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SEED ?=
 FUZZ_TARGETS = fuzz_gguf_parse fuzz_gguf_load fuzz_tokenize fuzz_detokenize \
-	fuzz_request_json fuzz_sse_utf8 fuzz_ids fuzz_template
+	fuzz_request_json fuzz_sse_utf8 fuzz_ids fuzz_template fuzz_grammar
 
 fuzz: setup
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCHATD_FUZZ=ON >/dev/null

@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 /* The sub-libraries whose headers are part of this contract: reading GGUF files,
- * tokenizing, rendering chat templates, and generating (engine, sampler, reasoning
- * split, stop strings), and the string buffer they all build text with. Quantisation, the weight loader and the backends stay inside
+ * tokenizing, rendering chat templates, constrained decoding (grammars, JSON schemas,
+ * token masks), and generating (engine, sampler, reasoning split, stop strings), and the string buffer they all build text with. Quantisation, the weight loader and the backends stay inside
  * model/. */
 #include "gguf/gguf.h"
+#include "grammar/grammar.h"
 #include "runtime/runtime.h"
 #include "strbuf.h"
 #include "template/template.h"
@@ -166,6 +167,13 @@ void mdl_kv_truncate(struct mdl_model *m, uint32_t slot, uint32_t from_pos);
  * (eng_stop first). Returns NULL with a message in err on failure. */
 struct engine *mdl_engine_start(struct mdl_model *m, struct mdl_model *draft,
                                 const struct eng_params *p, char *err, size_t err_len);
+
+/* The vocabulary as constrained decoding sees it (vocab_grammar.c): n_vocab entries (the
+ * logit row; rows past the tokenizer's vocabulary are never allowed), each token's
+ * rendered bytes, end-of-generation tokens as end tokens, control tokens as special.
+ * Pass it to eng_sampling.gram_vocab. NULL when out of memory; caller frees with
+ * gram_vocab_free. */
+struct gram_vocab *mdl_gram_vocab_new(const struct tok_vocab *tv, uint32_t n_vocab);
 
 /* ---- generated models (genmodel.c, demo.c) ---- */
 

@@ -2,6 +2,7 @@
  * tokenizer, its chat template (the file's own, else a named built-in), and its
  * generation engine; rendering prompts. Runs at start-up on the main
  * thread; the render/tokenize helpers run on connection threads (all read-only). */
+#include "gen/gen.h"
 #include "server.h"
 
 #include <stddef.h>
@@ -29,7 +30,9 @@ static const char *guess_builtin(const struct tok_vocab *v)
 static bool usable_template(struct srv_model *sm, char *err, size_t err_len)
 {
     const struct tmpl_message probe[] = {
-        {"user", "Hello.", NULL}, {"assistant", "Hi!", NULL}, {"user", "How are you?", NULL}};
+        {.role = "user", .content = "Hello."},
+        {.role = "assistant", .content = "Hi!"},
+        {.role = "user", .content = "How are you?"}};
     struct tmpl_params p = tmpl_default_params();
     p.messages = probe;
     p.n_messages = sizeof(probe) / sizeof(probe[0]);
@@ -82,6 +85,7 @@ static int load_template(struct srv_model *sm, const struct chatd_config *cfg, c
         snprintf(err, err_len, "chat template '%s': %s", sm->template_name, terr);
         return -1;
     }
+    sm->tool_format = gen_tool_format_detect(src, cfg->tool_format);
     uint64_t h = gguf_fnv1a(GGUF_FNV1A_BASIS, src, strlen(src));
     uint64_t size = mdl_file_size(sm->mdl), params = mdl_n_params(sm->mdl);
     h = gguf_fnv1a(h, &size, sizeof(size));
@@ -106,10 +110,10 @@ static char *token_text(const struct tok_vocab *v, int32_t id)
 /* Does the generation prompt open a thought (R1-style templates end with "<think>\n")? */
 static bool opens_thought(const struct srv_model *sm)
 {
-    struct tmpl_message m = {"user", "x", NULL};
+    struct tmpl_message m = {.role = "user", .content = "x"};
     char err[128];
     struct srv_prompt pr;
-    if (srv_model_render(sm, &m, 1, true, &pr, err, sizeof(err)) != 0)
+    if (srv_model_render(sm, &m, 1, NULL, true, &pr, err, sizeof(err)) != 0)
         return false;
     const char *p = pr.text;
     size_t n = strlen(p);
@@ -118,6 +122,22 @@ static bool opens_thought(const struct srv_model *sm)
     bool yes = n >= 7 && strncmp(p + n - 7, "<think>", 7) == 0;
     srv_prompt_fini(&pr);
     return yes;
+}
+
+/* Does the template fail on a tool call whose arguments are an object (it concatenates
+ * them as text, as DeepSeek-R1's and Functionary's do)? Then it gets the JSON text. */
+static bool wants_string_arguments(const struct srv_model *sm)
+{
+    struct tmpl_message m[] = {
+        {.role = "user", .content = "x"},
+        {.role = "assistant", .content = NULL,
+         .tool_calls_json = "[{\"id\":\"call00001\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]"},
+    };
+    char err[128];
+    struct srv_prompt pr;
+    int rc = srv_model_render(sm, m, 2, NULL, true, &pr, err, sizeof(err));
+    srv_prompt_fini(&pr);
+    return rc != 0;
 }
 
 int srv_model_open(struct srv_model *sm, const char *path, const char *id,
@@ -152,6 +172,14 @@ int srv_model_open(struct srv_model *sm, const char *path, const char *id,
     if (load_template(sm, cfg, err, err_len) != 0)
         goto fail;
     sm->thinks = opens_thought(sm);
+    sm->tool_args_string = wants_string_arguments(sm);
+    sm->gram_vocab = mdl_gram_vocab_new(sm->tok, mdl_n_vocab(sm->mdl));
+    if (!sm->gram_vocab) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    log_info("tools model=%s format=%s arguments=%s", sm->id, gen_tool_format_name(sm->tool_format),
+             sm->tool_args_string ? "string" : "object");
     struct eng_params ep = {
         .n_slots = (uint32_t)cfg->parallel,
         .n_ctx = mdl_n_ctx(sm->mdl),
@@ -193,6 +221,7 @@ void srv_model_close(struct srv_model *sm)
     eng_stop(sm->eng);
     mdl_close(sm->draft);
     tmpl_free(sm->tmpl);
+    gram_vocab_free(sm->gram_vocab);
     mdl_close(sm->mdl);
     free(sm->bos_text);
     free(sm->eos_text);
@@ -200,13 +229,14 @@ void srv_model_close(struct srv_model *sm)
 }
 
 int srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
-                     bool add_generation_prompt, struct srv_prompt *out, char *err,
-                     size_t err_len)
+                     const char *tools_json, bool add_generation_prompt, struct srv_prompt *out,
+                     char *err, size_t err_len)
 {
     _Static_assert(sizeof(struct tok_span) == sizeof(struct tmpl_span) &&
                        offsetof(struct tok_span, end) == offsetof(struct tmpl_span, end),
                    "a template span is a tokenizer span");
     struct tmpl_params p = tmpl_default_params();
+    p.tools_json = tools_json;
     p.messages = msgs;
     p.n_messages = n;
     p.add_generation_prompt = add_generation_prompt;

@@ -144,6 +144,9 @@ struct srv_model {
     char *eos_text;
     char fingerprint[96];    /* model file + template: stored with every turn's tokens */
     bool thinks;             /* the rendered generation prompt opens a <think> block */
+    int tool_format;         /* enum gen_tool_fmt of the template (or the tool_format option) */
+    bool tool_args_string;   /* the template wants tool-call arguments as JSON text */
+    struct gram_vocab *gram_vocab; /* the tokens for constrained decoding */
     struct engine *eng;
     int64_t created;         /* file mtime, for /v1/models */
 };
@@ -161,15 +164,17 @@ struct srv_prompt {
     size_t n_plain;
 };
 
-/* Renders messages with the model's template into p (free with srv_prompt_fini).
- * Returns 0, or a TMPL_E* code with the template's message in err. */
+/* Renders messages (and the request's tools: JSON array text, NULL for none) with the
+ * model's template into p (free with srv_prompt_fini). Returns 0, or a TMPL_E* code with
+ * the template's message in err. */
 int srv_model_render(const struct srv_model *sm, const struct tmpl_message *msgs, size_t n,
-                     bool add_generation_prompt, struct srv_prompt *p, char *err,
-                     size_t err_len);
+                     const char *tools_json, bool add_generation_prompt, struct srv_prompt *p,
+                     char *err, size_t err_len);
 void srv_prompt_fini(struct srv_prompt *p);
 
 /* Tokenizes a rendered prompt (tok_encode_prompt): no control token is read inside the
- * message text, so a user cannot inject one. Returns 0 or a negative TOK_E* code. */
+ * text that came from the request (message contents, tools, tool calls), so a user
+ * cannot inject one. Returns 0 or a negative TOK_E* code. */
 int srv_model_tokenize(const struct srv_model *sm, const struct srv_prompt *p, int32_t **ids,
                        size_t *n_ids);
 

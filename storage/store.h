@@ -237,6 +237,8 @@ struct store_msg_in {
     int64_t n_tokens;        /* token count (usually n_token_ids) */
     const char *fingerprint; /* model + template fingerprint that made token_ids */
     enum store_msg_status status;
+    const char *tool_calls;   /* assistant: JSON array of tool calls, or NULL */
+    const char *tool_call_id; /* tool: the call it answers, or NULL */
 };
 
 struct store_message {
@@ -251,6 +253,8 @@ struct store_message {
     char fingerprint[STORE_FINGERPRINT_MAX + 1];
     enum store_msg_status status;
     int64_t created_ms;
+    char *tool_calls;   /* heap JSON array, or NULL */
+    char *tool_call_id; /* heap, or NULL */
 };
 
 /* Frees an array returned by store_message_list (accepts NULL). */
@@ -357,6 +361,8 @@ struct store_usage {
     int64_t cost_micros;
     enum store_msg_status status;
     int64_t created_ms;
+    char *tool_calls;   /* heap JSON array, or NULL */
+    char *tool_call_id; /* heap, or NULL */
 };
 
 /* Writes one usage row (stateless request, or a turn whose reply is not stored):

@@ -125,6 +125,8 @@ int sdb_usage_insert(struct store *st, const struct store_usage_in *u, int64_t a
  * updated time). */
 int sdb_check_msg(const struct store_msg_in *m);
 int sdb_bind_msg(struct store *st, sqlite3_stmt *s, int first, const struct store_msg_in *m);
+/* Binds m's tool_calls and tool_call_id (NULL as NULL) at first, first + 1. */
+int sdb_bind_msg_tools(struct store *st, sqlite3_stmt *s, int first, const struct store_msg_in *m);
 enum store_msg_status sdb_status_parse(const char *s);
 int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
                    int64_t *id, int64_t *seq);

@@ -14,13 +14,16 @@ static const char sql_msg_next_seq[] =
     "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?1";
 static const char sql_msg_insert[] =
     "INSERT INTO messages (session_id, seq, role, content, reasoning, n_tokens, tokens, "
-    "fingerprint, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    "fingerprint, status, created_at, tool_calls, tool_call_id) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 static const char sql_msg_list[] =
-    "SELECT id, seq, role, content, reasoning, n_tokens, tokens, fingerprint, status, created_at "
-    "FROM messages WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq";
+    "SELECT id, seq, role, content, reasoning, n_tokens, tokens, fingerprint, status, created_at, "
+    "tool_calls, tool_call_id FROM messages WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq";
 
+/* A message's size is its text's and its tool calls' (a reply may be calls alone). */
 static const char sql_msg_sizes[] =
-    "SELECT seq, role, n_tokens, length(CAST(content AS BLOB)), status "
+    "SELECT seq, role, n_tokens, "
+    "length(CAST(content AS BLOB)) + coalesce(length(CAST(tool_calls AS BLOB)), 0), status "
     "FROM messages WHERE session_id = ?1 ORDER BY seq";
 
 static const char *const status_names[] = {
@@ -95,6 +98,17 @@ int sdb_bind_msg(struct store *st, sqlite3_stmt *s, int first, const struct stor
     return rc ? rc : sdb_bind_text(st, s, first + 5, store_status_name(m->status));
 }
 
+/* The tool fields at first, first + 1 (NULL stays NULL). */
+int sdb_bind_msg_tools(struct store *st, sqlite3_stmt *s, int first, const struct store_msg_in *m)
+{
+    int rc = m->tool_calls ? sdb_bind_text(st, s, first, m->tool_calls)
+                           : (sqlite3_bind_null(s, first) == SQLITE_OK ? 0 : STORE_ESQL);
+    if (rc == 0)
+        rc = m->tool_call_id ? sdb_bind_text(st, s, first + 1, m->tool_call_id)
+                             : (sqlite3_bind_null(s, first + 1) == SQLITE_OK ? 0 : STORE_ESQL);
+    return rc;
+}
+
 int sdb_msg_insert(struct store *st, const char *session_id, const struct store_msg_in *m,
                    int64_t *id, int64_t *seq)
 {
@@ -115,6 +129,7 @@ int sdb_msg_insert(struct store *st, const char *session_id, const struct store_
     rc = rc ? rc : sdb_bind_text(st, s, 3, m->role);
     rc = rc ? rc : sdb_bind_msg(st, s, 4, m);
     rc = rc ? rc : sdb_bind_int(st, s, 10, sdb_now(st));
+    rc = rc ? rc : sdb_bind_msg_tools(st, s, 11, m);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
     if (rc)
@@ -172,6 +187,8 @@ void store_messages_free(struct store_message *arr, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(arr[i].content);
         free(arr[i].reasoning);
+        free(arr[i].tool_calls);
+        free(arr[i].tool_call_id);
         free(arr[i].token_ids);
     }
     free(arr);
@@ -203,6 +220,10 @@ static int msg_from_row(sqlite3_stmt *s, struct store_message *m)
     sdb_col_copy(s, 7, m->fingerprint, sizeof(m->fingerprint));
     m->status = sdb_status_parse((const char *)sqlite3_column_text(s, 8));
     m->created_ms = sqlite3_column_int64(s, 9);
+    if (sqlite3_column_type(s, 10) != SQLITE_NULL && !(m->tool_calls = sdb_col_strdup(s, 10)))
+        return sdb_fail(STORE_ENOMEM, "message list: out of memory");
+    if (sqlite3_column_type(s, 11) != SQLITE_NULL && !(m->tool_call_id = sdb_col_strdup(s, 11)))
+        return sdb_fail(STORE_ENOMEM, "message list: out of memory");
     if (!m->content || !m->reasoning || (m->n_token_ids && !m->token_ids))
         return sdb_fail(STORE_ENOMEM, "message list: out of memory");
     return 0;

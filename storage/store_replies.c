@@ -40,7 +40,8 @@ static const char sql_pending_list[] =
 static const char sql_pending_clear[] = "DELETE FROM pending_usage";
 static const char sql_msg_final[] =
     "UPDATE messages SET content = ?2, reasoning = ?3, n_tokens = ?4, tokens = ?5, "
-    "fingerprint = ?6, status = ?7 WHERE id = ?1 AND session_id = ?8";
+    "fingerprint = ?6, status = ?7, tool_calls = ?9, tool_call_id = ?10 "
+    "WHERE id = ?1 AND session_id = ?8";
 
 /* ---- begin ---- */
 
@@ -327,6 +328,7 @@ static int finish_update(struct store *st, struct finish_ctx *c)
     int rc = sdb_bind_int(st, s, 1, c->r->msg_id);
     rc = rc ? rc : sdb_bind_msg(st, s, 2, m);
     rc = rc ? rc : sdb_bind_text(st, s, 8, c->r->session_id);
+    rc = rc ? rc : sdb_bind_msg_tools(st, s, 9, m);
     rc = rc ? rc : sdb_exec_stmt(st, s);
     sdb_done(s);
     if (rc)

@@ -122,6 +122,11 @@ static const char *const migrations[] = {
     "CREATE INDEX reservations_user ON reservations(user_id, created_at);"
     "ALTER TABLE idempotency ADD COLUMN body_hash TEXT NOT NULL DEFAULT '';"
     "PRAGMA user_version = 3;",
+    /* 4: tool use. An assistant message's tool calls (a JSON array in OpenAI's form,
+     * arguments as strings) and a tool result's call id; NULL when none. */
+    "ALTER TABLE messages ADD COLUMN tool_calls TEXT;"
+    "ALTER TABLE messages ADD COLUMN tool_call_id TEXT;"
+    "PRAGMA user_version = 4;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

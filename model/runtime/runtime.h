@@ -136,6 +136,9 @@ struct eng_bias {
     float bias;
 };
 
+struct gram;
+struct gram_vocab;
+
 /* How a job picks its tokens, all of it run by the engine: the request's logit bias,
  * the sampler chain, a reasoning budget and the log-probabilities it reports. */
 struct eng_sampling {
@@ -150,6 +153,17 @@ struct eng_sampling {
     int32_t think_close;
     bool start_in_thought;       /* the prompt ended inside an open thought */
     bool ignore_eos;             /* keep going past end-of-generation tokens */
+    /* Constrained decoding (grammar.h): every token must continue a text of the grammar,
+     * and an end-of-generation token comes exactly when the text is complete (forced
+     * when nothing else can follow). NULL: unconstrained. The job takes a reference. A
+     * thought the prompt opened is not constrained; the grammar applies after it. */
+    struct gram *grammar;
+    const struct gram_vocab *gram_vocab; /* the model's tokens (borrowed; outlives the job) */
+    /* NULL: the grammar applies from the first token. Else it applies to the text after
+     * the first occurrence of this string in the reply (copied); a text that then leaves
+     * the grammar ends the constraint (a lazy grammar, for tool calls a model may or may
+     * not make). */
+    const char *grammar_trigger;
 };
 
 /* Sampler defaults, no bias, no log-probabilities, no budget, no think tokens. */

@@ -45,6 +45,12 @@ struct tmpl_message {
     const char *role;
     const char *content;
     const char *reasoning_content;
+    /* Tool use; NULL: the key is absent. tool_calls_json is a JSON array (OpenAI's
+     * tool_calls, each function's arguments an object as templates expect), bound as
+     * `message.tool_calls`; tool_call_id and name are a tool result's. */
+    const char *tool_calls_json;
+    const char *tool_call_id;
+    const char *name;
 };
 
 struct tmpl_params {
@@ -54,6 +60,7 @@ struct tmpl_params {
     const char *bos_token;        /* NULL means "" */
     const char *eos_token;        /* NULL means "" */
     int64_t now_unix;             /* clock for strftime_now (UTC); 0 means the current time */
+    const char *tools_json;       /* JSON array bound as `tools`; NULL: undefined */
     /* Limits; 0 means the default. */
     size_t max_output_bytes;      /* default 32 MiB */
     size_t max_memory_bytes;      /* values built while rendering; default 64 MiB */

@@ -404,10 +404,15 @@ static int eval_inner(struct rctx *R, struct scope *S, const struct tn *n, struc
     case TN_BINOP:
         if ((rc = eval(R, S, n->a, &a)) < 0 || (rc = eval(R, S, n->b, &b)) < 0)
             return rc;
-        /* two strings joined keep each side's message text exact */
+        /* two strings joined keep each side's message text exact (Markup + str escapes
+         * the str: tl_binop, then tainted whole) */
         if ((n->op == OP_ADD || n->op == OP_CONCAT) && a.kind == TV_STR && b.kind == TV_STR &&
-            (a.taint || b.taint))
-            return tl_taint_concat(R, a, b, out, n->line);
+            (a.taint || b.taint) && (n->op == OP_CONCAT || a.markup == b.markup)) {
+            if ((rc = tl_taint_concat(R, a, b, out, n->line)) < 0)
+                return rc;
+            out->markup = n->op == OP_ADD && a.markup;
+            return 0;
+        }
         if ((rc = tl_binop(R, n->op, a, b, out, n->line)) < 0)
             return rc;
         args = (struct targs){.npos = 1, .pos = {b}};
@@ -724,6 +729,20 @@ static struct tv message_text(const char *s)
     return v;
 }
 
+/* A message's tool fields: its tool calls (JSON) and a tool result's id and name. */
+static int bind_tool_fields(struct rctx *R, const struct tmpl_message *m, struct tv d)
+{
+    struct tv calls;
+    if (m->tool_calls_json && (tl_json_value(R, m->tool_calls_json, "tool_calls", &calls) < 0 ||
+                               tl_dict_set(R, d, tv_str("tool_calls", 10), calls, 1) < 0))
+        return R->err_code;
+    if (m->tool_call_id && tl_dict_set_cstr(R, &d, false, "tool_call_id", m->tool_call_id) < 0)
+        return R->err_code;
+    if (m->name && tl_dict_set_cstr(R, &d, false, "name", m->name) < 0)
+        return R->err_code;
+    return 0;
+}
+
 static int bind_context(struct rctx *R, const struct tmpl_params *p)
 {
     struct tv_list *msgs = tl_list_new(R, p->n_messages, 1);
@@ -738,8 +757,14 @@ static int bind_context(struct rctx *R, const struct tmpl_params *p)
         if (m->reasoning_content &&
             tl_dict_set(R, d, tv_str("reasoning_content", 17), message_text(m->reasoning_content), 1) < 0)
             return R->err_code;
+        if (bind_tool_fields(R, m, d) < 0)
+            return R->err_code;
         msgs->items[msgs->n++] = d;
     }
+    struct tv tools;
+    if (p->tools_json && (tl_json_value(R, p->tools_json, "tools", &tools) < 0 ||
+                          scope_set(R, R->root, tv_str("tools", 5), tools, 1) < 0))
+        return R->err_code;
     struct tv v = {.kind = TV_LIST, .u.l = msgs};
     const char *bos = p->bos_token ? p->bos_token : "";
     const char *eos = p->eos_token ? p->eos_token : "";

@@ -53,6 +53,8 @@ struct tv {
     bool gen;               /* TV_LIST made by a lazy filter (select, map, ...): jinja2
                                returns a generator there, which is always true, has no
                                len() and cannot be indexed */
+    bool markup;            /* TV_STR from |safe or |escape: markupsafe's Markup, whose `+`
+                               escapes a plain string operand */
     size_t len;             /* TV_STR: byte length */
     const struct tl_taint *taint; /* TV_STR: which bytes came from a message's text (the
                                user's or a tool's), or NULL for none (template_taint.c) */

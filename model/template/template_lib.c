@@ -948,7 +948,7 @@ static int f_unique(struct rctx *R, struct tv v, struct targs *a, struct tv *out
     return 0;
 }
 
-static int f_escape(struct rctx *R, struct tv v, struct tv *out, int line)
+int tl_escape(struct rctx *R, struct tv v, struct tv *out, int line)
 {
     struct tv s;
     if (tl_to_str(R, v, &s, line) < 0)
@@ -973,7 +973,9 @@ static int f_escape(struct rctx *R, struct tv v, struct tv *out, int line)
     }
     if (rc >= 0)
         rc = tl_sbuf_put(R, &b, s.u.s + st, s.len - st, line);
-    return tl_sbuf_finish(R, &b, rc, out, line);
+    rc = tl_sbuf_finish(R, &b, rc, out, line);
+    out->markup = true;
+    return rc;
 }
 
 static int f_int(struct rctx *R, struct tv v, struct targs *a, struct tv *out, int line)
@@ -1274,10 +1276,17 @@ int tl_filter(struct rctx *R, int idx, struct tv v, struct targs *a, struct tv *
         return 0;
     }
     case F_SAFE:
+        if (v.kind != TV_STR && tl_to_str(R, v, &v, line) < 0)
+            return R->err_code;
         *out = v;
+        out->markup = true;
         return 0;
     case F_ESCAPE:
-        return f_escape(R, v, out, line);
+        if (v.kind == TV_STR && v.markup) {
+            *out = v;
+            return 0;
+        }
+        return tl_escape(R, v, out, line);
     case F_ATTR: {
         struct tv *name = tl_arg(a, 0, NULL);
         if (tl_want_str(R, name, "attr", line) < 0)

@@ -145,6 +145,10 @@ int tl_split(struct rctx *R, struct tv s, struct tv *sep, int64_t maxsplit, bool
 int tl_replace(struct rctx *R, struct tv s, struct tv old, struct tv new, int64_t count, struct tv *out, int line);
 int tl_join(struct rctx *R, struct tv items, struct tv sep, struct tv *out, int line);
 struct tv tv_float(double f);
+/* markupsafe's escape(): & < > " ' as entities, the result a markup string. */
+int tl_escape(struct rctx *R, struct tv v, struct tv *out, int line);
+/* JSON text as a template value (template_json.c); `what` names it in the error. */
+int tl_json_value(struct rctx *R, const char *json, const char *what, struct tv *out);
 struct tv tv_none(void);
 struct tv tv_undef(void);
 

@@ -973,8 +973,20 @@ int tl_binop(struct rctx *R, int op, struct tv a, struct tv b, struct tv *out, i
         }
         return int_arith(R, op, tv_as_int(a), tv_as_int(b), out, line);
     }
-    if (op == OP_ADD && a.kind == TV_STR && b.kind == TV_STR)
-        return tl_concat(R, a, b, out, line);
+    if (op == OP_ADD && a.kind == TV_STR && b.kind == TV_STR && a.markup != b.markup) {
+        /* Markup + str escapes the str (markupsafe), and the sum is Markup */
+        if ((a.markup ? tl_escape(R, b, &b, line) : tl_escape(R, a, &a, line)) < 0 ||
+            tl_concat(R, a, b, out, line) < 0)
+            return R->err_code;
+        out->markup = true;
+        return 0;
+    }
+    if (op == OP_ADD && a.kind == TV_STR && b.kind == TV_STR) {
+        if (tl_concat(R, a, b, out, line) < 0)
+            return R->err_code;
+        out->markup = a.markup;
+        return 0;
+    }
     if (op == OP_ADD && tv_is_seq(a) && a.kind == b.kind) {
         size_t n = a.u.l->n + b.u.l->n;
         if (tl_list_value(R, n, a.kind, out, line) < 0)

@@ -171,11 +171,18 @@ int api_session_get(struct http_req *r)
 
 json_t *api_message_json(const struct store_message *m)
 {
-    return json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "id", (json_int_t)m->id, "seq",
-                     (json_int_t)m->seq, "role", m->role, "content", m->content,
-                     "reasoning_content", m->reasoning, "n_tokens", (json_int_t)m->n_tokens,
-                     "status", store_status_name(m->status), "created_at",
-                     (json_int_t)(m->created_ms / 1000));
+    json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "id", (json_int_t)m->id, "seq",
+                          (json_int_t)m->seq, "role", m->role, "content", m->content,
+                          "reasoning_content", m->reasoning, "n_tokens", (json_int_t)m->n_tokens,
+                          "status", store_status_name(m->status), "created_at",
+                          (json_int_t)(m->created_ms / 1000));
+    json_error_t e;
+    json_t *calls = m->tool_calls ? json_loads(m->tool_calls, 0, &e) : NULL;
+    if (calls)
+        json_object_set_new(j, "tool_calls", calls);
+    if (m->tool_call_id)
+        json_object_set_new(j, "tool_call_id", json_string(m->tool_call_id));
+    return j;
 }
 
 int api_session_messages(struct http_req *r)

@@ -114,12 +114,12 @@ int api_apply_template(struct http_req *r)
     json_decref(body);
     struct tmpl_message *m = calloc(q.n_msgs + 1, sizeof(*m));
     for (size_t i = 0; m && i < q.n_msgs; i++)
-        m[i] = (struct tmpl_message){q.msgs[i].role, q.msgs[i].content, NULL};
+        m[i] = (struct tmpl_message){.role = q.msgs[i].role, .content = q.msgs[i].content};
     char err[256];
     struct srv_prompt pr = {0};
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = m ? srv_model_render(sm, m, q.n_msgs, add_gen, &pr, err, sizeof(err)) : 0;
+    int rc = m ? srv_model_render(sm, m, q.n_msgs, NULL, add_gen, &pr, err, sizeof(err)) : 0;
     if (!m)
         rc = http_send_error(r, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
     else if (rc != 0)

@@ -27,7 +27,11 @@ void oai_request_fini(struct oai_request *q)
     for (size_t i = 0; i < q->n_msgs; i++) {
         free(q->msgs[i].role);
         free(q->msgs[i].content);
+        free(q->msgs[i].tool_calls);
+        free(q->msgs[i].tool_call_id);
+        free(q->msgs[i].name);
     }
+    oai_tools_fini(q);
     free(q->msgs);
     for (size_t i = 0; i < q->n_stop; i++)
         free(q->stop[i]);
@@ -39,10 +43,10 @@ void oai_request_fini(struct oai_request *q)
     memset(q, 0, sizeof(*q));
 }
 
-static int fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* fail: the one error setter of request parsing (oai_tools.c uses it too) */
+#define fail oai_fail
 
-static int fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
+int oai_fail(struct oai_error *e, const char *param, int code, const char *fmt, ...)
 {
     e->code = code;
     snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
@@ -184,9 +188,12 @@ static int parse_message(const json_t *m, size_t i, struct oai_message *out, str
     const char *r = json_string_value(role);
     if (strcmp(r, "developer") == 0)
         r = "system";
-    if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0)
+    if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0 &&
+        strcmp(r, "tool") != 0)
         return fail(e, param, SRV_EINVAL,
-                    "%s must be one of system, developer, user, assistant", param);
+                    "%s must be one of system, developer, user, assistant, tool", param);
+    if (oai_parse_message_tools(m, i, r, out, e) != 0)
+        return -1;
     json_t *content = json_object_get(m, "content");
     snprintf(param, sizeof(param), "messages[%zu].content", i);
     out->role = strdup(r);
@@ -195,7 +202,8 @@ static int parse_message(const json_t *m, size_t i, struct oai_message *out, str
     } else if (json_is_array(content)) {
         if (content_parts(content, i, &out->content, e) != 0)
             return -1;
-    } else if (json_is_null(content) && strcmp(r, "assistant") == 0) {
+    } else if ((json_is_null(content) || (!content && out->tool_calls)) &&
+               strcmp(r, "assistant") == 0) {
         out->content = strdup("");
     } else {
         return fail(e, param, SRV_ETYPE, "%s must be a string or an array of text parts",
@@ -386,7 +394,7 @@ int oai_parse(const json_t *body, bool chat, struct oai_request *q, struct oai_e
             return -1;
     }
     if (parse_sampling(body, q, e) || parse_stop(body, q, e) || parse_logit_bias(body, q, e) ||
-        parse_options(body, q, e))
+        parse_options(body, q, e) || oai_parse_tools(body, q, e))
         return -1;
     return 0;
 }

@@ -40,6 +40,8 @@ void gen_free(struct gen *g)
     }
     gen_release(g);
     tok_stream_fini(&g->ts);
+    gen_tools_free(g->tools);
+    gram_unref(g->grammar);
     rsn_free(g->rsn);
     stop_free(g->stop);
     strbuf_free(&g->content);
@@ -172,7 +174,8 @@ int gen_run(struct http_req *r, bool chat)
     if (!g)
         return 0;
     char *replay = NULL;
-    int rc = gen_build_prompt(g, http_header(r, "X-Session-Id"));
+    int rc = gen_tools_setup(g);
+    rc = rc ? rc : gen_build_prompt(g, http_header(r, "X-Session-Id"));
     rc = rc ? rc : gen_idem_claim(g, http_header(r, "Idempotency-Key"), r->body, r->body_len, &replay);
     if (rc == 0 && replay) { /* the first response: JSON, or the text of its stream */
         http_add_header(r, "Idempotent-Replayed", "true");
@@ -234,7 +237,7 @@ int gen_count(struct http_req *r, bool quote)
     struct gen *g = gen_new(r, true);
     if (!g)
         return 0;
-    if (gen_build_prompt(g, http_header(r, "X-Session-Id")) != 0) {
+    if (gen_tools_setup(g) != 0 || gen_build_prompt(g, http_header(r, "X-Session-Id")) != 0) {
         gen_send_error(r, g);
         gen_free(g);
         return 0;

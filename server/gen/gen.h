@@ -22,6 +22,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Tool-call formats of model families (gen_tools.c). */
+enum gen_tool_fmt {
+    GT_GENERIC,
+    GT_HERMES,
+    GT_LLAMA3,
+    GT_MISTRAL,
+    GT_DEEPSEEK_R1,
+    GT_FIREFUNCTION,
+    GT_FUNCTIONARY_V31,
+    GT_FUNCTIONARY_V32,
+    GT_COMMAND_R,
+    GT_N_FORMATS
+};
+
+struct gen_tools;
+
 /* Why a request failed: a module's code, the param it concerns and a message. */
 struct gen_err {
     enum srv_errmod mod;
@@ -74,6 +90,11 @@ struct gen {
     bool failed;
     bool stored;
     json_t *logprobs; /* chat logprobs content array, when asked */
+
+    /* constrained decoding and tool calls (gen_tools.c) */
+    struct gram *grammar;        /* response_format, grammar or a constrained tool call */
+    const char *grammar_trigger; /* lazy grammar: applies after this text (static) */
+    struct gen_tools *tools;     /* NULL: no tool calls parsed */
 };
 
 /* ---- entry points (the api/ handlers call these) ---- */
@@ -137,5 +158,48 @@ json_t *gen_message_json(const struct gen *g);
 void gen_add_finish_detail(const struct gen *g, json_t *choice);
 
 void gen_free(struct gen *g);
+
+/* gen_tools.c */
+/* The tool-call format of a chat template (override: the tool_format option, "auto" or
+ * empty to detect), and its name. */
+int gen_tool_format_detect(const char *template_src, const char *override);
+const char *gen_tool_format_name(int fmt);
+/* After parsing: compiles response_format / grammar, or sets up tool calls (format,
+ * grammar for required, named or strict calls). Returns 0 or an error code (g->err). */
+int gen_tools_setup(struct gen *g);
+/* The tools as the template sees them (NULL: none, or the generic format). */
+const char *gen_tools_template_json(const struct gen *g);
+/* The generic format's system message (NULL when not used). */
+const char *gen_tools_system_text(const struct gen *g);
+/* Whether the format's markers are control tokens that must be rendered as text. */
+bool gen_tools_render_special(const struct gen *g);
+/* OpenAI tool calls (arguments as JSON strings) as a template expects them: arguments
+ * parsed into objects unless args_as_string. Caller frees; NULL for none or bad JSON. */
+char *gen_tool_calls_for_template(const char *wire, bool args_as_string);
+/* At the end of the reply: parses the calls, finish_reason "tool_calls" when any. */
+void gen_tools_finish(struct gen *g);
+/* The parsed calls as OpenAI's tool_calls array (new reference), or NULL. */
+json_t *gen_tools_calls_json(const struct gen *g);
+/* Sets the message's content (text before the calls, null when empty) and tool_calls. */
+void gen_tools_message(const struct gen *g, json_t *msg);
+/* Bytes of g->content that are the reply's text (before any calls). */
+size_t gen_tools_content_len(const struct gen *g);
+/* Streaming: the delta.tool_calls entries since the last call (new reference, NULL for
+ * none); *content_upto is how much of g->content may be sent as text so far. */
+json_t *gen_tools_stream(struct gen *g, bool final, size_t *content_upto);
+/* A message as the model's template sees it: tool calls in the template's form (the
+ * generic format writes them into the content and tool results as user turns). Strings
+ * it allocates are added to owned[*n_owned] (at most 2; the caller frees them). */
+int gen_tools_view(const struct gen *g, const char *role, const char *content,
+                   const char *tool_calls, const char *tool_call_id, const char *name,
+                   struct tmpl_message *out, char **owned, size_t *n_owned);
+/* What a session stores for a reply with tool calls: the text before them and the calls
+ * (JSON); both NULL when the reply has none. Caller frees. */
+void gen_tools_store_fields(const struct gen *g, char **content, char **tool_calls);
+void gen_tools_free(struct gen_tools *t);
+/* Parses a whole reply in format fmt: returns the number of calls (0: the text is not
+ * calls), *calls an array of {name, arguments} (new reference, NULL when none) and
+ * *content_len the bytes of text before them. */
+int gen_tools_parse_text(int fmt, const char *text, json_t **calls, size_t *content_len);
 
 #endif

@@ -116,6 +116,9 @@ static void sampling_of(const struct gen *g, struct eng_sampling *s, struct eng_
     s->think_close = tok_find(g->sm->tok, "</think>");
     s->start_in_thought = g->sm->thinks;
     s->ignore_eos = g->q.ignore_eos;
+    s->grammar = g->grammar;
+    s->gram_vocab = g->sm->gram_vocab;
+    s->grammar_trigger = g->grammar_trigger;
 }
 
 int gen_setup_job(struct gen *g)
@@ -163,7 +166,8 @@ int gen_save_messages(struct gen *g)
                                  .token_ids = last ? g->job->prompt + g->prompt_tail_from : NULL,
                                  .n_token_ids = last ? g->n_prompt - g->prompt_tail_from : 0,
                                  .n_tokens = (int64_t)n, .fingerprint = g->sm->fingerprint,
-                                 .status = STORE_MSG_COMPLETE};
+                                 .status = STORE_MSG_COMPLETE, .tool_calls = g->q.msgs[i].tool_calls,
+                                 .tool_call_id = g->q.msgs[i].tool_call_id};
         int rc = store_message_append(g->srv->store, g->user_id, g->session_id, &m, NULL, NULL);
         if (rc != 0)
             return gen_fail(g, SRV_MOD_STORE, rc, NULL, "could not store the message: %s",

@@ -20,10 +20,15 @@ struct prompt_msgs {
     size_t first_new; /* index of the request's first message */
     struct store_message *history;
     size_t n_history;
+    char **owned;     /* strings the tool views allocated */
+    size_t n_owned;
 };
 
 static void prompt_msgs_free(struct prompt_msgs *p)
 {
+    for (size_t i = 0; i < p->n_owned; i++)
+        free(p->owned[i]);
+    free(p->owned);
     free(p->m);
     free(p->src);
     store_messages_free(p->history, p->n_history);
@@ -51,6 +56,34 @@ static int load_session(struct gen *g, const char *header, struct store_session 
     return 0;
 }
 
+/* The generic tool format describes the tools in the system message (a new one first
+ * when the conversation has none). */
+static int add_tool_system(struct gen *g, struct prompt_msgs *p)
+{
+    const char *tools = gen_tools_system_text(g);
+    if (!tools)
+        return 0;
+    struct strbuf b = {0};
+    bool has = p->n && strcmp(p->m[0].role, "system") == 0;
+    if (has && p->m[0].content && p->m[0].content[0]) {
+        strbuf_append(&b, p->m[0].content, strlen(p->m[0].content));
+        strbuf_append(&b, "\n\n", 2);
+    }
+    strbuf_append(&b, tools, strlen(tools));
+    if (!b.data)
+        return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
+    p->owned[p->n_owned++] = b.data;
+    if (!has) {
+        memmove(&p->m[1], &p->m[0], p->n * sizeof(*p->m));
+        memmove(&p->src[1], &p->src[0], p->n * sizeof(*p->src));
+        p->src[0] = NULL;
+        p->n++;
+        p->first_new++;
+    }
+    p->m[0] = (struct tmpl_message){.role = "system", .content = b.data};
+    return 0;
+}
+
 /* Whether a stored message takes part in prompts: error replies and empty replies do
  * not. */
 static bool in_prompt(const char *role, int64_t content_bytes, enum store_msg_status status)
@@ -75,22 +108,29 @@ static int collect_messages(struct gen *g, const struct store_session *sess, int
     size_t cap = g->q.n_msgs + p->n_history + 2;
     p->m = calloc(cap, sizeof(*p->m));
     p->src = calloc(cap, sizeof(*p->src));
-    if (!p->m || !p->src)
+    p->owned = calloc(2 * cap + 1, sizeof(*p->owned));
+    if (!p->m || !p->src || !p->owned)
         return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
     bool req_has_system = g->q.n_msgs && strcmp(g->q.msgs[0].role, "system") == 0;
     if (sess && sess->system_prompt[0] && !req_has_system)
-        p->m[p->n++] = (struct tmpl_message){"system", sess->system_prompt, NULL};
+        p->m[p->n++] = (struct tmpl_message){.role = "system", .content = sess->system_prompt};
     for (size_t i = 0; i < p->n_history; i++) {
         const struct store_message *h = &p->history[i];
         if (!in_prompt(h->role, (int64_t)strlen(h->content), h->status))
             continue;
         p->src[p->n] = h;
-        p->m[p->n++] = (struct tmpl_message){h->role, h->content, NULL};
+        if (gen_tools_view(g, h->role, h->content, h->tool_calls, h->tool_call_id, NULL,
+                           &p->m[p->n++], p->owned, &p->n_owned) != 0)
+            return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
     }
     p->first_new = p->n;
-    for (size_t i = 0; i < g->q.n_msgs; i++)
-        p->m[p->n++] = (struct tmpl_message){g->q.msgs[i].role, g->q.msgs[i].content, NULL};
-    return 0;
+    for (size_t i = 0; i < g->q.n_msgs; i++) {
+        const struct oai_message *q = &g->q.msgs[i];
+        if (gen_tools_view(g, q->role, q->content, q->tool_calls, q->tool_call_id, q->name,
+                           &p->m[p->n++], p->owned, &p->n_owned) != 0)
+            return gen_fail(g, SRV_MOD_SERVER, SRV_EINTERNAL, NULL, "out of memory");
+    }
+    return add_tool_system(g, p);
 }
 
 /* The ids of a rendered prompt. Where the model file and template that made the
@@ -152,7 +192,8 @@ static int render_ids(struct gen *g, const struct prompt_msgs *p, int32_t **ids,
     char err[256];
     struct srv_prompt pr;
     atomic_fetch_add(&g->srv->n_prompt_renders, 1);
-    int rc = srv_model_render(g->sm, p->m, p->n, true, &pr, err, sizeof(err));
+    int rc = srv_model_render(g->sm, p->m, p->n, gen_tools_template_json(g), true, &pr, err,
+                              sizeof(err));
     if (rc != 0)
         return gen_fail(g, SRV_MOD_TEMPLATE, rc, "messages", "chat template failed: %.170s", err);
     rc = prompt_ids(g, p, &pr, ids, n_ids, tail);

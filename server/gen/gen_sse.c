@@ -77,12 +77,16 @@ static void queue_deltas(struct stream *s)
         s->sent_reasoning = g->reasoning.len;
         sse_json(s, chunk(g, d, NULL));
     }
-    if (g->content.len > s->sent_content) {
+    size_t upto = g->content.len;
+    json_t *calls = g->tools ? gen_tools_stream(g, g->finish_reason != NULL, &upto) : NULL;
+    if (upto > s->sent_content) {
         json_t *d = json_pack("{s:s%}", "content", g->content.data + s->sent_content,
-                              g->content.len - s->sent_content);
-        s->sent_content = g->content.len;
+                              upto - s->sent_content);
+        s->sent_content = upto;
         sse_json(s, chunk(g, d, NULL));
     }
+    if (calls)
+        sse_json(s, chunk(g, json_pack("{s:o}", "tool_calls", calls), NULL));
 }
 
 static void queue_end(struct stream *s)

@@ -45,6 +45,7 @@ json_t *gen_message_json(const struct gen *g)
     json_t *m = json_pack("{s:s, s:s}", "role", "assistant", "content", strbuf_str(&g->content));
     if (g->split_reasoning && g->reasoning.len)
         json_object_set_new(m, "reasoning_content", json_string(strbuf_str(&g->reasoning)));
+    gen_tools_message(g, m);
     return m;
 }
 
@@ -122,9 +123,12 @@ int gen_store_result(struct gen *g, enum store_msg_status status)
     if (g->session_id[0]) {
         uint32_t n;
         int32_t *ids = reply_ids(g, &n);
+        char *content, *calls;
+        gen_tools_store_fields(g, &content, &calls);
         struct store_msg_in m = {
             .role = "assistant",
-            .content = strbuf_str(&g->content),
+            .content = content ? content : strbuf_str(&g->content),
+            .tool_calls = calls,
             .reasoning = strbuf_str(&g->reasoning),
             .token_ids = ids,
             .n_token_ids = n,
@@ -134,6 +138,8 @@ int gen_store_result(struct gen *g, enum store_msg_status status)
         };
         rc = store_finish_turn(g->srv->store, g->reply_begun ? &g->reply : NULL, &m, &u, NULL, &row);
         free(ids);
+        free(content);
+        free(calls);
     } else {
         rc = store_usage_record(g->srv->store, &u, &row);
     }

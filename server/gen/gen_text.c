@@ -129,6 +129,7 @@ static void finish(struct gen *g)
     default:
         g->finish_reason = g->finish_reason ? g->finish_reason : "cancelled";
     }
+    gen_tools_finish(g);
 }
 
 bool gen_pump(struct gen *g, int timeout_ms, uint32_t max_new)

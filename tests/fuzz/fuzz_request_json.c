@@ -23,8 +23,17 @@ static void check_request(const struct oai_request *q, bool chat)
         for (size_t i = 0; i < q->n_msgs; i++) {
             const char *r = q->msgs[i].role;
             FUZZ_CHECK(r && q->msgs[i].content);
-            FUZZ_CHECK(!strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant"));
+            FUZZ_CHECK(!strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant") ||
+                       !strcmp(r, "tool"));
+            FUZZ_CHECK(strcmp(r, "tool") != 0 || q->msgs[i].tool_call_id);
+            FUZZ_CHECK(!q->msgs[i].tool_calls || !strcmp(r, "assistant"));
         }
+        /* a named tool_choice names one of the tools; a grammar never comes with tools */
+        bool named = false;
+        for (size_t i = 0; i < q->n_tools; i++)
+            named = named || (q->tool_choice_name && !strcmp(q->tools[i].name, q->tool_choice_name));
+        FUZZ_CHECK(q->tool_choice != OAI_TOOLS_NAMED || named);
+        FUZZ_CHECK(!q->format_ebnf || q->tool_choice == OAI_TOOLS_NONE);
     } else {
         FUZZ_CHECK(q->prompt != NULL);
     }

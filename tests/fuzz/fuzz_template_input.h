@@ -28,6 +28,7 @@ static inline int ft_run_one(const uint8_t *data, size_t size)
     copy[size] = 0;
     size_t tlen = strnlen(copy, size);
     struct tmpl_message msgs[FT_MAX_MESSAGES];
+    memset(msgs, 0, sizeof(msgs));
     size_t n = 0;
     size_t pos = tlen + 1;
     while (pos < size && n < FT_MAX_MESSAGES) {

@@ -110,7 +110,9 @@ static void test_messages(void)
     chat_error("{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", 400,
                "messages[0].role", "invalid_value");
     chat_error("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400,
-               "messages[0].role", "invalid_value");
+               "messages[0].tool_call_id", "missing_required_parameter");
+    chat_error("{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}", 400,
+               "messages[0].tool_calls", "invalid_value");
     chat_error("{\"messages\":[{\"content\":\"x\"}]}", 400, "messages[0].role", "invalid_type");
     chat_error("{\"messages\":[]}", 400, "messages", "invalid_value");
     chat_error("{}", 400, "messages", "missing_required_parameter");

@@ -2,46 +2,21 @@
 // non-streamed and a streamed completion with include_usage, and an error case.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { fixtures, startChatd, tempDir, cleanup } from './chatd.mjs';
 
-const bin = process.env.CHATD_BIN;
-const fixtures = process.env.CHATD_FIXTURES;
 let server, dir, client;
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'chatd-sdk-'));
-  const port = await freePort();
-  server = spawn(bin, ['serve', '--port', String(port), '--db', join(dir, 'chatd.db'),
-    '--model', join(fixtures, 'models/tiny-qwen2-q8_0.gguf'), '--threads', '2'],
-  { stdio: ['ignore', 'ignore', 'inherit'] });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'not-needed-in-open-mode' });
+  dir = tempDir('chatd-sdk-');
+  server = await startChatd(dir, join(fixtures, 'models/tiny-qwen2-q8_0.gguf'));
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'not-needed-in-open-mode' });
 });
 
-after(() => {
-  server.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
+after(async () => {
+  await server.stop();
+  cleanup(dir);
 });
 
 test('models.list', async () => {

@@ -307,9 +307,12 @@ async function openSession(id) {
     $('chat-title').textContent = sess.title || 'Untitled chat';
     const box = $('messages');
     box.replaceChildren();
+    const callNames = new Map();
     for (const m of msgs.data || []) {
         if (m.role === 'user') {
             addUser(m.content);
+        } else if (m.role === 'tool') {
+            addToolResult(m, callNames.get(m.tool_call_id));
         } else if (m.role === 'assistant') {
             const v = addAssistant();
             v.reply.content = m.content || '';
@@ -321,6 +324,8 @@ async function openSession(id) {
             if (status === 'stopped') meta.push(h('span', { class: 'tag', text: 'stopped' }));
             if (status === 'error') meta.push(h('span', { class: 'tag error', text: 'error' }));
             v.meta.replaceChildren(...meta);
+            for (const c of m.tool_calls || []) callNames.set(c.id, c.function?.name);
+            addToolCalls(v, m.tool_calls);
         }
     }
     if (!box.children.length) box.append(h('div', { class: 'empty', text: 'No messages yet.' }));
@@ -381,6 +386,43 @@ function addAssistant() {
     const el = h('div', { class: 'msg assistant', 'data-state': 'streaming' }, thinking, bubble, meta);
     $('messages').append(el);
     return { el, thinking, summary, thinkingBody, bubble, meta, reply: newReply(), pending: false };
+}
+
+// ---- tool calls: one folded line per call and per result ----
+
+function shorten(text, n) {
+    const one = String(text).replace(/\s+/g, ' ').trim();
+    return one.length > n ? one.slice(0, n - 1) + '…' : one;
+}
+
+function prettyJson(text) {
+    try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
+}
+
+function addToolCalls(v, calls) {
+    if (!calls || !calls.length) return;
+    if (!v.reply.content) v.bubble.hidden = true;
+    const list = h('div', { class: 'tool-calls' });
+    for (const c of calls) {
+        const name = c.function?.name || '?';
+        const args = c.function?.arguments || '';
+        list.append(h('details', { class: 'tool-call', 'data-call-id': c.id || '' },
+            h('summary', {}, h('span', { class: 'tool-icon', text: 'ƒ' }),
+                h('code', { text: `${name}(${shorten(args, 60)})` })),
+            h('pre', { text: prettyJson(args) })));
+    }
+    v.el.insertBefore(list, v.meta);
+}
+
+function addToolResult(m, name) {
+    clearEmpty();
+    const el = h('div', { class: 'msg tool' },
+        h('details', { class: 'tool-result', 'data-call-id': m.tool_call_id || '' },
+            h('summary', {}, h('span', { class: 'tool-icon', text: '↳' }),
+                h('span', { text: `${name || 'tool'}: ` }), h('code', { text: shorten(m.content, 80) })),
+            h('pre', { text: prettyJson(m.content) })));
+    $('messages').append(el);
+    return el;
 }
 
 function renderReply(v, final) {

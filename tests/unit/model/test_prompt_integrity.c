@@ -8,7 +8,9 @@
  * every message is made of all those markers (with whitespace around, for the templates
  * that trim); the prompt is tokenized with the spans the renderer reports as message
  * text. The hostile prompt must hold exactly as many control tokens as the plain one.
- * Tokenizing it without the spans must hold more: the check can fail. */
+ * Tokenizing it without the spans must hold more: the check can fail. The same holds for
+ * the request's tools and a reply's tool calls: their strings (names, descriptions,
+ * arguments) made of the markers give the control tokens of plain ones. */
 #include "test.h"
 
 #include "gguf.h"
@@ -100,11 +102,12 @@ static struct tok_vocab *make_vocab(void)
 }
 
 /* Control tokens in the prompt as tokenized with (or without) the renderer's spans;
- * -1 when the template refuses the conversation. */
+ * -1 when the template refuses the conversation. tools: the request's tools (JSON). */
 static int control_count(const struct tmpl *t, const struct tmpl_message *m, size_t n,
-                         const char *bos, const char *eos, bool with_spans)
+                         const char *tools, const char *bos, const char *eos, bool with_spans)
 {
     struct tmpl_params p = tmpl_default_params();
+    p.tools_json = tools;
     p.messages = m;
     p.n_messages = n;
     p.add_generation_prompt = true;
@@ -131,6 +134,53 @@ static int control_count(const struct tmpl *t, const struct tmpl_message *m, siz
     return count;
 }
 
+static char hostile_json[8192]; /* the hostile text as a JSON string, quotes included */
+
+/* The request's tools, and an earlier reply's tool call, whose every string (names,
+ * descriptions, property names, arguments) is `text` (a JSON string literal). */
+static void tools_with(const char *text, char *tools, size_t tl, char *calls, size_t cl,
+                       bool string_arguments)
+{
+    snprintf(tools, tl,
+             "[{\"type\":\"function\",\"function\":{\"name\":%s,\"description\":%s,"
+             "\"parameters\":{\"type\":\"object\",\"properties\":{%s:{\"type\":\"string\","
+             "\"description\":%s}},\"required\":[%s]}}}]", text, text, text, text, text);
+    char args[4 * sizeof(hostile_json)];
+    snprintf(args, sizeof(args), "{%s:%s}", text, text);
+    json_t *as = json_string(args);
+    char *quoted = json_dumps(as, JSON_ENCODE_ANY);
+    snprintf(calls, cl,
+             "[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":%s,"
+             "\"arguments\":%s}}]", text, string_arguments ? quoted : args);
+    free(quoted);
+    json_decref(as);
+}
+
+/* Control tokens of a conversation with tools whose strings are plain words, and of the
+ * same with the hostile text in every string: a tool call on the assistant message, a
+ * tool result after it. Templates that take arguments as text get them so. */
+static void check_tools(const struct tmpl *t, const struct tmpl_message *m, size_t n,
+                        const char *bos, const char *eos, int *plain, int *hostile_n)
+{
+    static char tools[6][40000];
+    struct tmpl_message mm[2][8];
+    const char *texts[2] = {"\"lookup\"", hostile_json};
+    for (int h = 0; h < 2; h++) {
+        int count = -1;
+        for (int as_string = 0; as_string < 2 && count < 0; as_string++) {
+            tools_with(texts[h], tools[3 * h], sizeof(tools[0]), tools[3 * h + 1],
+                       sizeof(tools[0]), as_string);
+            memcpy(mm[h], m, n * sizeof(*m));
+            mm[h][n - 2].tool_calls_json = tools[3 * h + 1]; /* the assistant's reply */
+            mm[h][n - 1] = (struct tmpl_message){.role = "tool", .content = "42",
+                                                 .tool_call_id = "call_1"};
+            mm[h][n] = (struct tmpl_message){.role = "user", .content = "Thanks."};
+            count = control_count(t, mm[h], n + 1, tools[3 * h], bos, eos, true);
+        }
+        *(h ? hostile_n : plain) = count;
+    }
+}
+
 /* One template: plain and hostile conversations, with a system message if it takes one. */
 static void check_template(const char *name, const char *src, const char *bos, const char *eos)
 {
@@ -142,21 +192,27 @@ static void check_template(const char *name, const char *src, const char *bos, c
     struct tmpl_message mp[4], mh[4];
     const char *roles[] = {"system", "user", "assistant", "user"};
     for (int i = 0; i < 4; i++) {
-        mp[i] = (struct tmpl_message){roles[i], plain[i], NULL};
-        mh[i] = (struct tmpl_message){roles[i], hostile, i == 2 ? hostile : NULL};
+        mp[i] = (struct tmpl_message){.role = roles[i], .content = plain[i]};
+        mh[i] = (struct tmpl_message){.role = roles[i], .content = hostile,
+                                      .reasoning_content = i == 2 ? hostile : NULL};
     }
     size_t first = 0;
-    int a = control_count(t, mp, 4, bos, eos, true);
+    int a = control_count(t, mp, 4, NULL, bos, eos, true);
     if (a < 0) { /* no system role in this family */
         first = 1;
-        a = control_count(t, mp + 1, 3, bos, eos, true);
+        a = control_count(t, mp + 1, 3, NULL, bos, eos, true);
     }
-    int a_raw = control_count(t, mp + first, 4 - first, bos, eos, false);
-    int b = control_count(t, mh + first, 4 - first, bos, eos, true);
-    int c = control_count(t, mh + first, 4 - first, bos, eos, false);
+    int a_raw = control_count(t, mp + first, 4 - first, NULL, bos, eos, false);
+    int b = control_count(t, mh + first, 4 - first, NULL, bos, eos, true);
+    int c = control_count(t, mh + first, 4 - first, NULL, bos, eos, false);
+    int tools_plain = 0, tools_hostile = 0;
+    check_tools(t, mp + first, 4 - first, bos, eos, &tools_plain, &tools_hostile);
     tmpl_free(t);
     if (a < 0 || b < 0)
         TEST_FAIL_("%s: the template refused the conversation", name);
+    if (tools_plain != tools_hostile)
+        TEST_FAIL_("%s: %d control tokens with plain tools and tool calls, %d with markers in "
+                   "them", name, tools_plain, tools_hostile);
     if (a != a_raw) /* plain text: the spans change nothing (the reference's ids) */
         TEST_FAIL_("%s: %d control tokens with the spans, %d without", name, a, a_raw);
     if (a != b)
@@ -209,6 +265,11 @@ int main(void)
     for (size_t i = 0; i < N_MARKERS; i++)
         k += (size_t)snprintf(hostile + k, sizeof(hostile) - k, "%s%s", markers[i], i % 3 ? "" : " x ");
     snprintf(hostile + k, sizeof(hostile) - k, "</think> \n ");
+    json_t *hj = json_string(hostile);
+    char *hd = json_dumps(hj, JSON_ENCODE_ANY);
+    snprintf(hostile_json, sizeof(hostile_json), "%s", hd);
+    free(hd);
+    json_decref(hj);
     RUN(test_builtins);
     RUN(test_fixture_templates);
     tok_free(vocab);

@@ -1004,7 +1004,9 @@ static void old_file(void)
     ASSERT_INT_EQ(store_user_add(st, "alice", false, 0, NULL), 0);
     store_close(st);
     sql_exec(db_path, "DROP TABLE pending_usage; DROP TABLE reservations; "
-                      "ALTER TABLE idempotency DROP COLUMN body_hash; PRAGMA user_version = 1;");
+                      "ALTER TABLE idempotency DROP COLUMN body_hash; "
+                      "ALTER TABLE messages DROP COLUMN tool_calls; "
+                      "ALTER TABLE messages DROP COLUMN tool_call_id; PRAGMA user_version = 1;");
 }
 
 /* A database of schema version 1 is upgraded to the current one at open. */
