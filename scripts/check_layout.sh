@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The layout rules of docs/ARCHITECTURE.md that the compiler does not see, checked on the
+# The layout rules of the README's Layout section that the compiler does not see, checked on the
 # source tree (run by ctest as test_layout, so `make test` and CI fail on a violation):
 #   - server/ includes model.h, store.h, config.h and web.h of the other folders and
 #     nothing deeper (no sub-library header of model/, no private header of storage/);
