@@ -152,8 +152,12 @@ static void model_id_from_path(const char *path, char *out, size_t len)
 
 static void store_log(void *user, int level, const char *msg)
 {
-    log_write(level <= STORE_LOG_DEBUG ? LOG_DEBUG : level == STORE_LOG_INFO ? LOG_INFO
-              : level == STORE_LOG_WARN ? LOG_WARN : LOG_ERROR, "store %s", msg);
+    enum log_level l = level <= STORE_LOG_DEBUG  ? LOG_DEBUG
+                       : level == STORE_LOG_INFO ? LOG_INFO
+                       : level == STORE_LOG_WARN ? LOG_WARN
+                                                 : LOG_ERROR;
+    if (l >= log_min_level) /* as the log_* macros do */
+        log_write(l, "store %s", msg);
 }
 
 static int open_store(struct srv *s, char *err, size_t err_len)
